@@ -1,0 +1,20 @@
+/**
+ * effect-jobs: an Effect orchestration core for chunked jobs.
+ *
+ * @since 0.1.0
+ */
+
+/** Interruption <-> `AbortSignal`. @since 0.1.0 */
+export * as Abort from "./Abort.js"
+/** How one chunk is executed. @since 0.1.0 */
+export * as ChunkWorker from "./ChunkWorker.js"
+/** Domain schemas: ids, states, chunks, specs, statuses. @since 0.1.0 */
+export * as Job from "./Job.js"
+/** Tagged errors. @since 0.1.0 */
+export * as JobError from "./JobError.js"
+/** Runs one job's chunks. @since 0.1.0 */
+export * as JobExecutor from "./JobExecutor.js"
+/** The job lifecycle service. @since 0.1.0 */
+export * as JobManager from "./JobManager.js"
+/** The job store service. @since 0.1.0 */
+export * as JobRepository from "./JobRepository.js"

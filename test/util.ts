@@ -1,0 +1,44 @@
+import * as Effect from "effect/Effect"
+import type { ChunkContext } from "../src/ChunkWorker.js"
+import * as ChunkWorker from "../src/ChunkWorker.js"
+import type { Chunk } from "../src/Job.js"
+
+/**
+ * A worker that records what happens to the chunks it runs: which started (in order, with attempts),
+ * how many run at once, whose signal fired, which finished.
+ */
+export interface Recorder {
+  readonly started: Array<{ readonly chunkId: number; readonly attempt: number }>
+  readonly finished: Array<number>
+  readonly aborted: Array<number>
+  inFlight: number
+  maxInFlight: number
+}
+
+export const makeRecorder = (): Recorder => ({ started: [], finished: [], aborted: [], inFlight: 0, maxInFlight: 0 })
+
+/**
+ * Wraps `behaviour` so every attempt is recorded; each attempt reads its signal (as a careful worker does)
+ * and records when it fires.
+ */
+export const recordingWorker = (
+  recorder: Recorder,
+  behaviour: (chunk: Chunk, context: ChunkContext) => Effect.Effect<unknown, unknown>
+): ChunkWorker.ChunkWorker["Type"] =>
+  ChunkWorker.make((chunk, context) =>
+    Effect.suspend(() => {
+      recorder.started.push({ chunkId: chunk.id, attempt: context.attempt })
+      recorder.inFlight++
+      recorder.maxInFlight = Math.max(recorder.maxInFlight, recorder.inFlight)
+      context.signal.addEventListener("abort", () => recorder.aborted.push(chunk.id), { once: true })
+      return behaviour(chunk, context).pipe(
+        Effect.tap(() => Effect.sync(() => recorder.finished.push(chunk.id))),
+        Effect.ensuring(Effect.sync(() => recorder.inFlight--))
+      )
+    })
+  )
+
+/** Lets every fiber that can make progress without the clock do so. */
+export const settle = Effect.repeatN(Effect.yieldNow(), 50)
+
+export const startedIds = (recorder: Recorder): Array<number> => recorder.started.map((s) => s.chunkId)
