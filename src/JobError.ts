@@ -119,6 +119,17 @@ export class RepositoryError extends Schema.TaggedError<RepositoryError>()("Repo
 }
 
 /**
+ * The Promise facade's manager was closed; it takes no more calls.
+ *
+ * @since 0.1.0
+ */
+export class ManagerClosed extends Schema.TaggedError<ManagerClosed>()("ManagerClosed", {}) {
+  override get message(): string {
+    return "this job manager is closed"
+  }
+}
+
+/**
  * Wrap an error in `NonRetryable` (fail with it from an Effect worker, or throw it from a Promise worker)
  * to make the chunk fail at once, without further attempts.
  *

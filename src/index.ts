@@ -18,3 +18,13 @@ export * as JobExecutor from "./JobExecutor.js"
 export * as JobManager from "./JobManager.js"
 /** The job store service. @since 0.1.0 */
 export * as JobRepository from "./JobRepository.js"
+/** The Promise facade (also at `effect-jobs/promise`). @since 0.1.0 */
+export {
+  createJobManager,
+  executeJob,
+  type ExecuteJobOptions,
+  type JobManagerOptions,
+  type ListJobsQuery,
+  type PromiseJobManager,
+  type PromiseWorker
+} from "./promise.js"

@@ -1,0 +1,221 @@
+/**
+ * The Promise facade: the same engine as the Effect `JobManager`, behind plain Promises, with
+ * cancellation through web-standard `AbortSignal`.
+ *
+ * Every rejection is a real `Error` with a stable `name` and `_tag` (`JobNotFound`, `InvalidJobSpec`,
+ * `InvalidOption`, `ChunkFailed`, `JobFailed`, `RepositoryError`, `ManagerClosed`), or the signal's abort
+ * reason (a `DOMException` named `AbortError` unless you aborted with an `Error` of your own).
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { abortError, runPromise, whenAborted } from "./Abort.js"
+import type { ChunkContext } from "./ChunkWorker.js"
+import * as ChunkWorker from "./ChunkWorker.js"
+import type { Chunk, JobId, JobPage, JobSpecInput, JobState, JobStatus } from "./Job.js"
+import { JobSpec, makeJobId } from "./Job.js"
+import { firstIssue, InvalidJobSpec, InvalidOption, ManagerClosed } from "./JobError.js"
+import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
+import * as JobExecutor from "./JobExecutor.js"
+import { JobManager } from "./JobManager.js"
+import * as JobManagerModule from "./JobManager.js"
+import * as JobRepository from "./JobRepository.js"
+
+/**
+ * A Promise worker: runs one chunk, and stops when `signal` fires.
+ *
+ * @since 0.1.0
+ */
+export type PromiseWorker = (chunk: Chunk, context: ChunkContext) => Promise<unknown>
+
+/**
+ * Options of {@link createJobManager}.
+ *
+ * @since 0.1.0
+ */
+export interface JobManagerOptions {
+  readonly worker: PromiseWorker
+  /** Chunks in flight per job (default 4). */
+  readonly concurrency?: number | undefined
+  readonly retry?: JobExecutor.RetryPolicy | undefined
+  /** Time limit of one chunk attempt, in milliseconds or as a string such as `"30 seconds"`. */
+  readonly chunkTimeout?: number | string | undefined
+  readonly failurePolicy?: JobExecutor.FailurePolicy | undefined
+  /** Jobs running at once (default: no limit); the rest wait as `pending`, in submission order. */
+  readonly maxConcurrentJobs?: number | undefined
+  /** Where job statuses are kept (default `"memory"`). */
+  readonly store?: "memory" | undefined
+}
+
+/**
+ * A listing query: by state (one or several), `limit` per page, `cursor` from the previous page.
+ *
+ * @since 0.1.0
+ */
+export interface ListJobsQuery {
+  readonly state?: JobState | ReadonlyArray<JobState> | undefined
+  readonly limit?: number | undefined
+  readonly cursor?: string | undefined
+}
+
+/**
+ * A job manager for Promise code. Method names and meanings match the Effect `JobManager`.
+ *
+ * @since 0.1.0
+ */
+export interface PromiseJobManager extends AsyncDisposable {
+  /** Validates and stores the job as `pending`, starts it in the background, and resolves with its id. */
+  submitJob(spec: JobSpecInput): Promise<JobId>
+  /**
+   * Submits the job and resolves with its terminal status (`completed`, `failed` or `cancelled`). If
+   * `signal` aborts, the job is cancelled and the Promise rejects with the abort reason once `cancelled`
+   * is stored; an already-aborted signal submits nothing.
+   */
+  runJob(spec: JobSpecInput, options?: { readonly signal?: AbortSignal | undefined }): Promise<JobStatus>
+  /** The job's status, or `undefined` when there is no such job. */
+  getJob(id: string): Promise<JobStatus | undefined>
+  /** One page of jobs, newest first (see {@link listJobsPage} for the cursor of the next page). */
+  listJobs(query?: ListJobsQuery): Promise<Array<JobStatus>>
+  /** One page of jobs and the cursor of the next page (absent on the last page). */
+  listJobsPage(query?: ListJobsQuery): Promise<JobPage>
+  /** Cancels the job (see the cancellation contract) and resolves with its status. */
+  cancelJob(id: string): Promise<JobStatus>
+  /** Resolves with the job's terminal status. Aborting `signal` stops waiting; it does not cancel the job. */
+  waitForJob(id: string, options?: { readonly signal?: AbortSignal | undefined }): Promise<JobStatus>
+  /**
+   * The job's status now, then each change, ending after its terminal status. Aborting `signal` makes
+   * the iteration throw the abort reason; breaking out of the loop stops watching.
+   */
+  watchJob(id: string, options?: { readonly signal?: AbortSignal | undefined }): AsyncIterable<JobStatus>
+  /** Interrupts the running jobs (stored `cancelled`) and releases everything. Calling it again is a no-op. */
+  close(): Promise<void>
+}
+
+const functionOption = (name: string) =>
+  Schema.declare((input: unknown): input is (...args: Array<any>) => any => typeof input === "function", {
+    message: () => `${name} must be a function`
+  })
+
+const FacadeOptions = Schema.Struct({
+  ...JobManagerModule.ManagerOptions.fields,
+  worker: functionOption("worker"),
+  store: Schema.optional(Schema.Literal("memory"))
+})
+
+const ExecuteJobOptions = Schema.Struct({
+  ...JobExecutor.ExecutionOptions.fields,
+  worker: functionOption("worker"),
+  onProgress: Schema.optional(functionOption("onProgress")),
+  signal: Schema.optional(Schema.instanceOf(AbortSignal))
+})
+
+const validate = <A, I>(schema: Schema.Schema<A, I>, input: unknown): Effect.Effect<A, InvalidOption> =>
+  Effect.mapError(
+    Schema.decodeUnknown(schema, { onExcessProperty: "error" })(input),
+    (error) => new InvalidOption(firstIssue(error))
+  )
+
+const undefinedIfNotFound = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(effect, (error) => error._tag === "JobNotFound", () => Effect.succeed(undefined))
+
+/**
+ * Creates a job manager. Rejects with `InvalidOption` naming the option when an option is bad.
+ *
+ * One `ManagedRuntime` per manager holds its services; `close()` (or `await using`) disposes of it.
+ *
+ * @since 0.1.0
+ */
+export const createJobManager = async (options: JobManagerOptions): Promise<PromiseJobManager> => {
+  const { store: _store, worker, ...managerOptions } = await runPromise(validate(FacadeOptions, options))
+  const layer = JobManagerModule.layer(managerOptions).pipe(
+    Layer.provide(JobRepository.layerMemory),
+    Layer.provide(ChunkWorker.layerPromise(worker as PromiseWorker))
+  )
+  const runtime = ManagedRuntime.make(layer)
+  const rt = await runtime.runtime()
+  let closed = false
+
+  const run = <A, E>(
+    body: (manager: JobManager["Type"]) => Effect.Effect<A, E>,
+    signal?: AbortSignal | undefined
+  ): Promise<A> =>
+    closed
+      ? Promise.reject(new ManagerClosed())
+      : runPromise(Effect.flatMap(JobManager, body), { runtime, signal })
+
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await runtime.dispose()
+  }
+
+  return {
+    submitJob: (spec) => run((manager) => manager.submitJob(spec)),
+    runJob: (spec, options) => run((manager) => manager.runJob(spec), options?.signal),
+    getJob: (id) => run((manager) => undefinedIfNotFound(manager.getJob(id))),
+    listJobs: (query) => run((manager) => Effect.map(manager.listJobs(query), (page) => [...page.jobs])),
+    listJobsPage: (query) => run((manager) => manager.listJobs(query)),
+    cancelJob: (id) => run((manager) => manager.cancelJob(id)),
+    waitForJob: (id, options) => run((manager) => manager.awaitJob(id), options?.signal),
+    watchJob: (id, options) => {
+      if (closed) throw new ManagerClosed()
+      const signal = options?.signal
+      const statuses = Stream.unwrap(Effect.map(JobManager, (manager) => manager.watchJob(id)))
+      return Stream.toAsyncIterableRuntime(
+        signal === undefined ? statuses : Stream.interruptWhen(statuses, whenAborted(signal)),
+        rt
+      )
+    },
+    close,
+    [Symbol.asyncDispose]: close
+  }
+}
+
+/**
+ * Options of {@link executeJob}.
+ *
+ * @since 0.1.0
+ */
+export interface ExecuteJobOptions {
+  readonly worker: PromiseWorker
+  readonly concurrency?: number | undefined
+  readonly retry?: JobExecutor.RetryPolicy | undefined
+  readonly chunkTimeout?: number | string | undefined
+  readonly failurePolicy?: JobExecutor.FailurePolicy | undefined
+  /** Aborting it interrupts the chunks in flight (their signals fire) and starts no pending chunk. */
+  readonly signal?: AbortSignal | undefined
+  /** Called after each chunk settles with the counts so far. */
+  readonly onProgress?: ((event: ChunkSettled) => void) | undefined
+}
+
+/**
+ * Runs one job's chunks without a manager or a store, and resolves with the counts. Rejects with
+ * `InvalidJobSpec` / `InvalidOption` (nothing runs), `ChunkFailed` / `JobFailed` (per the failure policy),
+ * or the abort reason when `signal` aborts (no pending chunk starts; an already-aborted signal starts
+ * nothing).
+ *
+ * @since 0.1.0
+ */
+export const executeJob = (spec: JobSpecInput, options: ExecuteJobOptions): Promise<ExecutionSummary> => {
+  const signal = options?.signal
+  if (signal?.aborted) return Promise.reject(abortError(signal))
+  const program = Effect.gen(function*() {
+    const { onProgress, signal: _signal, worker, ...execution } = yield* validate(ExecuteJobOptions, options)
+    const decoded = yield* Effect.mapError(
+      Schema.decodeUnknown(JobSpec, { onExcessProperty: "error" })(spec),
+      (error) => new InvalidJobSpec(firstIssue(error))
+    )
+    const executionOptions: ExecutionOptions = execution
+    const report = onProgress as ((event: ChunkSettled) => void) | undefined
+    return yield* JobExecutor.executeValidated(decoded, {
+      ...executionOptions,
+      jobId: makeJobId(Date.now()),
+      onChunkSettled: report === undefined ? undefined : (event) => Effect.sync(() => report(event))
+    }).pipe(Effect.provideService(ChunkWorker.ChunkWorker, ChunkWorker.fromPromise(worker as PromiseWorker)))
+  })
+  return runPromise(program, { signal })
+}
