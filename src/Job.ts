@@ -54,12 +54,17 @@ export type JobState = typeof JobState.Type
  * The legal transitions, as data: `transitions[from]` lists the states `from` may move to.
  * Terminal states have none, so a stored terminal state never changes.
  *
+ * - `pending -> paused` holds a queued job; `paused -> pending` (resume) queues it again, and it continues
+ *   from its checkpoint when it next runs.
+ * - `running -> pending` re-queues a job whose manager shut down gracefully or whose owner stopped
+ *   heartbeating; it continues from its checkpoint.
+ *
  * @since 0.1.0
  */
 export const transitions: { readonly [From in JobState]: ReadonlyArray<JobState> } = {
-  pending: ["running", "cancelled", "failed"],
-  running: ["paused", "completed", "failed", "cancelled"],
-  paused: ["running", "cancelled"],
+  pending: ["running", "paused", "cancelled", "failed"],
+  running: ["pending", "paused", "completed", "failed", "cancelled"],
+  paused: ["pending", "cancelled"],
   completed: [],
   failed: [],
   cancelled: []
@@ -214,7 +219,13 @@ export class JobStatus extends Schema.Class<JobStatus>("effect-jobs/JobStatus")(
   createdAt: Schema.Date,
   updatedAt: Schema.Date,
   startedAt: Schema.optional(Schema.Date),
-  finishedAt: Schema.optional(Schema.Date)
+  finishedAt: Schema.optional(Schema.Date),
+  /** The manager instance that runs (or last ran) the job: `host:pid:random`. */
+  owner: Schema.optional(Schema.String),
+  /** Set while the job runs its finalize step, after every chunk succeeded. */
+  phase: Schema.optional(Schema.Literal("finalizing")),
+  /** The failed job this one re-drives (see `retryJob`). */
+  retryOf: Schema.optional(JobId)
 }) {}
 
 /**

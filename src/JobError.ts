@@ -119,6 +119,22 @@ export class RepositoryError extends Schema.TaggedError<RepositoryError>()("Repo
 }
 
 /**
+ * The operation does not apply to the job in its current state (e.g. re-driving a job that did not fail).
+ *
+ * @since 0.1.0
+ */
+export class InvalidJobState extends Schema.TaggedError<InvalidJobState>()("InvalidJobState", {
+  jobId: Schema.String,
+  state: Schema.String,
+  operation: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `cannot ${this.operation} job ${this.jobId}: it is ${this.state}; ${this.detail}`
+  }
+}
+
+/**
  * The Promise facade's manager was closed; it takes no more calls.
  *
  * @since 0.1.0

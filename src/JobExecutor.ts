@@ -125,6 +125,12 @@ export interface ExecuteOptions extends ExecutionOptions {
   readonly skip?: { readonly has: (chunkId: number) => boolean } | undefined
   /** Called after each chunk settles, in the fiber that ran it. */
   readonly onChunkSettled?: ((event: ChunkSettled) => Effect.Effect<void>) | undefined
+  /**
+   * Read before each chunk is pulled: once it returns true, no further chunk starts, the chunks in flight
+   * finish, and the execution succeeds with the counts so far (fewer settled chunks than `totalChunks`).
+   * A graceful drain, unlike interruption, which stops the chunks in flight too.
+   */
+  readonly shouldStop?: (() => boolean) | undefined
 }
 
 /**
@@ -195,6 +201,7 @@ export const executeValidated = (
     const total = totalChunks(spec)
     const skip = options.skip
     const onChunkSettled = options.onChunkSettled
+    const shouldStop = options.shouldStop
     const retry = options.retry
     const maxAttempts = retry?.attempts ?? defaults.attempts
     const isRetryable = retry?.isRetryable ?? ((error: unknown) => !isNonRetryable(error))
@@ -220,6 +227,7 @@ export const executeValidated = (
     /** The next chunk to run, or undefined when there is none (or the execution is halting). */
     const pull = (): Chunk | undefined => {
       while (!halted && nextIndex < total) {
+        if (shouldStop !== undefined && shouldStop()) return undefined
         const chunk = chunkAt(spec, nextIndex++)
         if (skip === undefined || !skip.has(chunk.id)) return chunk
         skipped++

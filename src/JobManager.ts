@@ -3,21 +3,29 @@
  *
  * A running job is a fiber in a `FiberMap` owned by the layer's scope; cancelling a job interrupts that
  * fiber. The fiber's `Exit` is mapped to the stored state in one place ({@link make}'s `settle`): success
- * -> `completed`, interruption only -> `cancelled`, any failure -> `failed` with the error's message.
+ * -> `completed`, interruption only -> `cancelled` (or `paused` / re-queued when it was paused or its
+ * manager shut down), any failure -> `failed` with the error's message.
+ *
+ * Each manager instance has an owner id (`host:pid:random`) and heartbeats through the repository. Jobs
+ * whose owner stopped heartbeating are claimed and resumed from their checkpoints by a live manager, and
+ * cancel/pause requests stored by another process reach the owner through `JobRepository.stopRequests`.
  *
  * @since 0.1.0
  */
+import { hostname } from "node:os"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as MutableList from "effect/MutableList"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -29,16 +37,19 @@ import {
   describeCause,
   firstIssue,
   InvalidJobSpec,
+  InvalidJobState,
   InvalidOption,
   JobNotFound,
   type RepositoryError
 } from "./JobError.js"
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
+import type { StopRequest } from "./JobRepository.js"
 import { JobRepository, withProgress } from "./JobRepository.js"
 
 /**
- * Options of a manager: how each job's chunks run, and how many jobs run at once.
+ * Options of a manager: how each job's chunks run, how many jobs run at once, and the timings of
+ * ownership (heartbeat, recovery) and shutdown. Durations are milliseconds.
  *
  * @since 0.1.0
  */
@@ -46,8 +57,21 @@ export const ManagerOptions = Schema.Struct({
   ...JobExecutor.ExecutionOptions.fields,
   /** Jobs running at once (default: no limit); the others wait as `pending`, started in submission order. */
   maxConcurrentJobs: Schema.optional(Schema.Int.pipe(Schema.positive())),
-  /** How often a watcher re-reads a job that runs in another process (default 500 ms). */
-  pollInterval: Schema.optional(Schema.Int.pipe(Schema.positive()))
+  /** How often a watcher re-reads a job that runs in another process (default 500). */
+  pollInterval: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /** How often this manager records that it is alive (default 1,000). */
+  heartbeatInterval: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /**
+   * A manager silent this long is gone: its jobs are claimed and resumed by a live manager, and a cancel
+   * of its running jobs is applied directly (default 5,000; more than `heartbeatInterval`).
+   */
+  staleAfter: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /**
+   * Durable stores only: on shutdown, how long running jobs may finish their in-flight chunks (no new
+   * chunk starts) before they are interrupted; either way they are left `pending`, to be resumed from their
+   * checkpoints (default 5,000).
+   */
+  shutdownGracePeriod: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
 }).annotations({ identifier: "ManagerOptions" })
 /** @since 0.1.0 */
 export type ManagerOptions = typeof ManagerOptions.Type
@@ -74,15 +98,33 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
   readonly listJobs: (query?: unknown) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
   /**
    * Cancels a job and returns its status:
-   * - `pending`: stored `cancelled`; it never starts a chunk.
-   * - `running`: its fiber is interrupted, every in-flight chunk is interrupted (its `AbortSignal` fires),
-   *   and this returns once `cancelled` is stored; no chunk starts after it returns.
-   * - `paused`: stored `cancelled`.
+   * - `pending` or `paused`: stored `cancelled`; it never starts another chunk.
+   * - `running` here: its fiber is interrupted, every in-flight chunk is interrupted (its `AbortSignal`
+   *   fires), and this returns once `cancelled` is stored; no chunk starts after it returns.
+   * - `running` in another process sharing the store: the request is stored, the owner interrupts the job,
+   *   and this returns once `cancelled` is stored (at once if the owner is gone).
    * - terminal: nothing changes; the status is returned as it is. Cancelling twice is the same as once.
    * If the job completes or fails as it is being cancelled, exactly one terminal state is stored and
    * returned, and it never changes afterwards.
    */
   readonly cancelJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+  /**
+   * Pauses a job: a `running` job is interrupted like a cancel (in-flight chunks aborted) but stored
+   * `paused`, its completed chunks kept in its checkpoint; a `pending` job is held as `paused`. Any other
+   * state: nothing changes. Returns the status.
+   */
+  readonly pauseJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+  /**
+   * Resumes a `paused` job: it is queued again (`pending`) and, when it runs, only the chunks missing
+   * from its checkpoint run. Any other state: nothing changes. Returns the status.
+   */
+  readonly resumeJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+  /**
+   * Re-drives a `failed` job as a new job (its `retryOf` names the failed one, which keeps its terminal
+   * state): only the chunks that failed or never ran are run. Fails with `InvalidJobState` for a job
+   * that did not fail.
+   */
+  readonly retryJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | InvalidJobState | RepositoryError>
   /** Waits for the job's terminal status. Interrupting the caller does not cancel the job. */
   readonly awaitJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
   /**
@@ -90,9 +132,14 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
    * intermediate statuses (it always gets the newest), never the terminal one.
    */
   readonly watchJob: (id: string) => Stream.Stream<JobStatus, JobNotFound | RepositoryError>
+  /** This manager's owner id, as stored on the jobs it runs. */
+  readonly owner: string
 }>() {}
 
-/** A job submitted to this manager and not yet settled. */
+/** Why a job's fiber is being stopped; read by `settle` to choose the state an interruption stores. */
+type StopReason = "cancel" | "pause" | "shutdown"
+
+/** A job queued or running in this manager. */
 interface LiveJob {
   readonly id: JobId
   readonly spec: JobSpec
@@ -100,6 +147,15 @@ interface LiveJob {
   status: JobStatus
   /** Completed when `status` next changes; made only while someone waits. */
   changed: Deferred.Deferred<void> | undefined
+  stopReason: StopReason | undefined
+  /** Set on a graceful shutdown: no further chunk starts. */
+  draining: boolean
+}
+
+interface Target {
+  readonly from: ReadonlyArray<JobState>
+  readonly to: JobState
+  readonly error?: string
 }
 
 const decodeSpec = Schema.decodeUnknown(JobSpecSchema, { onExcessProperty: "error" })
@@ -113,7 +169,13 @@ const decodeId = Schema.decodeUnknownOption(JobId)
  * @since 0.1.0
  */
 export const validateOptions = (input: unknown): Effect.Effect<ManagerOptions, InvalidOption> =>
-  Effect.mapError(decodeOptions(input ?? {}), (error) => new InvalidOption(firstIssue(error)))
+  Effect.flatMap(
+    Effect.mapError(decodeOptions(input ?? {}), (error) => new InvalidOption(firstIssue(error))),
+    (options) =>
+      (options.staleAfter ?? 5_000) > (options.heartbeatInterval ?? 1_000)
+        ? Effect.succeed(options)
+        : Effect.fail(new InvalidOption({ path: ["staleAfter"], detail: "must be longer than heartbeatInterval" }))
+  )
 
 const nextStatus = (job: LiveJob, last: JobStatus | undefined): Effect.Effect<JobStatus> =>
   Effect.suspend(() => {
@@ -122,29 +184,41 @@ const nextStatus = (job: LiveJob, last: JobStatus | undefined): Effect.Effect<Jo
     return Effect.zipRight(Deferred.await(job.changed), nextStatus(job, last))
   })
 
+const makeOwnerId = (): string =>
+  `${hostname()}:${process.pid}:${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`
+
 /**
- * Builds a manager in the current scope. Closing the scope interrupts every running job (stored
- * `cancelled`) and leaves no fiber behind; jobs still waiting for a slot stay `pending`.
+ * Builds a manager in the current scope.
+ *
+ * Closing the scope stops every job of this manager and leaves no fiber behind. With a durable store,
+ * running jobs stop pulling chunks, get `shutdownGracePeriod` to finish the chunks in flight, and are left
+ * `pending` to be resumed from their checkpoints by the next manager; with the memory store they are
+ * stored `cancelled`. Jobs still waiting for a slot stay `pending`.
  *
  * @since 0.1.0
  */
 export const make = (
   options?: ManagerOptions
-): Effect.Effect<JobManager["Type"], InvalidOption, JobRepository | ChunkWorker | Scope.Scope> =>
+): Effect.Effect<JobManager["Type"], InvalidOption | RepositoryError, JobRepository | ChunkWorker | Scope.Scope> =>
   Effect.gen(function*() {
     const validated = yield* validateOptions(options)
-    const { maxConcurrentJobs = Number.POSITIVE_INFINITY, pollInterval = 500, ...execution } = validated
+    const {
+      heartbeatInterval = 1_000,
+      maxConcurrentJobs = Number.POSITIVE_INFINITY,
+      pollInterval = 500,
+      shutdownGracePeriod = 5_000,
+      staleAfter = 5_000,
+      ...execution
+    } = validated
     const executionOptions: ExecutionOptions = execution
     const repository = yield* JobRepository
     const worker = yield* ChunkWorker
+    const owner = makeOwnerId()
     const fibers = yield* FiberMap.make<JobId, ExecutionSummary | undefined, unknown>()
     const live = new Map<JobId, LiveJob>()
     const waiting = MutableList.empty<LiveJob>()
     let running = 0
     let closing = false
-    // Runs before the FiberMap's own finalizer (finalizers run in reverse order): no job starts once the
-    // scope is closing.
-    yield* Effect.addFinalizer(() => Effect.sync(() => (closing = true)))
 
     const publish = (job: LiveJob, status: JobStatus): void => {
       job.status = status
@@ -159,42 +233,65 @@ export const make = (
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         publish(job, withProgress(job.status, event, new Date(now)))
         return Effect.catchAll(
-          repository.updateProgress(job.id, event),
+          repository.updateProgress(job.id, {
+            completedChunks: event.completedChunks,
+            failedChunks: event.failedChunks,
+            completedChunkId: event.outcome === "completed" ? event.chunkId : undefined
+          }),
           (error) => Effect.logWarning("could not record progress", error)
         )
       })
 
-    /** The one place where a job fiber's Exit becomes a stored state. */
+    /** The state a job fiber's Exit stores: the one place where an outcome becomes a state. */
+    const targetOf = (job: LiveJob, exit: Exit.Exit<ExecutionSummary | undefined, unknown>): Target | undefined => {
+      const stopped: Target = job.stopReason === "pause"
+        ? { from: ["running"], to: "paused" }
+        : job.stopReason === "shutdown" && repository.durable
+        ? { from: ["running"], to: "pending" }
+        : { from: ["pending", "running", "paused"], to: "cancelled" }
+      if (Exit.isSuccess(exit)) {
+        const summary = exit.value
+        if (summary === undefined) return undefined // it never started: someone else changed its state
+        return summary.completedChunks + summary.failedChunks >= summary.totalChunks
+          ? { from: ["running"], to: "completed" }
+          : stopped // drained before every chunk ran
+      }
+      return Cause.isInterruptedOnly(exit.cause)
+        ? stopped
+        : { from: ["pending", "running"], to: "failed", error: describeCause(exit.cause) }
+    }
+
     const settle = (job: LiveJob, exit: Exit.Exit<ExecutionSummary | undefined, unknown>): Effect.Effect<void> => {
-      const counts = { completedChunks: job.status.completedChunks, failedChunks: job.status.failedChunks }
-      const target: { readonly from: ReadonlyArray<JobState>; readonly to: JobState; readonly error?: string } | undefined =
-        Exit.isSuccess(exit)
-          ? exit.value === undefined ? undefined : { from: ["running"], to: "completed" }
-          : Cause.isInterruptedOnly(exit.cause)
-          ? { from: ["pending", "running", "paused"], to: "cancelled" }
-          : { from: ["pending", "running"], to: "failed", error: describeCause(exit.cause) }
+      const target = targetOf(job, exit)
       const stored = target === undefined
         ? Effect.map(repository.get(job.id), Option.getOrElse(() => job.status))
         : Effect.map(
-          repository.transition(job.id, target.from, target.to, { ...counts, error: target.error }),
+          repository.transition(job.id, target.from, target.to, {
+            completedChunks: job.status.completedChunks,
+            failedChunks: job.status.failedChunks,
+            error: target.error,
+            owner: target.to === "pending" || target.to === "paused" ? null : undefined
+          }),
           (result) => result.status
         )
       return stored.pipe(
         Effect.tap((status) => Effect.sync(() => publish(job, status))),
         Effect.catchAll((error) => Effect.logError("could not record the end of a job", error)),
-        Effect.ensuring(Effect.sync(() => live.delete(job.id))),
-        Effect.annotateLogs("jobId", job.id)
+        Effect.ensuring(Effect.sync(() => live.delete(job.id)))
       )
     }
 
     const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown> =>
       Effect.gen(function*() {
-        const started = yield* repository.transition(job.id, ["pending"], "running")
+        const started = yield* repository.transition(job.id, ["pending"], "running", { owner })
         if (!started.applied) return undefined
         publish(job, started.status)
+        const completed = started.status.completedChunks > 0 ? yield* repository.getCheckpoint(job.id) : undefined
         return yield* JobExecutor.executeValidated(job.spec, {
           ...executionOptions,
           jobId: job.id,
+          skip: completed,
+          shouldStop: () => job.draining,
           onChunkSettled: onChunkSettled(job)
         })
       }).pipe(
@@ -212,10 +309,28 @@ export const make = (
       if (closing || running >= maxConcurrentJobs) return Effect.void
       const job = MutableList.shift(waiting)
       if (job === undefined) return Effect.void
-      if (job.status.state !== "pending") return dispatch
+      if (job.status.state !== "pending" || live.get(job.id) !== job) return dispatch
       running++
       return Effect.zipRight(FiberMap.run(fibers, job.id, jobFiber(job), { onlyIfMissing: true }), dispatch)
     })
+
+    /** Queues a stored `pending` job owned by this manager. */
+    const enqueue = (spec: JobSpec, status: JobStatus): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const job: LiveJob = { id: status.id, spec, status, changed: undefined, stopReason: undefined, draining: false }
+        live.set(job.id, job)
+        MutableList.append(waiting, job)
+        return dispatch
+      })
+
+    /** Queues a job this manager has just taken over (claimed or resumed). */
+    const adopt = (id: JobId): Effect.Effect<void, RepositoryError> =>
+      Effect.gen(function*() {
+        const [status, spec] = yield* Effect.all([repository.get(id), repository.getSpec(id)])
+        if (Option.isSome(status) && Option.isSome(spec) && status.value.state === "pending") {
+          yield* enqueue(spec.value, status.value)
+        }
+      })
 
     const parseId = (id: string): Effect.Effect<JobId, JobNotFound> =>
       Option.match(decodeId(id), {
@@ -233,11 +348,8 @@ export const make = (
     const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
       const spec = yield* Effect.mapError(decodeSpec(input), (error) => new InvalidJobSpec(firstIssue(error)))
       const id = makeJobId(yield* Clock.currentTimeMillis)
-      const status = yield* repository.create({ id, spec, totalChunks: totalChunks(spec) })
-      const job: LiveJob = { id, spec, status, changed: undefined }
-      live.set(id, job)
-      MutableList.append(waiting, job)
-      yield* dispatch
+      const status = yield* repository.create({ id, spec, totalChunks: totalChunks(spec), owner })
+      yield* enqueue(spec, status)
       return id
     })
 
@@ -263,25 +375,114 @@ export const make = (
       return Option.isSome(last) ? last.value : yield* getJob(id)
     })
 
+    /** Interrupts a job fiber of this manager for `reason` and waits until its end is stored. */
+    const stopLocal = (id: JobId, reason: StopReason): Effect.Effect<boolean> =>
+      Effect.flatMap(FiberMap.has(fibers, id), (has) => {
+        const job = live.get(id)
+        if (!has || job === undefined) return Effect.succeed(false)
+        job.stopReason ??= reason
+        return Effect.as(FiberMap.remove(fibers, id), true)
+      })
+
+    /**
+     * Stops a job running in another process: stores the request and waits until the owner has stored
+     * the job's new state; applies the change directly when the owner is gone.
+     */
+    const stopRemote = (status: JobStatus, kind: StopRequest["kind"]) =>
+      Effect.gen(function*() {
+        const to: JobState = kind === "cancel" ? "cancelled" : "paused"
+        const ownerGone = (current: JobStatus) =>
+          Effect.gen(function*() {
+            if (current.owner === undefined) return true
+            const beat = yield* repository.lastHeartbeat(current.owner)
+            return Option.isNone(beat) || beat.value < (yield* Clock.currentTimeMillis) - staleAfter
+          })
+        let current = status
+        let requested = false
+        while (current.state === "running") {
+          if (yield* ownerGone(current)) {
+            const forced = yield* repository.transition(current.id, ["running"], to, {
+              owner: to === "paused" ? null : undefined
+            })
+            return forced.status
+          }
+          if (!requested) {
+            yield* repository.requestStop({ id: current.id, kind })
+            requested = true
+          } else {
+            yield* Effect.sleep(pollInterval)
+          }
+          current = yield* getJob(current.id)
+        }
+        return current
+      })
+
+    /** Removes a job that another transition took out of the queue. */
+    const dropQueued = (status: JobStatus): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const job = live.get(status.id)
+        if (job === undefined) return Effect.void
+        publish(job, status)
+        live.delete(status.id)
+        // A fiber may have been started for it; it finds the job's state changed and ends without running.
+        return FiberMap.remove(fibers, status.id)
+      })
+
     const cancelJob = Effect.fn("JobManager.cancelJob")(function*(id: string) {
       const jobId = yield* parseId(id)
       const fromWaiting = yield* repository.transition(jobId, ["pending", "paused"], "cancelled")
-      const job = live.get(jobId)
       if (fromWaiting.applied) {
-        if (job !== undefined) {
-          publish(job, fromWaiting.status)
-          live.delete(jobId)
-        }
-        // A fiber may have been started for it; it finds the job cancelled and ends without running.
-        yield* FiberMap.remove(fibers, jobId)
+        yield* dropQueued(fromWaiting.status)
         return fromWaiting.status
       }
-      if (fromWaiting.status.state === "running") {
-        // Interrupts the job fiber and waits for it: its finalizer has stored `cancelled` when this returns.
-        yield* FiberMap.remove(fibers, jobId)
-        return yield* getJob(jobId)
+      if (fromWaiting.status.state !== "running") return fromWaiting.status
+      // Interrupts the job fiber and waits for it: its finalizer has stored `cancelled` when this returns.
+      if (yield* stopLocal(jobId, "cancel")) return yield* getJob(jobId)
+      return yield* stopRemote(fromWaiting.status, "cancel")
+    })
+
+    const pauseJob = Effect.fn("JobManager.pauseJob")(function*(id: string) {
+      const jobId = yield* parseId(id)
+      const held = yield* repository.transition(jobId, ["pending"], "paused", { owner: null })
+      if (held.applied) {
+        yield* dropQueued(held.status)
+        return held.status
       }
-      return fromWaiting.status
+      if (held.status.state !== "running") return held.status
+      if (yield* stopLocal(jobId, "pause")) return yield* getJob(jobId)
+      return yield* stopRemote(held.status, "pause")
+    })
+
+    const resumeJob = Effect.fn("JobManager.resumeJob")(function*(id: string) {
+      const jobId = yield* parseId(id)
+      const resumed = yield* repository.transition(jobId, ["paused"], "pending", { owner })
+      if (resumed.applied) yield* adopt(jobId)
+      return resumed.status
+    })
+
+    const retryJob = Effect.fn("JobManager.retryJob")(function*(id: string) {
+      const failed = yield* getJob(id)
+      if (failed.state !== "failed") {
+        return yield* new InvalidJobState({
+          jobId: failed.id,
+          state: failed.state,
+          operation: "retry",
+          detail: "only a failed job can be re-driven"
+        })
+      }
+      const spec = yield* repository.getSpec(failed.id)
+      if (Option.isNone(spec)) return yield* new JobNotFound({ jobId: failed.id })
+      const completed = yield* repository.getCheckpoint(failed.id)
+      const status = yield* repository.create({
+        id: makeJobId(yield* Clock.currentTimeMillis),
+        spec: spec.value,
+        totalChunks: failed.totalChunks,
+        owner,
+        retryOf: failed.id,
+        completed
+      })
+      yield* enqueue(spec.value, status)
+      return status
     })
 
     const runJob = Effect.fn("JobManager.runJob")(function*(input: unknown) {
@@ -293,6 +494,57 @@ export const make = (
       )
     })
 
+    /** Takes over the jobs of managers that stopped heartbeating, and queues them. */
+    const recover = Effect.gen(function*() {
+      const staleBefore = (yield* Clock.currentTimeMillis) - staleAfter
+      const claimed = yield* repository.claimOrphans(owner, staleBefore)
+      yield* Effect.forEach(claimed, adopt, { discard: true })
+    })
+
+    const logFailure = (what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.catchAll(effect, (error) => Effect.logWarning(what, error))
+
+    yield* repository.heartbeat(owner)
+    yield* recover
+    yield* repository.heartbeat(owner).pipe(
+      logFailure("heartbeat failed"),
+      Effect.repeat(Schedule.spaced(heartbeatInterval)),
+      Effect.forkScoped
+    )
+    yield* recover.pipe(
+      logFailure("recovery of orphaned jobs failed"),
+      Effect.repeat(Schedule.spaced(staleAfter)),
+      Effect.delay(staleAfter),
+      Effect.forkScoped
+    )
+    yield* repository.stopRequests(owner).pipe(
+      Stream.runForEach((request) => stopLocal(request.id, request.kind)),
+      logFailure("listening for stop requests failed"),
+      Effect.forkScoped
+    )
+
+    // Finalizers run in reverse order: this one runs before the FiberMap's and the background fibers'.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        closing = true
+        const jobs = [...live.values()]
+        for (const job of jobs) {
+          job.stopReason ??= "shutdown"
+          job.draining = true
+        }
+        if (repository.durable && shutdownGracePeriod > 0) {
+          // Draining jobs end on their own once their chunks in flight are done. (Finalizers run
+          // uninterruptibly: the wait must be made interruptible for the timeout to cut it short.)
+          yield* Effect.forEach(jobs, (job) => Effect.ignore(Effect.flatMap(FiberMap.get(fibers, job.id), Fiber.await)), {
+            concurrency: "unbounded",
+            discard: true
+          }).pipe(Effect.interruptible, Effect.timeout(shutdownGracePeriod), Effect.ignore)
+        }
+        yield* FiberMap.clear(fibers)
+        yield* logFailure("could not retire this manager")(repository.retire(owner))
+      })
+    )
+
     return JobManager.of({
       submitJob,
       runJob,
@@ -302,8 +554,12 @@ export const make = (
         return yield* repository.list(query)
       }),
       cancelJob,
+      pauseJob,
+      resumeJob,
+      retryJob,
       awaitJob,
-      watchJob
+      watchJob,
+      owner
     })
   })
 
@@ -315,4 +571,5 @@ export const make = (
  */
 export const layer = (
   options?: ManagerOptions
-): Layer.Layer<JobManager, InvalidOption, JobRepository | ChunkWorker> => Layer.scoped(JobManager, make(options))
+): Layer.Layer<JobManager, InvalidOption | RepositoryError, JobRepository | ChunkWorker> =>
+  Layer.scoped(JobManager, make(options))

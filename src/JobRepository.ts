@@ -10,7 +10,10 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Stream from "effect/Stream"
 import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from "./internal/cursor.js"
+import { RangeSet } from "./internal/rangeSet.js"
 import type { JobId, JobPage, JobSpec, JobState, ListQuery } from "./Job.js"
 import { canTransition, isTerminal, JobStatus, progressOf } from "./Job.js"
 import type { InvalidOption, RepositoryError } from "./JobError.js"
@@ -25,6 +28,12 @@ export interface NewJob {
   readonly id: JobId
   readonly spec: JobSpec
   readonly totalChunks: number
+  /** The manager instance that will run it. */
+  readonly owner?: string | undefined
+  /** The failed job this one re-drives; its checkpoint is `completed`. */
+  readonly retryOf?: JobId | undefined
+  /** Chunks already completed (a re-drive starts from the failed job's checkpoint). */
+  readonly completed?: RangeSet | undefined
 }
 
 /**
@@ -36,6 +45,10 @@ export interface TransitionPatch {
   readonly error?: string | undefined
   readonly completedChunks?: number | undefined
   readonly failedChunks?: number | undefined
+  /** A new owner, or `null` to clear it (the job is then free for any manager to claim). */
+  readonly owner?: string | null | undefined
+  /** `"finalizing"` while the finalize step runs, `null` to clear it. */
+  readonly phase?: "finalizing" | null | undefined
 }
 
 /**
@@ -56,6 +69,18 @@ export interface TransitionResult {
 export interface ProgressUpdate {
   readonly completedChunks: number
   readonly failedChunks: number
+  /** The chunk that just completed: added to the job's checkpoint. */
+  readonly completedChunkId?: number | undefined
+}
+
+/**
+ * A request, stored by any process, that the job's owner stop running it.
+ *
+ * @since 0.1.0
+ */
+export interface StopRequest {
+  readonly id: JobId
+  readonly kind: "cancel" | "pause"
 }
 
 /**
@@ -83,12 +108,33 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
     patch?: TransitionPatch
   ) => Effect.Effect<TransitionResult, JobNotFound | RepositoryError>
   /**
-   * Records chunk counts of a job that is not terminal (ignored once it is). A store may coalesce these
-   * writes; a transition always writes the counts it is given.
+   * Records chunk counts of a job that is not terminal (ignored once it is) and adds `completedChunkId`
+   * to its checkpoint. A store may coalesce these writes (a crash then loses at most one flush window);
+   * reads in the same process always see them, and a transition writes them first.
    */
   readonly updateProgress: (id: JobId, progress: ProgressUpdate) => Effect.Effect<void, RepositoryError>
+  /** The ids of the job's completed chunks, as recorded so far. */
+  readonly getCheckpoint: (id: JobId) => Effect.Effect<RangeSet, JobNotFound | RepositoryError>
   /** Removes a job; `false` if there was none. */
   readonly delete: (id: JobId) => Effect.Effect<boolean, RepositoryError>
+  /** Whether jobs outlive the process (a file or a server), so a stopped manager's jobs can be resumed. */
+  readonly durable: boolean
+  /** Records that `owner` is alive now. */
+  readonly heartbeat: (owner: string) => Effect.Effect<void, RepositoryError>
+  /** Forgets `owner`'s heartbeat (a manager shutting down): its pending and running jobs become claimable. */
+  readonly retire: (owner: string) => Effect.Effect<void, RepositoryError>
+  /** The time of `owner`'s last heartbeat (epoch millis), if it has one. */
+  readonly lastHeartbeat: (owner: string) => Effect.Effect<Option.Option<number>, RepositoryError>
+  /**
+   * Atomically takes over every `pending` or `running` job whose owner is not `owner` and has no heartbeat
+   * since `staleBefore` (or no owner at all): each becomes `pending`, owned by `owner`. Returns their ids,
+   * oldest first. Two managers claiming at once never get the same job.
+   */
+  readonly claimOrphans: (owner: string, staleBefore: number) => Effect.Effect<ReadonlyArray<JobId>, RepositoryError>
+  /** Stores a request that the owner of a running job stop it (the owner sees it in `stopRequests`). */
+  readonly requestStop: (request: StopRequest) => Effect.Effect<void, RepositoryError>
+  /** The stop requests of `owner`'s running jobs, as they are made (from any process sharing the store). */
+  readonly stopRequests: (owner: string) => Stream.Stream<StopRequest, RepositoryError>
 }>() {}
 
 /**
@@ -106,8 +152,10 @@ export const applyTransition = (
   const completedChunks = patch?.completedChunks ?? status.completedChunks
   const failedChunks = patch?.failedChunks ?? status.failedChunks
   const error = patch?.error ?? status.error
+  const owner = patch?.owner === null ? undefined : patch?.owner ?? status.owner
+  const phase = patch?.phase === null || isTerminal(to) ? undefined : patch?.phase ?? status.phase
   const startedAt = status.startedAt ?? (to === "running" ? now : undefined)
-  const finishedAt = to === "completed" || to === "failed" || to === "cancelled" ? now : undefined
+  const finishedAt = isTerminal(to) ? now : undefined
   return new JobStatus({
     id: status.id,
     ...(status.name === undefined ? {} : { name: status.name }),
@@ -120,7 +168,10 @@ export const applyTransition = (
     createdAt: status.createdAt,
     updatedAt: now,
     ...(startedAt === undefined ? {} : { startedAt }),
-    ...(finishedAt === undefined ? {} : { finishedAt })
+    ...(finishedAt === undefined ? {} : { finishedAt }),
+    ...(owner === undefined ? {} : { owner }),
+    ...(phase === undefined ? {} : { phase }),
+    ...(status.retryOf === undefined ? {} : { retryOf: status.retryOf })
   }, true)
 }
 
@@ -129,18 +180,22 @@ export const applyTransition = (
  *
  * @since 0.1.0
  */
-export const newJobStatus = (job: NewJob, now: Date): JobStatus =>
-  new JobStatus({
+export const newJobStatus = (job: NewJob, now: Date): JobStatus => {
+  const completedChunks = job.completed?.size ?? 0
+  return new JobStatus({
     id: job.id,
     ...(job.spec.name === undefined ? {} : { name: job.spec.name }),
     state: "pending",
     totalChunks: job.totalChunks,
-    completedChunks: 0,
+    completedChunks,
     failedChunks: 0,
-    progress: 0,
+    progress: progressOf(job.totalChunks, completedChunks, 0, "pending"),
     createdAt: now,
-    updatedAt: now
+    updatedAt: now,
+    ...(job.owner === undefined ? {} : { owner: job.owner }),
+    ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf })
   }, true)
+}
 
 /**
  * The same status with new chunk counts (state unchanged).
@@ -162,14 +217,23 @@ export const defaultListLimit = 50
 const statesOf = (query: ListQuery): ReadonlySet<JobState> | undefined =>
   query.state === undefined ? undefined : new Set(typeof query.state === "string" ? [query.state] : query.state)
 
+interface MemoryEntry {
+  status: JobStatus
+  readonly spec: JobSpec
+  readonly checkpoint: RangeSet
+}
+
 /**
- * An in-memory store: fast, and gone with the process. Each operation runs without yielding, so every
- * compare-and-set is atomic.
+ * An in-memory store: fast, and gone with the process (`durable: false`). Each operation runs without
+ * yielding, so every compare-and-set is atomic. Managers sharing one memory store in a process see each
+ * other's stop requests.
  *
  * @since 0.1.0
  */
-export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.sync(() => {
-  const jobs = new Map<JobId, { status: JobStatus; readonly spec: JobSpec }>()
+export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(function*() {
+  const jobs = new Map<JobId, MemoryEntry>()
+  const heartbeats = new Map<string, number>()
+  const stops = yield* PubSub.unbounded<StopRequest & { readonly owner: string }>()
   const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
   const transition = (id: JobId, from: ReadonlyArray<JobState>, to: JobState, patch?: TransitionPatch) =>
@@ -184,11 +248,23 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.sync(() =
       return Effect.succeed<TransitionResult>({ applied: true, status: entry.status })
     })
 
+  const isOrphanOf = (owner: string, staleBefore: number) => (status: JobStatus): boolean => {
+    if (status.state !== "pending" && status.state !== "running") return false
+    if (status.owner === undefined) return true
+    if (status.owner === owner) return false
+    const beat = heartbeats.get(status.owner)
+    return beat === undefined || beat < staleBefore
+  }
+
   return JobRepository.of({
     create: (job) =>
       Effect.map(now, (date) => {
         const status = newJobStatus(job, date)
-        jobs.set(job.id, { status, spec: job.spec })
+        jobs.set(job.id, {
+          status,
+          spec: job.spec,
+          checkpoint: job.completed?.copy() ?? RangeSet.empty()
+        })
         return status
       }),
     get: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.status)),
@@ -220,8 +296,46 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.sync(() =
         const entry = jobs.get(id)
         if (entry === undefined || isTerminal(entry.status.state)) return
         entry.status = withProgress(entry.status, progress, date)
+        if (progress.completedChunkId !== undefined) entry.checkpoint.add(progress.completedChunkId)
       }),
-    delete: (id) => Effect.sync(() => jobs.delete(id))
+    getCheckpoint: (id) =>
+      Effect.suspend(() => {
+        const entry = jobs.get(id)
+        return entry === undefined ? Effect.fail(new JobNotFound({ jobId: id })) : Effect.succeed(entry.checkpoint.copy())
+      }),
+    delete: (id) => Effect.sync(() => jobs.delete(id)),
+    durable: false,
+    heartbeat: (owner) => Effect.map(Clock.currentTimeMillis, (millis) => void heartbeats.set(owner, millis)),
+    retire: (owner) => Effect.sync(() => void heartbeats.delete(owner)),
+    lastHeartbeat: (owner) => Effect.sync(() => Option.fromNullable(heartbeats.get(owner))),
+    claimOrphans: (owner, staleBefore) =>
+      Effect.flatMap(now, (date) => {
+        const isOrphan = isOrphanOf(owner, staleBefore)
+        const claimed: Array<JobStatus> = []
+        for (const entry of jobs.values()) {
+          if (!isOrphan(entry.status)) continue
+          entry.status = applyTransition(entry.status, "pending", { owner }, date)
+          claimed.push(entry.status)
+        }
+        claimed.sort((a, b) => -compareNewestFirst(
+          { createdAt: a.createdAt.getTime(), id: a.id },
+          { createdAt: b.createdAt.getTime(), id: b.id }
+        ))
+        return Effect.succeed(claimed.map((status) => status.id))
+      }),
+    requestStop: (request) =>
+      Effect.suspend(() => {
+        const entry = jobs.get(request.id)
+        if (entry === undefined || entry.status.state !== "running" || entry.status.owner === undefined) {
+          return Effect.void
+        }
+        return PubSub.publish(stops, { ...request, owner: entry.status.owner })
+      }),
+    stopRequests: (owner) =>
+      Stream.fromPubSub(stops).pipe(
+        Stream.filter((request) => request.owner === owner),
+        Stream.map(({ id, kind }): StopRequest => ({ id, kind }))
+      )
   })
 })
 
