@@ -153,15 +153,20 @@ const ChunkList = Schema.Array(Chunk).pipe(
 )
 
 /**
- * What a user submits: an optional name and metadata, and the chunks, either as an explicit array or as a
- * {@link RangePlan}.
+ * What a user submits: an optional name and metadata, the chunks (an explicit array or a
+ * {@link RangePlan}), and an optional finalize step.
  *
  * @since 0.1.0
  */
 export const JobSpec = Schema.Struct({
   name: Schema.optional(Schema.String.pipe(Schema.maxLength(256))),
   metadata: Schema.optional(Schema.Record({ key: Schema.String, value: Json })),
-  chunks: Schema.Union(ChunkList, RangePlan)
+  chunks: Schema.Union(ChunkList, RangePlan),
+  /** The finalize step to run after the chunks: a finalizer the manager knows by `name`. */
+  finalize: Schema.optional(Schema.Struct({
+    name: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)),
+    payload: Schema.optional(Json)
+  }))
 }).annotations({ identifier: "JobSpec" })
 /** @since 0.1.0 */
 export type JobSpec = typeof JobSpec.Type

@@ -29,7 +29,10 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { LazyAbortController } from "./Abort.js"
 import { ChunkWorker } from "./ChunkWorker.js"
+import type { FinalizeContext, Finalizer } from "./Finalizer.js"
+import { FinalizeFailed } from "./Finalizer.js"
 import type { JobPage, JobSpec, JobState } from "./Job.js"
 import { isTerminal, JobId, JobSpec as JobSpecSchema, ListQuery, makeJobId, totalChunks } from "./Job.js"
 import type { JobStatus } from "./Job.js"
@@ -71,7 +74,14 @@ export const ManagerOptions = Schema.Struct({
    * chunk starts) before they are interrupted; either way they are left `pending`, to be resumed from their
    * checkpoints (default 5,000).
    */
-  shutdownGracePeriod: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
+  shutdownGracePeriod: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  /** The finalize steps jobs may name in their spec's `finalize`, by name. */
+  finalizers: Schema.optional(Schema.Record({
+    key: Schema.String,
+    value: Schema.declare((input: unknown): input is Finalizer => typeof input === "function", {
+      message: () => "a finalizer must be a function"
+    })
+  }))
 }).annotations({ identifier: "ManagerOptions" })
 /** @since 0.1.0 */
 export type ManagerOptions = typeof ManagerOptions.Type
@@ -184,6 +194,10 @@ const nextStatus = (job: LiveJob, last: JobStatus | undefined): Effect.Effect<Jo
     return Effect.zipRight(Deferred.await(job.changed), nextStatus(job, last))
   })
 
+/** Whether every chunk settled (an execution drained by a shutdown or pause ends before that). */
+const isFinished = (summary: ExecutionSummary): boolean =>
+  summary.completedChunks + summary.failedChunks >= summary.totalChunks
+
 const makeOwnerId = (): string =>
   `${hostname()}:${process.pid}:${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`
 
@@ -208,6 +222,7 @@ export const make = (
       pollInterval = 500,
       shutdownGracePeriod = 5_000,
       staleAfter = 5_000,
+      finalizers = {},
       ...execution
     } = validated
     const executionOptions: ExecutionOptions = execution
@@ -252,7 +267,7 @@ export const make = (
       if (Exit.isSuccess(exit)) {
         const summary = exit.value
         if (summary === undefined) return undefined // it never started: someone else changed its state
-        return summary.completedChunks + summary.failedChunks >= summary.totalChunks
+        return isFinished(summary)
           ? { from: ["running"], to: "completed" }
           : stopped // drained before every chunk ran
       }
@@ -281,19 +296,52 @@ export const make = (
       )
     }
 
+    /** Runs the job's finalize step, with `phase: "finalizing"` recorded while it runs. */
+    const finalize = (job: LiveJob, step: NonNullable<JobSpec["finalize"]>, summary: ExecutionSummary) =>
+      Effect.gen(function*() {
+        const progress = {
+          completedChunks: summary.completedChunks,
+          failedChunks: summary.failedChunks,
+          phase: "finalizing" as const
+        }
+        publish(job, withProgress(job.status, progress, new Date(yield* Clock.currentTimeMillis)))
+        yield* repository.updateProgress(job.id, progress)
+        const finalizer = Object.hasOwn(finalizers, step.name) ? finalizers[step.name] : undefined
+        if (finalizer === undefined) {
+          return yield* new FinalizeFailed({ name: step.name, cause: "this manager has no finalizer of that name" })
+        }
+        const controller = new LazyAbortController()
+        const context: FinalizeContext = {
+          jobId: job.id,
+          spec: job.spec,
+          payload: step.payload,
+          completedChunks: summary.completedChunks,
+          failedChunks: summary.failedChunks,
+          get signal() {
+            return controller.signal
+          }
+        }
+        yield* finalizer(context).pipe(
+          Effect.onInterrupt(() => Effect.sync(() => controller.abort())),
+          Effect.mapError((cause) => new FinalizeFailed({ name: step.name, cause }))
+        )
+      })
+
     const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown> =>
       Effect.gen(function*() {
         const started = yield* repository.transition(job.id, ["pending"], "running", { owner })
         if (!started.applied) return undefined
         publish(job, started.status)
         const completed = started.status.completedChunks > 0 ? yield* repository.getCheckpoint(job.id) : undefined
-        return yield* JobExecutor.executeValidated(job.spec, {
+        const summary = yield* JobExecutor.executeValidated(job.spec, {
           ...executionOptions,
           jobId: job.id,
           skip: completed,
           shouldStop: () => job.draining,
           onChunkSettled: onChunkSettled(job)
         })
+        if (job.spec.finalize !== undefined && isFinished(summary)) yield* finalize(job, job.spec.finalize, summary)
+        return summary
       }).pipe(
         Effect.provideService(ChunkWorker, worker),
         Effect.onExit((exit) => settle(job, exit)),
@@ -347,6 +395,15 @@ export const make = (
 
     const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
       const spec = yield* Effect.mapError(decodeSpec(input), (error) => new InvalidJobSpec(firstIssue(error)))
+      if (spec.finalize !== undefined && !Object.hasOwn(finalizers, spec.finalize.name)) {
+        const known = Object.keys(finalizers)
+        return yield* new InvalidJobSpec({
+          path: ["finalize", "name"],
+          detail: `no finalizer named ${JSON.stringify(spec.finalize.name)} (known: ${
+            known.length === 0 ? "none" : known.join(", ")
+          })`
+        })
+      }
       const id = makeJobId(yield* Clock.currentTimeMillis)
       const status = yield* repository.create({ id, spec, totalChunks: totalChunks(spec), owner })
       yield* enqueue(spec, status)

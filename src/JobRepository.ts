@@ -71,6 +71,8 @@ export interface ProgressUpdate {
   readonly failedChunks: number
   /** The chunk that just completed: added to the job's checkpoint. */
   readonly completedChunkId?: number | undefined
+  /** Set when the job enters its finalize step. */
+  readonly phase?: "finalizing" | undefined
 }
 
 /**
@@ -153,7 +155,7 @@ export const applyTransition = (
   const failedChunks = patch?.failedChunks ?? status.failedChunks
   const error = patch?.error ?? status.error
   const owner = patch?.owner === null ? undefined : patch?.owner ?? status.owner
-  const phase = patch?.phase === null || isTerminal(to) ? undefined : patch?.phase ?? status.phase
+  const phase = patch?.phase === null || to !== "running" ? undefined : patch?.phase ?? status.phase
   const startedAt = status.startedAt ?? (to === "running" ? now : undefined)
   const finishedAt = isTerminal(to) ? now : undefined
   return new JobStatus({
@@ -208,7 +210,8 @@ export const withProgress = (status: JobStatus, progress: ProgressUpdate, now: D
     completedChunks: progress.completedChunks,
     failedChunks: progress.failedChunks,
     progress: progressOf(status.totalChunks, progress.completedChunks, progress.failedChunks, status.state),
-    updatedAt: now
+    updatedAt: now,
+    ...(progress.phase === undefined ? {} : { phase: progress.phase })
   }, true)
 
 /** The default page size of a listing. @since 0.1.0 */

@@ -8,6 +8,8 @@
 export * as Abort from "./Abort.js"
 /** How one chunk is executed. @since 0.1.0 */
 export * as ChunkWorker from "./ChunkWorker.js"
+/** The finalize step of a job. @since 0.1.0 */
+export * as Finalizer from "./Finalizer.js"
 /** Domain schemas: ids, states, chunks, specs, statuses. @since 0.1.0 */
 export * as Job from "./Job.js"
 /** Tagged errors. @since 0.1.0 */
@@ -25,6 +27,7 @@ export {
   type ExecuteJobOptions,
   type JobManagerOptions,
   type ListJobsQuery,
+  type PromiseFinalizer,
   type PromiseJobManager,
   type PromiseWorker
 } from "./promise.js"

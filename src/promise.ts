@@ -19,6 +19,8 @@ import * as ChunkWorker from "./ChunkWorker.js"
 import type { Chunk, JobId, JobPage, JobSpecInput, JobState, JobStatus } from "./Job.js"
 import { JobSpec, makeJobId } from "./Job.js"
 import { firstIssue, InvalidJobSpec, InvalidOption, ManagerClosed } from "./JobError.js"
+import type { FinalizeContext } from "./Finalizer.js"
+import * as Finalizer from "./Finalizer.js"
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
 import { JobManager } from "./JobManager.js"
@@ -31,6 +33,13 @@ import * as JobRepository from "./JobRepository.js"
  * @since 0.1.0
  */
 export type PromiseWorker = (chunk: Chunk, context: ChunkContext) => Promise<unknown>
+
+/**
+ * A Promise finalize step: runs once after a job's chunks, and stops when `context.signal` fires.
+ *
+ * @since 0.1.0
+ */
+export type PromiseFinalizer = (context: FinalizeContext) => Promise<unknown>
 
 /**
  * Options of {@link createJobManager}.
@@ -49,6 +58,8 @@ export interface JobManagerOptions {
   readonly maxConcurrentJobs?: number | undefined
   /** Where job statuses are kept (default `"memory"`). */
   readonly store?: "memory" | undefined
+  /** Finalize steps a job may name in its spec's `finalize` (see `Finalizer`). */
+  readonly finalizers?: Readonly<Record<string, (context: FinalizeContext) => Promise<unknown>>> | undefined
 }
 
 /**
@@ -84,6 +95,12 @@ export interface PromiseJobManager extends AsyncDisposable {
   listJobsPage(query?: ListJobsQuery): Promise<JobPage>
   /** Cancels the job (see the cancellation contract) and resolves with its status. */
   cancelJob(id: string): Promise<JobStatus>
+  /** Pauses a running or pending job (stored `paused`; in-flight chunks are aborted, completed ones kept). */
+  pauseJob(id: string): Promise<JobStatus>
+  /** Queues a paused job again; it runs only the chunks not yet completed. */
+  resumeJob(id: string): Promise<JobStatus>
+  /** Re-drives a failed job as a new job that runs only the chunks that failed or never ran. */
+  retryJob(id: string): Promise<JobStatus>
   /** Resolves with the job's terminal status. Aborting `signal` stops waiting; it does not cancel the job. */
   waitForJob(id: string, options?: { readonly signal?: AbortSignal | undefined }): Promise<JobStatus>
   /**
@@ -103,6 +120,7 @@ const functionOption = (name: string) =>
 const FacadeOptions = Schema.Struct({
   ...JobManagerModule.ManagerOptions.fields,
   worker: functionOption("worker"),
+  finalizers: Schema.optional(Schema.Record({ key: Schema.String, value: functionOption("a finalizer") })),
   store: Schema.optional(Schema.Literal("memory"))
 })
 
@@ -130,8 +148,15 @@ const undefinedIfNotFound = <A, E extends { readonly _tag: string }, R>(effect: 
  * @since 0.1.0
  */
 export const createJobManager = async (options: JobManagerOptions): Promise<PromiseJobManager> => {
-  const { store: _store, worker, ...managerOptions } = await runPromise(validate(FacadeOptions, options))
-  const layer = JobManagerModule.layer(managerOptions).pipe(
+  const { finalizers, store: _store, worker, ...managerOptions } = await runPromise(validate(FacadeOptions, options))
+  const layer = JobManagerModule.layer({
+    ...managerOptions,
+    ...(finalizers === undefined ? {} : {
+      finalizers: Object.fromEntries(
+        Object.entries(finalizers).map(([name, run]) => [name, Finalizer.fromPromise(run as PromiseFinalizer)])
+      )
+    })
+  }).pipe(
     Layer.provide(JobRepository.layerMemory),
     Layer.provide(ChunkWorker.layerPromise(worker as PromiseWorker))
   )
@@ -160,6 +185,9 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
     listJobs: (query) => run((manager) => Effect.map(manager.listJobs(query), (page) => [...page.jobs])),
     listJobsPage: (query) => run((manager) => manager.listJobs(query)),
     cancelJob: (id) => run((manager) => manager.cancelJob(id)),
+    pauseJob: (id) => run((manager) => manager.pauseJob(id)),
+    resumeJob: (id) => run((manager) => manager.resumeJob(id)),
+    retryJob: (id) => run((manager) => manager.retryJob(id)),
     waitForJob: (id, options) => run((manager) => manager.awaitJob(id), options?.signal),
     watchJob: (id, options) => {
       if (closed) throw new ManagerClosed()
