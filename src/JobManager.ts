@@ -31,11 +31,12 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { LazyAbortController } from "./Abort.js"
 import { ChunkWorker } from "./ChunkWorker.js"
+import * as JobClient from "./JobClient.js"
+import { parseJobId } from "./JobClient.js"
 import type { FinalizeContext, Finalizer } from "./Finalizer.js"
 import { FinalizeFailed } from "./Finalizer.js"
-import type { JobPage, JobSpec, JobState } from "./Job.js"
-import { isTerminal, JobId, JobSpec as JobSpecSchema, ListQuery, makeJobId, totalChunks } from "./Job.js"
-import type { JobStatus } from "./Job.js"
+import type { JobId, JobPage, JobSpec, JobState, JobStatus } from "./Job.js"
+import { isTerminal, JobSpec as JobSpecSchema, makeJobId, totalChunks } from "./Job.js"
 import {
   describeCause,
   firstIssue,
@@ -47,7 +48,6 @@ import {
 } from "./JobError.js"
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
-import type { StopRequest } from "./JobRepository.js"
 import { JobRepository, withProgress } from "./JobRepository.js"
 
 /**
@@ -169,9 +169,7 @@ interface Target {
 }
 
 const decodeSpec = Schema.decodeUnknown(JobSpecSchema, { onExcessProperty: "error" })
-const decodeQuery = Schema.decodeUnknown(ListQuery, { onExcessProperty: "error" })
 const decodeOptions = Schema.decodeUnknown(ManagerOptions, { onExcessProperty: "error" })
-const decodeId = Schema.decodeUnknownOption(JobId)
 
 /**
  * Validates manager options; a bad option fails with `InvalidOption` naming it.
@@ -227,6 +225,7 @@ export const make = (
     } = validated
     const executionOptions: ExecutionOptions = execution
     const repository = yield* JobRepository
+    const client = yield* JobClient.make({ pollInterval, staleAfter })
     const worker = yield* ChunkWorker
     const owner = makeOwnerId()
     const fibers = yield* FiberMap.make<JobId, ExecutionSummary | undefined, unknown>()
@@ -380,19 +379,6 @@ export const make = (
         }
       })
 
-    const parseId = (id: string): Effect.Effect<JobId, JobNotFound> =>
-      Option.match(decodeId(id), {
-        onNone: () => Effect.fail(new JobNotFound({ jobId: String(id) })),
-        onSome: Effect.succeed
-      })
-
-    const getJob = Effect.fn("JobManager.getJob")(function*(id: string) {
-      const jobId = yield* parseId(id)
-      const status = yield* repository.get(jobId)
-      if (Option.isNone(status)) return yield* new JobNotFound({ jobId })
-      return status.value
-    })
-
     const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
       const spec = yield* Effect.mapError(decodeSpec(input), (error) => new InvalidJobSpec(firstIssue(error)))
       if (spec.finalize !== undefined && !Object.hasOwn(finalizers, spec.finalize.name)) {
@@ -410,18 +396,10 @@ export const make = (
       return id
     })
 
-    const pollStatus = (id: JobId): Stream.Stream<JobStatus, JobNotFound | RepositoryError> =>
-      Stream.paginateEffect(true, (first: boolean) =>
-        Effect.gen(function*() {
-          if (!first) yield* Effect.sleep(pollInterval)
-          const status = yield* getJob(id)
-          return [status, isTerminal(status.state) ? Option.none() : Option.some(false)] as const
-        })).pipe(Stream.changesWith((a, b) => a.updatedAt.getTime() === b.updatedAt.getTime() && a.state === b.state))
-
     const watchJob = (id: string): Stream.Stream<JobStatus, JobNotFound | RepositoryError> =>
-      Stream.unwrap(Effect.map(parseId(id), (jobId) => {
+      Stream.unwrap(Effect.map(parseJobId(id), (jobId) => {
         const job = live.get(jobId)
-        if (job === undefined) return pollStatus(jobId)
+        if (job === undefined) return client.watchJob(jobId)
         return Stream.paginateEffect(undefined as JobStatus | undefined, (last) =>
           Effect.map(nextStatus(job, last), (status) =>
             [status, isTerminal(status.state) ? Option.none() : Option.some(status)] as const))
@@ -429,7 +407,7 @@ export const make = (
 
     const awaitJob = Effect.fn("JobManager.awaitJob")(function*(id: string) {
       const last = yield* Stream.runLast(watchJob(id))
-      return Option.isSome(last) ? last.value : yield* getJob(id)
+      return Option.isSome(last) ? last.value : yield* client.getJob(id)
     })
 
     /** Interrupts a job fiber of this manager for `reason` and waits until its end is stored. */
@@ -439,39 +417,6 @@ export const make = (
         if (!has || job === undefined) return Effect.succeed(false)
         job.stopReason ??= reason
         return Effect.as(FiberMap.remove(fibers, id), true)
-      })
-
-    /**
-     * Stops a job running in another process: stores the request and waits until the owner has stored
-     * the job's new state; applies the change directly when the owner is gone.
-     */
-    const stopRemote = (status: JobStatus, kind: StopRequest["kind"]) =>
-      Effect.gen(function*() {
-        const to: JobState = kind === "cancel" ? "cancelled" : "paused"
-        const ownerGone = (current: JobStatus) =>
-          Effect.gen(function*() {
-            if (current.owner === undefined) return true
-            const beat = yield* repository.lastHeartbeat(current.owner)
-            return Option.isNone(beat) || beat.value < (yield* Clock.currentTimeMillis) - staleAfter
-          })
-        let current = status
-        let requested = false
-        while (current.state === "running") {
-          if (yield* ownerGone(current)) {
-            const forced = yield* repository.transition(current.id, ["running"], to, {
-              owner: to === "paused" ? null : undefined
-            })
-            return forced.status
-          }
-          if (!requested) {
-            yield* repository.requestStop({ id: current.id, kind })
-            requested = true
-          } else {
-            yield* Effect.sleep(pollInterval)
-          }
-          current = yield* getJob(current.id)
-        }
-        return current
       })
 
     /** Removes a job that another transition took out of the queue. */
@@ -486,7 +431,7 @@ export const make = (
       })
 
     const cancelJob = Effect.fn("JobManager.cancelJob")(function*(id: string) {
-      const jobId = yield* parseId(id)
+      const jobId = yield* parseJobId(id)
       const fromWaiting = yield* repository.transition(jobId, ["pending", "paused"], "cancelled")
       if (fromWaiting.applied) {
         yield* dropQueued(fromWaiting.status)
@@ -494,31 +439,31 @@ export const make = (
       }
       if (fromWaiting.status.state !== "running") return fromWaiting.status
       // Interrupts the job fiber and waits for it: its finalizer has stored `cancelled` when this returns.
-      if (yield* stopLocal(jobId, "cancel")) return yield* getJob(jobId)
-      return yield* stopRemote(fromWaiting.status, "cancel")
+      if (yield* stopLocal(jobId, "cancel")) return yield* client.getJob(jobId)
+      return yield* client.stopRunning(fromWaiting.status, "cancel")
     })
 
     const pauseJob = Effect.fn("JobManager.pauseJob")(function*(id: string) {
-      const jobId = yield* parseId(id)
+      const jobId = yield* parseJobId(id)
       const held = yield* repository.transition(jobId, ["pending"], "paused", { owner: null })
       if (held.applied) {
         yield* dropQueued(held.status)
         return held.status
       }
       if (held.status.state !== "running") return held.status
-      if (yield* stopLocal(jobId, "pause")) return yield* getJob(jobId)
-      return yield* stopRemote(held.status, "pause")
+      if (yield* stopLocal(jobId, "pause")) return yield* client.getJob(jobId)
+      return yield* client.stopRunning(held.status, "pause")
     })
 
     const resumeJob = Effect.fn("JobManager.resumeJob")(function*(id: string) {
-      const jobId = yield* parseId(id)
+      const jobId = yield* parseJobId(id)
       const resumed = yield* repository.transition(jobId, ["paused"], "pending", { owner })
       if (resumed.applied) yield* adopt(jobId)
       return resumed.status
     })
 
     const retryJob = Effect.fn("JobManager.retryJob")(function*(id: string) {
-      const failed = yield* getJob(id)
+      const failed = yield* client.getJob(id)
       if (failed.state !== "failed") {
         return yield* new InvalidJobState({
           jobId: failed.id,
@@ -605,11 +550,8 @@ export const make = (
     return JobManager.of({
       submitJob,
       runJob,
-      getJob,
-      listJobs: Effect.fn("JobManager.listJobs")(function*(input?: unknown) {
-        const query = yield* Effect.mapError(decodeQuery(input ?? {}), (error) => new InvalidOption(firstIssue(error)))
-        return yield* repository.list(query)
-      }),
+      getJob: Effect.fn("JobManager.getJob")(client.getJob),
+      listJobs: Effect.fn("JobManager.listJobs")(client.listJobs),
       cancelJob,
       pauseJob,
       resumeJob,

@@ -10,6 +10,8 @@ export * as Abort from "./Abort.js"
 export * as ChunkWorker from "./ChunkWorker.js"
 /** The finalize step of a job. @since 0.1.0 */
 export * as Finalizer from "./Finalizer.js"
+/** Controls the jobs of a store without running any (the CLI's engine). @since 0.1.0 */
+export * as JobClient from "./JobClient.js"
 /** Domain schemas: ids, states, chunks, specs, statuses. @since 0.1.0 */
 export * as Job from "./Job.js"
 /** Tagged errors. @since 0.1.0 */

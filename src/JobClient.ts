@@ -1,0 +1,159 @@
+/**
+ * Controls the jobs of a store without running any: read, list, watch, cancel, pause and resume jobs that
+ * managers in this or other processes run. The CLI is built on it, and `JobManager` uses it for the jobs
+ * it does not run itself.
+ *
+ * A job running elsewhere is stopped by a request stored in the repository, which its owner carries out
+ * (`JobRepository.stopRequests`); when the owner has stopped heartbeating for `staleAfter`, the change is
+ * applied directly instead.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type { JobPage, JobState, JobStatus } from "./Job.js"
+import { isTerminal, JobId, ListQuery } from "./Job.js"
+import type { RepositoryError } from "./JobError.js"
+import { firstIssue, InvalidOption, JobNotFound } from "./JobError.js"
+import type { StopRequest } from "./JobRepository.js"
+import { JobRepository } from "./JobRepository.js"
+
+/**
+ * Timings of a client, in milliseconds.
+ *
+ * @since 0.1.0
+ */
+export interface ClientOptions {
+  /** How often a watched or stopping job is re-read (default 500). */
+  readonly pollInterval?: number | undefined
+  /** An owner silent this long is gone (default 5,000): its jobs are stopped directly. */
+  readonly staleAfter?: number | undefined
+}
+
+/**
+ * A job client.
+ *
+ * @since 0.1.0
+ */
+export interface JobClient {
+  readonly getJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+  readonly listJobs: (query?: unknown) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
+  /** The job's status now, then each change seen by polling, ending with its terminal status. */
+  readonly watchJob: (id: string) => Stream.Stream<JobStatus, JobNotFound | RepositoryError>
+  /**
+   * `pending` or `paused`: stored `cancelled`. `running`: the owner is asked to interrupt it, and this
+   * returns once `cancelled` (or another terminal state that won the race) is stored. Terminal: unchanged.
+   */
+  readonly cancelJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+  /** `pending`: held as `paused`. `running`: the owner is asked to pause it; returns once it has. */
+  readonly pauseJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+  /**
+   * `paused`: queued again as `pending` without an owner; a running manager sharing the store claims it
+   * (within its `staleAfter`) and runs the chunks missing from its checkpoint. Other states: unchanged.
+   */
+  readonly resumeJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+  /**
+   * Stops a `running` job owned by another manager: stores the request and waits until the owner has
+   * stored the job's new state; applies it directly when the owner is gone. Returns the status.
+   */
+  readonly stopRunning: (
+    status: JobStatus,
+    kind: StopRequest["kind"]
+  ) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+}
+
+const decodeId = Schema.decodeUnknownOption(JobId)
+const decodeQuery = Schema.decodeUnknown(ListQuery, { onExcessProperty: "error" })
+
+/**
+ * A malformed id names no job: it fails with `JobNotFound`.
+ *
+ * @since 0.1.0
+ */
+export const parseJobId = (id: string): Effect.Effect<JobId, JobNotFound> =>
+  Option.match(decodeId(id), {
+    onNone: () => Effect.fail(new JobNotFound({ jobId: String(id) })),
+    onSome: Effect.succeed
+  })
+
+/**
+ * Makes a client of the store in context.
+ *
+ * @since 0.1.0
+ */
+export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, JobRepository> =>
+  Effect.map(JobRepository, (repository) => {
+    const pollInterval = options?.pollInterval ?? 500
+    const staleAfter = options?.staleAfter ?? 5_000
+
+    const getJob = (id: string) =>
+      Effect.flatMap(parseJobId(id), (jobId) =>
+        Effect.flatMap(repository.get(jobId), Option.match({
+          onNone: () => Effect.fail(new JobNotFound({ jobId })),
+          onSome: Effect.succeed
+        })))
+
+    const watchJob = (id: string): Stream.Stream<JobStatus, JobNotFound | RepositoryError> =>
+      Stream.paginateEffect(true, (first: boolean) =>
+        Effect.gen(function*() {
+          if (!first) yield* Effect.sleep(pollInterval)
+          const status = yield* getJob(id)
+          return [status, isTerminal(status.state) ? Option.none() : Option.some(false)] as const
+        })).pipe(Stream.changesWith((a, b) => a.updatedAt.getTime() === b.updatedAt.getTime() && a.state === b.state))
+
+    const ownerGone = (status: JobStatus) =>
+      Effect.gen(function*() {
+        if (status.owner === undefined) return true
+        const beat = yield* repository.lastHeartbeat(status.owner)
+        return Option.isNone(beat) || beat.value < (yield* Clock.currentTimeMillis) - staleAfter
+      })
+
+    const stopRunning = (status: JobStatus, kind: StopRequest["kind"]) =>
+      Effect.gen(function*() {
+        const to: JobState = kind === "cancel" ? "cancelled" : "paused"
+        let current = status
+        let requested = false
+        while (current.state === "running") {
+          if (yield* ownerGone(current)) {
+            const forced = yield* repository.transition(current.id, ["running"], to, {
+              owner: to === "paused" ? null : undefined
+            })
+            return forced.status
+          }
+          if (requested) yield* Effect.sleep(pollInterval)
+          else yield* repository.requestStop({ id: current.id, kind })
+          requested = true
+          current = yield* getJob(current.id)
+        }
+        return current
+      })
+
+    return {
+      getJob,
+      listJobs: (input) =>
+        Effect.flatMap(
+          Effect.mapError(decodeQuery(input ?? {}), (error) => new InvalidOption(firstIssue(error))),
+          repository.list
+        ),
+      watchJob,
+      cancelJob: (id) =>
+        Effect.gen(function*() {
+          const jobId = yield* parseJobId(id)
+          const result = yield* repository.transition(jobId, ["pending", "paused"], "cancelled")
+          return result.status.state === "running" ? yield* stopRunning(result.status, "cancel") : result.status
+        }),
+      pauseJob: (id) =>
+        Effect.gen(function*() {
+          const jobId = yield* parseJobId(id)
+          const result = yield* repository.transition(jobId, ["pending"], "paused", { owner: null })
+          return result.status.state === "running" ? yield* stopRunning(result.status, "pause") : result.status
+        }),
+      resumeJob: (id) =>
+        Effect.flatMap(parseJobId(id), (jobId) =>
+          Effect.map(repository.transition(jobId, ["paused"], "pending", { owner: null }), (result) => result.status)),
+      stopRunning
+    }
+  })
