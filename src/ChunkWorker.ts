@@ -33,6 +33,12 @@ export interface ChunkContext {
  */
 export class ChunkWorker extends Context.Tag("effect-jobs/ChunkWorker")<ChunkWorker, {
   readonly run: (chunk: Chunk, context: ChunkContext) => Effect.Effect<unknown, unknown>
+  /**
+   * The Promise function behind `run`, when the worker was made by {@link fromPromise}: the executor calls
+   * it directly (one async step per attempt, and a timeout without a fiber per attempt), with the same
+   * semantics as `run`.
+   */
+  readonly promise?: ((chunk: Chunk, context: ChunkContext) => PromiseLike<unknown>) | undefined
 }>() {}
 
 /**
@@ -53,7 +59,8 @@ export const fromPromise = (
   run: (chunk: Chunk, context: ChunkContext) => PromiseLike<unknown>
 ): ChunkWorker["Type"] =>
   ChunkWorker.of({
-    run: (chunk, context) => Effect.tryPromise({ try: () => run(chunk, context), catch: (error) => error })
+    run: (chunk, context) => Effect.tryPromise({ try: () => run(chunk, context), catch: (error) => error }),
+    promise: run
   })
 
 /** @since 0.1.0 */

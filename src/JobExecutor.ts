@@ -12,7 +12,11 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import { LazyAbortController } from "./Abort.js"
+import type { DeadlineSlot } from "./internal/deadlines.js"
+import * as Deadlines from "./internal/deadlines.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk, JobId, JobSpec } from "./Job.js"
@@ -243,7 +247,46 @@ export const executeValidated = (
         : Effect.succeed(base)
     }
 
-    const attemptOnce = (chunk: Chunk, attempt: number): Effect.Effect<unknown, unknown> => {
+    /** A Promise worker's attempt as one async step: no fiber, one timer slot armed when there is a timeout. */
+    const promiseAttempt = (
+      run: (chunk: Chunk, context: ChunkContext) => PromiseLike<unknown>,
+      chunk: Chunk,
+      attempt: number,
+      slot: DeadlineSlot | undefined
+    ): Effect.Effect<unknown, unknown> =>
+      Effect.async<unknown, unknown>((resume) => {
+        const context = new AttemptContext(jobId, attempt)
+        let settled = false
+        const settle = (result: Effect.Effect<unknown, unknown>) => {
+          if (settled) return
+          settled = true
+          if (slot !== undefined) slot.disarm()
+          resume(result)
+        }
+        if (slot !== undefined) {
+          slot.arm(timeoutMillis, () => {
+            context.abort()
+            settle(Effect.fail(new ChunkTimeout({ chunkId: chunk.id, timeoutMillis })))
+          })
+        }
+        try {
+          run(chunk, context).then(
+            (value) => settle(Exit.succeed(value)),
+            (error) => settle(Exit.fail(error))
+          )
+        } catch (error) {
+          settle(Exit.fail(error))
+        }
+        return Effect.sync(() => {
+          if (settled) return
+          settled = true
+          if (slot !== undefined) slot.disarm()
+          context.abort()
+        })
+      })
+
+    const attemptOnce = (chunk: Chunk, attempt: number, slot: DeadlineSlot | undefined): Effect.Effect<unknown, unknown> => {
+      if (worker.promise !== undefined) return promiseAttempt(worker.promise, chunk, attempt, slot)
       const context = new AttemptContext(jobId, attempt)
       const run = Effect.onInterrupt(worker.run(chunk, context), () => Effect.sync(() => context.abort()))
       return timeout === undefined ? run : Effect.timeoutFail(run, {
@@ -252,12 +295,12 @@ export const executeValidated = (
       })
     }
 
-    const attemptFrom = (chunk: Chunk, attempt: number): Effect.Effect<unknown, ChunkFailed> =>
-      Effect.catchAll(attemptOnce(chunk, attempt), (error) =>
+    const attemptFrom = (chunk: Chunk, attempt: number, slot: DeadlineSlot | undefined): Effect.Effect<unknown, ChunkFailed> =>
+      Effect.catchAll(attemptOnce(chunk, attempt, slot), (error) =>
         attempt < maxAttempts && isRetryable(error)
           ? Effect.zipRight(
             Effect.flatMap(retryDelay(attempt), (millis) => Effect.sleep(millis)),
-            attemptFrom(chunk, attempt + 1)
+            attemptFrom(chunk, attempt + 1, slot)
           )
           : Effect.fail(
             new ChunkFailed({ chunkId: chunk.id, attempts: attempt, cause: isNonRetryable(error) ? error.cause : error })
@@ -268,8 +311,8 @@ export const executeValidated = (
         ? Effect.void
         : onChunkSettled({ chunkId, outcome, completedChunks: completed, failedChunks: failed, totalChunks: total })
 
-    const runChunk = (chunk: Chunk): Effect.Effect<void, ChunkFailed | JobFailed> =>
-      Effect.matchEffect(attemptFrom(chunk, 1), {
+    const runChunk = (chunk: Chunk, slot: DeadlineSlot | undefined): Effect.Effect<void, ChunkFailed | JobFailed> =>
+      Effect.matchEffect(attemptFrom(chunk, 1, slot), {
         onSuccess: () => {
           completed++
           return settled(chunk.id, "completed")
@@ -287,10 +330,11 @@ export const executeValidated = (
         }
       })
 
-    const workerLoop: Effect.Effect<void, ChunkFailed | JobFailed> = Effect.suspend(() => {
-      const chunk = pull()
-      return chunk === undefined ? Effect.void : Effect.zipRight(runChunk(chunk), workerLoop)
-    })
+    const workerLoop = (slot: DeadlineSlot | undefined): Effect.Effect<void, ChunkFailed | JobFailed> =>
+      Effect.suspend(() => {
+        const chunk = pull()
+        return chunk === undefined ? Effect.void : Effect.zipRight(runChunk(chunk, slot), workerLoop(slot))
+      })
 
     const concurrency = Math.max(1, Math.min(options.concurrency ?? defaults.concurrency, total))
     const summary = Effect.sync((): ExecutionSummary => ({
@@ -299,13 +343,22 @@ export const executeValidated = (
       failedChunks: failed,
       skippedChunks: skipped
     }))
-    return Effect.zipRight(
-      concurrency === 1
-        ? workerLoop
-        : Effect.forEach(Array.from({ length: concurrency }, () => workerLoop), (loop) => loop, {
-          concurrency,
-          discard: true
-        }),
-      summary
-    )
+    const pool = (slotOf: (index: number) => DeadlineSlot | undefined) =>
+      Effect.zipRight(
+        concurrency === 1
+          ? workerLoop(slotOf(0))
+          : Effect.forEach(Array.from({ length: concurrency }, (_, index) => index), (index) => workerLoop(slotOf(index)), {
+            concurrency,
+            discard: true
+          }),
+        summary
+      )
+    if (timeout === undefined || worker.promise === undefined) return pool(() => undefined)
+    // Promise workers with a timeout: one watchdog fiber for the whole execution, interrupted when it ends.
+    return Effect.flatMap(Deadlines.make(concurrency), (deadlines) =>
+      Effect.acquireUseRelease(
+        Effect.fork(Effect.interruptible(deadlines.watchdog)), // acquire is uninterruptible; the watchdog must not be
+        () => pool((index) => deadlines.slots[index]),
+        Fiber.interrupt
+      ))
   })

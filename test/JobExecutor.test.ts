@@ -274,6 +274,48 @@ describe("JobExecutor", () => {
       expect(signals.map((s) => s.aborted)).toEqual([true, true, true])
     }))
 
+  it.effect("a Promise worker's timeout fires on the Effect clock, aborts its signal and retries the chunk", () =>
+    Effect.gen(function*() {
+      const signals: Array<{ readonly chunkId: number; readonly attempt: number; readonly signal: AbortSignal }> = []
+      const worker = ChunkWorkerModule.fromPromise((chunk, { attempt, signal }) => {
+        signals.push({ chunkId: chunk.id, attempt, signal })
+        // The first attempt of chunk 1 hangs; everything else succeeds at once.
+        return chunk.id === 1 && attempt === 1 ? new Promise(() => {}) : Promise.resolve()
+      })
+      const fiber = yield* JobExecutor.execute(range(3), {
+        jobId,
+        concurrency: 2,
+        chunkTimeout: "1 second",
+        retry: { initialDelay: 0, jitter: false }
+      }).pipe(Effect.provideService(ChunkWorker, worker), Effect.fork)
+      yield* settle
+      const hanging = signals.find((s) => s.chunkId === 1 && s.attempt === 1)!
+      yield* TestClock.adjust(Duration.millis(999))
+      expect(hanging.signal.aborted).toBe(false)
+      expect(signals.filter((s) => s.chunkId === 1)).toHaveLength(1)
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(hanging.signal.aborted).toBe(true)
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.completedChunks).toBe(3)
+      expect(signals.filter((s) => s.chunkId === 1).map((s) => s.attempt)).toEqual([1, 2])
+      expect(signals.filter((s) => s.signal.aborted)).toHaveLength(1)
+    }))
+
+  it.effect("a Promise worker that always hangs fails with ChunkTimeout after its attempts", () =>
+    Effect.gen(function*() {
+      const worker = ChunkWorkerModule.fromPromise(() => new Promise(() => {}))
+      const fiber = yield* JobExecutor.execute(range(1), {
+        jobId,
+        chunkTimeout: 50,
+        retry: { attempts: 2, initialDelay: 0 }
+      }).pipe(Effect.provideService(ChunkWorker, worker), Effect.fork)
+      yield* TestClock.adjust(Duration.millis(100))
+      const exit = yield* Fiber.await(fiber)
+      expect(exit).toStrictEqual(Exit.fail(
+        new ChunkFailed({ chunkId: 0, attempts: 2, cause: new ChunkTimeout({ chunkId: 0, timeoutMillis: 50 }) })
+      ))
+    }))
+
   it.effect("rejects bad options with the option's path and runs nothing", () =>
     Effect.gen(function*() {
       const recorder = makeRecorder()
