@@ -1,0 +1,370 @@
+/**
+ * A `ChunkWorker` that runs one child process per chunk attempt, with `@effect/platform` `Command`.
+ *
+ * The program and its arguments are passed to the operating system as an array: no shell ever sees them,
+ * so shell metacharacters in a chunk's payload reach the program verbatim. With the Node `CommandExecutor`
+ * (`NodeContext.layer`) on POSIX systems, the process runs in its own process group and every signal goes
+ * to the whole group (a wrapper script's children included).
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/platform/Command"
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import type { PlatformError } from "@effect/platform/Error"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { ChunkContext } from "./ChunkWorker.js"
+import { ChunkWorker } from "./ChunkWorker.js"
+import type { Chunk } from "./Job.js"
+import { describeError, firstIssue, formatPath, InvalidOption, NonRetryable } from "./JobError.js"
+import { DurationInput } from "./internal/workerProtocol.js"
+
+/**
+ * A chunk attempt's process failed. `reason` says how:
+ * - `"ExitCode"`: it exited with a non-zero `exitCode`;
+ * - `"Signal"`: a signal not sent by the worker ended it;
+ * - `"Spawn"`: it could not be started (a missing program or working directory fails the chunk at once,
+ *   wrapped in `NonRetryable`);
+ * - `"Output"`: reading its output failed;
+ * - `"InvalidCommand"`: the `command` function threw or returned an invalid command (always wrapped in
+ *   `NonRetryable`: another attempt would build the same command).
+ *
+ * `stderrTail` holds the end of what the process wrote to stderr (at most `maxOutputBytes`).
+ *
+ * @since 0.1.0
+ */
+export class ProcessFailed extends Schema.TaggedError<ProcessFailed>()("ProcessFailed", {
+  reason: Schema.Literal("ExitCode", "Signal", "Spawn", "Output", "InvalidCommand"),
+  command: Schema.String,
+  exitCode: Schema.optional(Schema.Number),
+  stderrTail: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    const program = JSON.stringify(this.command)
+    switch (this.reason) {
+      case "ExitCode": {
+        const lastLine = this.stderrTail.trimEnd().split(/\r?\n|\r/).pop() ?? ""
+        const hint = lastLine === "" ? "" : `: ${lastLine.slice(-300)}`
+        return `process ${program} exited with code ${this.exitCode}${hint}`
+      }
+      case "Signal":
+        return `process ${program} was ended by a signal: ${this.detail}`
+      case "Spawn":
+        return `could not start process ${program}: ${this.detail}`
+      case "Output":
+        return `reading the output of process ${program} failed: ${this.detail}`
+      case "InvalidCommand":
+        return `invalid command for the chunk: ${this.detail}`
+    }
+  }
+}
+
+/**
+ * The process to run for one chunk attempt. `args` are passed as they are, never through a shell.
+ * `env` is added to the worker's environment (and wins over it); `cwd` overrides the worker's.
+ *
+ * @since 0.1.0
+ */
+export interface ProcessCommand {
+  readonly command: string
+  readonly args?: ReadonlyArray<string> | undefined
+  readonly env?: Readonly<Record<string, string>> | undefined
+  readonly cwd?: string | undefined
+}
+
+/**
+ * One line a process wrote, as given to the `onOutput` sink. Lines are split at `\n`, `\r\n` and `\r`
+ * (progress output such as ffmpeg's ends lines with `\r`); empty lines are skipped, and a line longer
+ * than `maxOutputBytes` characters is delivered in pieces of that size.
+ *
+ * @since 0.1.0
+ */
+export interface OutputLine {
+  readonly stream: "stdout" | "stderr"
+  readonly line: string
+  readonly chunk: Chunk
+  readonly context: ChunkContext
+}
+
+/**
+ * What a successful attempt returns: the tails of the process's output (at most `maxOutputBytes` each),
+ * and whether anything was cut from their start.
+ *
+ * @since 0.1.0
+ */
+export interface ProcessOutput {
+  readonly stdout: string
+  readonly stderr: string
+  readonly stdoutTruncated: boolean
+  readonly stderrTruncated: boolean
+}
+
+/**
+ * Options of a process worker.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /** The process to run for an attempt. A throw fails the chunk with a `NonRetryable` `InvalidCommand`. */
+  readonly command: (chunk: Chunk, context: ChunkContext) => ProcessCommand
+  /** Variables added to the environment of every process. */
+  readonly env?: Readonly<Record<string, string>> | undefined
+  /** Whether processes inherit this process's environment (default true). */
+  readonly extendEnv?: boolean | undefined
+  /** Working directory of every process (default: this process's). */
+  readonly cwd?: string | undefined
+  /** How much of stdout and of stderr (each) is kept, from the end (default 64 KiB). */
+  readonly maxOutputBytes?: number | undefined
+  /** Receives each line of output while the process runs, in order per stream. */
+  readonly onOutput?: ((output: OutputLine) => Effect.Effect<void>) | undefined
+  /** How long an interrupted process may take to exit after SIGTERM before it gets SIGKILL (default 2 s). */
+  readonly killGracePeriod?: Duration.DurationInput | undefined
+}
+
+const defaults = {
+  maxOutputBytes: 64 * 1024,
+  killGracePeriod: Duration.seconds(2)
+} as const
+
+const NoNul = Schema.String.pipe(
+  Schema.filter((value) => !value.includes("\u0000") || "must not contain a NUL character")
+)
+const Env = Schema.Record({ key: NoNul, value: NoNul })
+const AnyFunction = Schema.declare(
+  (input: unknown): input is (...args: ReadonlyArray<never>) => unknown => typeof input === "function",
+  { message: () => "expected a function" }
+)
+
+const OptionsSchema = Schema.Struct({
+  command: AnyFunction,
+  env: Schema.optional(Env),
+  extendEnv: Schema.optional(Schema.Boolean),
+  cwd: Schema.optional(Schema.NonEmptyString.pipe(Schema.compose(NoNul))),
+  maxOutputBytes: Schema.optional(Schema.Int.pipe(Schema.between(1, 2 ** 30))),
+  onOutput: Schema.optional(AnyFunction),
+  killGracePeriod: Schema.optional(DurationInput)
+})
+const validateOptions = Schema.decodeUnknown(OptionsSchema, { onExcessProperty: "error" })
+
+const CommandSchema = Schema.Struct({
+  command: Schema.NonEmptyString.pipe(Schema.compose(NoNul)),
+  args: Schema.optional(Schema.Array(NoNul)),
+  env: Schema.optional(Env),
+  cwd: Schema.optional(Schema.NonEmptyString.pipe(Schema.compose(NoNul)))
+})
+const validateCommand = Schema.decodeUnknown(CommandSchema, { onExcessProperty: "error" })
+
+/** Keeps the last `max` bytes written to it, and (when asked) splits them into lines. */
+class OutputCapture {
+  private readonly parts: Array<Uint8Array> = []
+  private size = 0
+  truncated = false
+  private readonly decoder: TextDecoder | undefined
+  private pending = ""
+
+  constructor(private readonly max: number, splitLines: boolean) {
+    this.decoder = splitLines ? new TextDecoder() : undefined
+  }
+
+  /** Records `bytes`; returns the lines they completed (none unless splitting lines). */
+  write(bytes: Uint8Array): ReadonlyArray<string> {
+    this.keep(bytes)
+    return this.decoder === undefined ? [] : this.split(this.pending + this.decoder.decode(bytes, { stream: true }))
+  }
+
+  /** The last line, if the output did not end with a line break. */
+  end(): ReadonlyArray<string> {
+    if (this.decoder === undefined) return []
+    const rest = this.pending + this.decoder.decode()
+    this.pending = ""
+    return rest === "" ? [] : [rest]
+  }
+
+  text(): string {
+    return Buffer.concat(this.parts).toString("utf8")
+  }
+
+  private keep(bytes: Uint8Array): void {
+    if (bytes.length >= this.max) {
+      this.truncated = this.truncated || this.size > 0 || bytes.length > this.max
+      this.parts.length = 0
+      this.parts.push(bytes.slice(bytes.length - this.max))
+      this.size = this.max
+      return
+    }
+    this.parts.push(bytes)
+    this.size += bytes.length
+    while (this.size > this.max) {
+      this.truncated = true
+      const first = this.parts[0]!
+      const excess = this.size - this.max
+      if (first.length <= excess) {
+        this.parts.shift()
+        this.size -= first.length
+      } else {
+        this.parts[0] = first.slice(excess)
+        this.size -= excess
+      }
+    }
+  }
+
+  private split(text: string): ReadonlyArray<string> {
+    const pieces = text.split(/\r\n|\r|\n/)
+    let last = pieces.pop()!
+    const lines = pieces.filter((line) => line !== "")
+    while (last.length > this.max) {
+      lines.push(last.slice(0, this.max))
+      last = last.slice(this.max)
+    }
+    this.pending = last
+    return lines
+  }
+}
+
+const invalidCommand = (detail: string): NonRetryable =>
+  new NonRetryable({
+    cause: new ProcessFailed({ reason: "InvalidCommand", command: "", stderrTail: "", detail })
+  })
+
+const spawnFailed = (command: string, error: PlatformError): ProcessFailed | NonRetryable => {
+  const failure = new ProcessFailed({ reason: "Spawn", command, stderrTail: "", detail: error.message })
+  return error._tag === "SystemError" && (error.reason === "NotFound" || error.reason === "PermissionDenied")
+    ? new NonRetryable({ cause: failure })
+    : failure
+}
+
+/**
+ * Makes a process worker (the options are validated first; a bad one fails with `InvalidOption`).
+ *
+ * Each attempt spawns `command(chunk, context)` with stdin closed, captures the tails of stdout and
+ * stderr, streams their lines to `onOutput`, and succeeds with a {@link ProcessOutput} when the process
+ * exits with code 0 and has closed its output. A non-zero exit code, a signal, or a failure to start
+ * fails the attempt with {@link ProcessFailed}.
+ *
+ * Cancellation: interrupting an attempt sends SIGTERM to the process group; if the process has not exited
+ * after `killGracePeriod`, it gets SIGKILL. The interruption completes only once the process has exited,
+ * so no process outlives its attempt. The same happens when the attempt fails for any other reason.
+ *
+ * @since 0.1.0
+ */
+export const make = (
+  options: Options
+): Effect.Effect<ChunkWorker["Type"], InvalidOption, CommandExecutor.CommandExecutor> =>
+  Effect.gen(function*() {
+    yield* Effect.mapError(validateOptions(options), (error) =>
+      new InvalidOption(firstIssue(error)))
+    const executor = yield* CommandExecutor.CommandExecutor
+    const maxOutputBytes = options.maxOutputBytes ?? defaults.maxOutputBytes
+    const gracePeriod = options.killGracePeriod === undefined
+      ? defaults.killGracePeriod
+      : Duration.decode(options.killGracePeriod)
+    const onOutput = options.onOutput
+
+    const commandFor = (chunk: Chunk, context: ChunkContext): Effect.Effect<ProcessCommand, NonRetryable> =>
+      Effect.try({
+        try: () => options.command(chunk, context),
+        catch: (error) => invalidCommand(`the command function threw: ${describeError(error)}`)
+      }).pipe(
+        Effect.flatMap((spec) =>
+          Effect.mapError(validateCommand(spec), (error) => {
+            const issue = firstIssue(error)
+            return invalidCommand(`${formatPath(issue.path)}: ${issue.detail}`)
+          })
+        )
+      )
+
+    const toCommand = (spec: ProcessCommand): Command.Command => {
+      let command = Command.env(
+        Command.make(spec.command, ...(spec.args ?? [])),
+        { ...options.env, ...spec.env },
+        { extendEnv: options.extendEnv ?? true }
+      )
+      const cwd = spec.cwd ?? options.cwd
+      if (cwd !== undefined) command = Command.workingDirectory(command, cwd)
+      return command
+    }
+
+    /**
+     * SIGTERM to the group, then SIGKILL once the grace period is over; returns when the process exited.
+     * It runs as a finalizer, so uninterruptibly: the wait after SIGTERM is made interruptible, or the
+     * timeout could not cut it short.
+     */
+    const stop = (child: CommandExecutor.Process): Effect.Effect<void> =>
+      Effect.flatMap(child.isRunning, (running) =>
+        running
+          ? Effect.timeoutFail(Effect.interruptible(child.kill("SIGTERM")), {
+            duration: gracePeriod,
+            onTimeout: () => "grace period over"
+          }).pipe(Effect.orElse(() => child.kill("SIGKILL")))
+          : Effect.void).pipe(Effect.ignore)
+
+    const drain = (
+      stream: Stream.Stream<Uint8Array, PlatformError>,
+      capture: OutputCapture,
+      name: OutputLine["stream"],
+      chunk: Chunk,
+      context: ChunkContext
+    ): Effect.Effect<void, PlatformError> => {
+      if (onOutput === undefined) return Stream.runForEach(stream, (bytes) => Effect.sync(() => capture.write(bytes)))
+      const emit = (lines: ReadonlyArray<string>) =>
+        Effect.forEach(lines, (line) => onOutput({ stream: name, line, chunk, context }), { discard: true })
+      return Effect.zipRight(
+        Stream.runForEach(stream, (bytes) => emit(capture.write(bytes))),
+        Effect.suspend(() => emit(capture.end()))
+      )
+    }
+
+    const runProcess = (
+      spec: ProcessCommand,
+      chunk: Chunk,
+      context: ChunkContext
+    ): Effect.Effect<ProcessOutput, ProcessFailed | NonRetryable, Scope.Scope> =>
+      Effect.gen(function*() {
+        const name = spec.command
+        const child = yield* Effect.mapError(executor.start(toCommand(spec)), (error) => spawnFailed(name, error))
+        // Registered after the executor's own finalizer, so it runs first: the process is gone before that
+        // one looks.
+        yield* Effect.addFinalizer(() => stop(child))
+        yield* Effect.ignore(Stream.run(Stream.empty, child.stdin))
+        const stdout = new OutputCapture(maxOutputBytes, onOutput !== undefined)
+        const stderr = new OutputCapture(maxOutputBytes, onOutput !== undefined)
+        const outputFailed = (error: PlatformError) =>
+          new ProcessFailed({ reason: "Output", command: name, stderrTail: stderr.text(), detail: error.message })
+        const [, , exitCode] = yield* Effect.all([
+          Effect.mapError(drain(child.stdout, stdout, "stdout", chunk, context), outputFailed),
+          Effect.mapError(drain(child.stderr, stderr, "stderr", chunk, context), outputFailed),
+          Effect.mapError(child.exitCode, (error) =>
+            new ProcessFailed({ reason: "Signal", command: name, stderrTail: stderr.text(), detail: error.message }))
+        ], { concurrency: "unbounded" })
+        if (exitCode !== 0) {
+          return yield* new ProcessFailed({ reason: "ExitCode", command: name, exitCode, stderrTail: stderr.text(), detail: "" })
+        }
+        return {
+          stdout: stdout.text(),
+          stderr: stderr.text(),
+          stdoutTruncated: stdout.truncated,
+          stderrTruncated: stderr.truncated
+        }
+      })
+
+    const run = Effect.fn("ProcessWorker.run")(function*(chunk: Chunk, context: ChunkContext) {
+      const spec = yield* commandFor(chunk, context)
+      return yield* Effect.scoped(runProcess(spec, chunk, context))
+    })
+
+    return ChunkWorker.of({ run })
+  })
+
+/**
+ * A layer of {@link make}. It needs a `CommandExecutor` (`NodeContext.layer` provides one).
+ *
+ * @since 0.1.0
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<ChunkWorker, InvalidOption, CommandExecutor.CommandExecutor> => Layer.effect(ChunkWorker, make(options))

@@ -1,0 +1,157 @@
+/**
+ * The examples run as a user runs them: `tsx examples/<name>.ts` in a child process, output piped (so not
+ * a TTY), Ctrl+C sent as SIGINT.
+ */
+import { type ChildProcessByStdio, spawn } from "node:child_process"
+import type { Readable } from "node:stream"
+import { fileURLToPath } from "node:url"
+import { afterEach, describe, expect, it } from "vitest"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const tsxCli = fileURLToPath(new URL("../node_modules/tsx/dist/cli.mjs", import.meta.url))
+
+interface Example {
+  readonly child: ChildProcessByStdio<null, Readable, Readable>
+  readonly stdout: () => string
+  readonly stderr: () => string
+  /** The exit code once the process has exited and its output is read. */
+  readonly exited: Promise<number | null>
+}
+
+const running = new Set<Example>()
+
+afterEach(() => {
+  for (const example of running) example.child.kill("SIGKILL")
+  running.clear()
+})
+
+const start = (file: string, args: ReadonlyArray<string> = []): Example => {
+  const child = spawn(process.execPath, [tsxCli, `examples/${file}`, ...args], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let stdout = ""
+  let stderr = ""
+  child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
+  child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
+  const example: Example = {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited: new Promise((resolve, reject) => {
+      child.on("error", reject)
+      child.on("close", (code) => {
+        running.delete(example)
+        resolve(code)
+      })
+    })
+  }
+  running.add(example)
+  return example
+}
+
+const run = async (file: string, args: ReadonlyArray<string> = []) => {
+  const example = start(file, args)
+  const code = await example.exited
+  return { code, stdout: example.stdout(), stderr: example.stderr() }
+}
+
+/** Resolves once stdout matches `pattern`; fails if the process exits first or `timeoutMillis` passes. */
+const waitForOutput = (example: Example, pattern: RegExp, timeoutMillis = 10_000): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const check = () => {
+      if (!pattern.test(example.stdout())) return
+      done()
+      resolve()
+    }
+    const onExit = () => {
+      done()
+      reject(new Error(`exited before printing ${pattern}:\n${example.stdout()}${example.stderr()}`))
+    }
+    const timer = setTimeout(() => {
+      done()
+      reject(new Error(`no ${pattern} within ${timeoutMillis} ms:\n${example.stdout()}${example.stderr()}`))
+    }, timeoutMillis)
+    const done = () => {
+      clearTimeout(timer)
+      example.child.stdout.off("data", check)
+      example.child.off("close", onExit)
+    }
+    example.child.stdout.on("data", check)
+    example.child.on("close", onExit)
+    check()
+  })
+
+describe("examples/render-farm.ts", () => {
+  it("renders both jobs, printing plain progress lines when stdout is not a TTY", async () => {
+    const { code, stderr, stdout } = await run("render-farm.ts", ["--fast"])
+    expect(stderr).toBe("")
+    expect(code).toBe(0)
+    expect(stdout).not.toContain("\x1b[")
+    expect(stdout).toMatch(/^trailer\s+running\s+0\/25 chunks\s+0%/m)
+    expect(stdout).toMatch(/^trailer\s+completed\s+25\/25 chunks\s+100%/m)
+    // The summary table.
+    expect(stdout).toMatch(/^job\s+state\s+chunks\s+failed\s+retries\s+time$/m)
+    expect(stdout).toMatch(/^trailer\s+completed\s+25\/25\s+0\s+\d+\s+[\d.]+s$/m)
+    expect(stdout).toMatch(/^teaser\s+completed\s+7\/7\s+0\s+\d+\s+[\d.]+s$/m)
+  })
+
+  it("reports a job whose chunks run out of attempts as failed, and exits with 1", async () => {
+    const { code, stdout } = await run("render-farm.ts", ["--fast", "--frames", "48", "--failure-rate", "1"])
+    expect(code).toBe(1)
+    expect(stdout).toMatch(/^trailer\s+failed\s+/m)
+    expect(stdout).toMatch(/failed after 5 attempts: render node dropped frames/)
+  })
+
+  it("rejects an unknown flag with a one-line error and exit code 2", async () => {
+    const { code, stderr, stdout } = await run("render-farm.ts", ["--frams", "10"])
+    expect(code).toBe(2)
+    expect(stdout).toBe("")
+    expect(stderr.trimEnd().split("\n")).toEqual([expect.stringContaining("Unknown option '--frams'")])
+  })
+
+  it("cancels both jobs on Ctrl+C and exits with 130", async () => {
+    const example = start("render-farm.ts", ["--frames", "24000", "--latency", "100-200"])
+    await waitForOutput(example, /^\w+\s+running\s+.*\b[1-9]\d%/m)
+    example.child.kill("SIGINT")
+    expect(await example.exited).toBe(130)
+    const stdout = example.stdout()
+    expect(stdout).toMatch(/^trailer\s+cancelled\s+\d+\/1000\s/m)
+    expect(stdout).toMatch(/^teaser\s+cancelled\s+\d+\/250\s/m)
+    expect(stdout).toContain("Render cancelled")
+  })
+})
+
+describe("examples/effect-program.ts", () => {
+  it("renders both jobs, printing a line per 10 % step", async () => {
+    const { code, stderr, stdout } = await run("effect-program.ts", ["--fast"])
+    expect(stderr).toBe("")
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/^trailer\s+running\s+0%\s+0\/25 chunks$/m)
+    expect(stdout).toMatch(/^trailer\s+completed\s+100%\s+25\/25 chunks$/m)
+    expect(stdout).toMatch(/^trailer completed in [\d.]+s$/m)
+    expect(stdout).toMatch(/^teaser completed in [\d.]+s$/m)
+  })
+
+  it("cancels the jobs when interrupted by Ctrl+C, and exits with 130", async () => {
+    const example = start("effect-program.ts")
+    await waitForOutput(example, /^trailer\s+running\s+[1-9]\d%/m)
+    example.child.kill("SIGINT")
+    expect(await example.exited).toBe(130)
+    expect(example.stdout()).toMatch(/^trailer\s+cancelled\s+/m)
+  })
+})
+
+describe("examples/cancel-and-list.ts", () => {
+  it("cancels a pending and a running job, leaves a finished one unchanged, and lists the final states", async () => {
+    const { code, stderr, stdout } = await run("cancel-and-list.ts", ["--fast"])
+    expect(stderr).toBe("")
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/running: act-1, intro\n\s+pending: credits, act-2/)
+    const finalStates = stdout.slice(stdout.indexOf("Final states"))
+    expect(finalStates).toMatch(/credits\s+cancelled 0\/40 chunks/)
+    expect(finalStates).toMatch(/act-2\s+completed 40\/40 chunks/)
+    expect(finalStates).toMatch(/act-1\s+completed 40\/40 chunks/)
+    expect(finalStates).toMatch(/intro\s+cancelled \d+\/40 chunks/)
+  })
+})
