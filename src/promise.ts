@@ -25,7 +25,7 @@ import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExec
 import * as JobExecutor from "./JobExecutor.js"
 import { JobManager } from "./JobManager.js"
 import * as JobManagerModule from "./JobManager.js"
-import * as JobRepository from "./JobRepository.js"
+import { StoreOption, storeLayer } from "./internal/store.js"
 
 /**
  * A Promise worker: runs one chunk, and stops when `signal` fires.
@@ -56,8 +56,12 @@ export interface JobManagerOptions {
   readonly failurePolicy?: JobExecutor.FailurePolicy | undefined
   /** Jobs running at once (default: no limit); the rest wait as `pending`, in submission order. */
   readonly maxConcurrentJobs?: number | undefined
-  /** Where job statuses are kept (default `"memory"`). */
-  readonly store?: "memory" | undefined
+  /**
+   * Where job statuses are kept: `"memory"` (the default), `{ sqlite: "jobs.db" }` (a file, created on
+   * first use), or a PostgreSQL URL (`"postgres://…"` or `{ postgres: "postgres://…" }`). With a durable
+   * store, jobs left by a stopped process are resumed, and other processes (the CLI) can cancel them.
+   */
+  readonly store?: "memory" | { readonly sqlite: string } | { readonly postgres: string } | string | undefined
   /** Finalize steps a job may name in its spec's `finalize` (see `Finalizer`). */
   readonly finalizers?: Readonly<Record<string, (context: FinalizeContext) => Promise<unknown>>> | undefined
 }
@@ -121,7 +125,7 @@ const FacadeOptions = Schema.Struct({
   ...JobManagerModule.ManagerOptions.fields,
   worker: functionOption("worker"),
   finalizers: Schema.optional(Schema.Record({ key: Schema.String, value: functionOption("a finalizer") })),
-  store: Schema.optional(Schema.Literal("memory"))
+  store: Schema.optional(StoreOption)
 })
 
 const ExecuteJobOptions = Schema.Struct({
@@ -148,7 +152,7 @@ const undefinedIfNotFound = <A, E extends { readonly _tag: string }, R>(effect: 
  * @since 0.1.0
  */
 export const createJobManager = async (options: JobManagerOptions): Promise<PromiseJobManager> => {
-  const { finalizers, store: _store, worker, ...managerOptions } = await runPromise(validate(FacadeOptions, options))
+  const { finalizers, store, worker, ...managerOptions } = await runPromise(validate(FacadeOptions, options))
   const layer = JobManagerModule.layer({
     ...managerOptions,
     ...(finalizers === undefined ? {} : {
@@ -157,11 +161,14 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
       )
     })
   }).pipe(
-    Layer.provide(JobRepository.layerMemory),
+    Layer.provide(storeLayer(store)),
     Layer.provide(ChunkWorker.layerPromise(worker as PromiseWorker))
   )
   const runtime = ManagedRuntime.make(layer)
-  const rt = await runtime.runtime()
+  const rt = await runPromise(runtime.runtimeEffect).catch(async (error: unknown) => {
+    await runtime.dispose()
+    throw error
+  })
   let closed = false
 
   const run = <A, E>(

@@ -1,0 +1,28 @@
+/** The job store a facade or CLI user names: memory, an SQLite file, or a PostgreSQL URL. */
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import { RepositoryError } from "../JobError.js"
+import type { JobRepository } from "../JobRepository.js"
+import * as JobRepositoryModule from "../JobRepository.js"
+import * as SqlJobRepository from "../SqlJobRepository.js"
+
+/** `"memory"`, `{ sqlite: "jobs.db" }`, `{ postgres: "postgres://…" }`, or a `postgres://` URL string. */
+export const StoreOption = Schema.Union(
+  Schema.Literal("memory"),
+  Schema.String.pipe(Schema.pattern(/^postgres(ql)?:\/\//, { message: () => "expected a postgres:// URL" })),
+  Schema.Struct({ sqlite: Schema.String.pipe(Schema.minLength(1)) }),
+  Schema.Struct({ postgres: Schema.String.pipe(Schema.pattern(/^postgres(ql)?:\/\//)) })
+)
+export type StoreOption = typeof StoreOption.Type
+
+/** The repository layer of a store option; opening failures are `RepositoryError`s. */
+export const storeLayer = (store: StoreOption | undefined): Layer.Layer<JobRepository, RepositoryError> => {
+  if (store === undefined || store === "memory") return JobRepositoryModule.layerMemory
+  const opened = typeof store === "string"
+    ? SqlJobRepository.layerPg({ url: store })
+    : "sqlite" in store
+    ? SqlJobRepository.layerSqlite({ filename: store.sqlite })
+    : SqlJobRepository.layerPg({ url: store.postgres })
+  return Layer.mapError(opened, (error) =>
+    error._tag === "InvalidOption" ? new RepositoryError({ operation: "open", detail: error.message }) : error)
+}
