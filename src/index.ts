@@ -12,6 +12,8 @@ export * as ChunkWorker from "./ChunkWorker.js"
 export * as Finalizer from "./Finalizer.js"
 /** Controls the jobs of a store without running any (the CLI's engine). @since 0.1.0 */
 export * as JobClient from "./JobClient.js"
+/** A worker that sends each chunk to remote HTTP workers. @since 0.1.0 */
+export * as HttpWorker from "./HttpWorker.js"
 /** Domain schemas: ids, states, chunks, specs, statuses. @since 0.1.0 */
 export * as Job from "./Job.js"
 /** Tagged errors. @since 0.1.0 */
@@ -22,6 +24,12 @@ export * as JobExecutor from "./JobExecutor.js"
 export * as JobManager from "./JobManager.js"
 /** The job store service. @since 0.1.0 */
 export * as JobRepository from "./JobRepository.js"
+/** A worker that runs each chunk in a child process. @since 0.1.0 */
+export * as ProcessWorker from "./ProcessWorker.js"
+/** The job store on SQLite or PostgreSQL. @since 0.1.0 */
+export * as SqlJobRepository from "./SqlJobRepository.js"
+/** An HTTP server that runs chunks for remote clients (and a Lambda-style adapter). @since 0.1.0 */
+export * as WorkerServer from "./WorkerServer.js"
 /** The Promise facade (also at `effect-jobs/promise`). @since 0.1.0 */
 export {
   createJobManager,
