@@ -1,10 +1,10 @@
 /** The job store a facade or CLI user names: memory, an SQLite file, or a PostgreSQL URL. */
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { RepositoryError } from "../JobError.js"
 import type { JobRepository } from "../JobRepository.js"
 import * as JobRepositoryModule from "../JobRepository.js"
-import * as SqlJobRepository from "../SqlJobRepository.js"
 
 /** `"memory"`, `{ sqlite: "jobs.db" }`, `{ postgres: "postgres://…" }`, or a `postgres://` URL string. */
 export const StoreOption = Schema.Union(
@@ -15,14 +15,19 @@ export const StoreOption = Schema.Union(
 )
 export type StoreOption = typeof StoreOption.Type
 
-/** The repository layer of a store option; opening failures are `RepositoryError`s. */
+/**
+ * The repository layer of a store option; opening failures are `RepositoryError`s. The SQL module (and
+ * its native SQLite driver) is loaded only when a SQL store is asked for.
+ */
 export const storeLayer = (store: StoreOption | undefined): Layer.Layer<JobRepository, RepositoryError> => {
   if (store === undefined || store === "memory") return JobRepositoryModule.layerMemory
-  const opened = typeof store === "string"
-    ? SqlJobRepository.layerPg({ url: store })
-    : "sqlite" in store
-    ? SqlJobRepository.layerSqlite({ filename: store.sqlite })
-    : SqlJobRepository.layerPg({ url: store.postgres })
-  return Layer.mapError(opened, (error) =>
-    error._tag === "InvalidOption" ? new RepositoryError({ operation: "open", detail: error.message }) : error)
+  return Layer.unwrapEffect(Effect.map(Effect.promise(() => import("../SqlJobRepository.js")), (Sql) => {
+    const opened = typeof store === "string"
+      ? Sql.layerPg({ url: store })
+      : "sqlite" in store
+      ? Sql.layerSqlite({ filename: store.sqlite })
+      : Sql.layerPg({ url: store.postgres })
+    return Layer.mapError(opened, (error) =>
+      error._tag === "InvalidOption" ? new RepositoryError({ operation: "open", detail: error.message }) : error)
+  }))
 }
