@@ -15,6 +15,7 @@ import * as Schema from "effect/Schema"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { LazyAbortController } from "./Abort.js"
+import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
 import * as Deadlines from "./internal/deadlines.js"
 import type { ChunkContext } from "./ChunkWorker.js"
@@ -159,6 +160,9 @@ const defaults = {
   maxDelay: Duration.seconds(30)
 } as const
 
+const noTags: ReadonlyArray<never> = []
+const builtInTracer = Effect.runSync(Effect.tracer)
+
 class AttemptContext extends LazyAbortController implements ChunkContext {
   constructor(readonly jobId: JobId, readonly attempt: number) {
     super()
@@ -200,8 +204,11 @@ export const executeValidated = (
   spec: JobSpec,
   options: ExecuteOptions
 ): Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed, ChunkWorker> =>
-  Effect.flatMap(ChunkWorker, (worker) => {
+  Effect.flatMap(Effect.all([ChunkWorker, Effect.clock, Effect.tracer]), ([worker, clock, tracer]) => {
     const jobId = options.jobId
+    // A span per chunk only when a tracer is installed: the built-in one records nothing, at a cost.
+    const traced = tracer !== builtInTracer
+    const spanOptions = (chunk: Chunk) => ({ attributes: { "job.id": jobId, "chunk.id": chunk.id } })
     const total = totalChunks(spec)
     const skip = options.skip
     const onChunkSettled = options.onChunkSettled
@@ -300,7 +307,10 @@ export const executeValidated = (
         attempt < maxAttempts && isRetryable(error)
           ? Effect.zipRight(
             Effect.flatMap(retryDelay(attempt), (millis) => Effect.sleep(millis)),
-            attemptFrom(chunk, attempt + 1, slot)
+            Effect.suspend(() => {
+              JobMetrics.chunkRetries.unsafeUpdate(1, noTags)
+              return attemptFrom(chunk, attempt + 1, slot)
+            })
           )
           : Effect.fail(
             new ChunkFailed({ chunkId: chunk.id, attempts: attempt, cause: isNonRetryable(error) ? error.cause : error })
@@ -311,14 +321,21 @@ export const executeValidated = (
         ? Effect.void
         : onChunkSettled({ chunkId, outcome, completedChunks: completed, failedChunks: failed, totalChunks: total })
 
-    const runChunk = (chunk: Chunk, slot: DeadlineSlot | undefined): Effect.Effect<void, ChunkFailed | JobFailed> =>
-      Effect.matchEffect(attemptFrom(chunk, 1, slot), {
+    const runChunk = (chunk: Chunk, slot: DeadlineSlot | undefined): Effect.Effect<void, ChunkFailed | JobFailed> => {
+      const startedAt = clock.unsafeCurrentTimeMillis()
+      JobMetrics.chunksStarted.unsafeUpdate(1, noTags)
+      const attempts = attemptFrom(chunk, 1, slot)
+      return Effect.matchEffect(traced ? Effect.withSpan(attempts, "effect-jobs.chunk", spanOptions(chunk)) : attempts, {
         onSuccess: () => {
           completed++
+          JobMetrics.chunksSucceeded.unsafeUpdate(1, noTags)
+          JobMetrics.chunkDuration.unsafeUpdate(clock.unsafeCurrentTimeMillis() - startedAt, noTags)
           return settled(chunk.id, "completed")
         },
         onFailure: (error): Effect.Effect<void, ChunkFailed | JobFailed> => {
           failed++
+          JobMetrics.chunksFailed.unsafeUpdate(1, noTags)
+          JobMetrics.chunkDuration.unsafeUpdate(clock.unsafeCurrentTimeMillis() - startedAt, noTags)
           if (failed <= tolerated) return settled(chunk.id, "failed")
           halted = true
           const failure: ChunkFailed | JobFailed = policy === "fail-fast" ? error : new JobFailed({
@@ -329,6 +346,7 @@ export const executeValidated = (
           return Effect.zipRight(settled(chunk.id, "failed"), Effect.fail(failure))
         }
       })
+    }
 
     const workerLoop = (slot: DeadlineSlot | undefined): Effect.Effect<void, ChunkFailed | JobFailed> =>
       Effect.suspend(() => {

@@ -48,6 +48,7 @@ import {
 } from "./JobError.js"
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
+import * as JobMetrics from "./JobMetrics.js"
 import { JobRepository, withProgress } from "./JobRepository.js"
 
 /**
@@ -344,8 +345,10 @@ export const make = (
       }).pipe(
         Effect.provideService(ChunkWorker, worker),
         Effect.onExit((exit) => settle(job, exit)),
+        Effect.withSpan("effect-jobs.job", { attributes: { "job.id": job.id } }),
         Effect.ensuring(Effect.suspend(() => {
           running--
+          JobMetrics.jobsRunning.unsafeUpdate(running, [])
           return dispatch
         })),
         Effect.annotateLogs("jobId", job.id)
@@ -358,6 +361,7 @@ export const make = (
       if (job === undefined) return Effect.void
       if (job.status.state !== "pending" || live.get(job.id) !== job) return dispatch
       running++
+      JobMetrics.jobsRunning.unsafeUpdate(running, [])
       return Effect.zipRight(FiberMap.run(fibers, job.id, jobFiber(job), { onlyIfMissing: true }), dispatch)
     })
 

@@ -20,6 +20,8 @@ export * as Job from "./Job.js"
 export * as JobError from "./JobError.js"
 /** Runs one job's chunks. @since 0.1.0 */
 export * as JobExecutor from "./JobExecutor.js"
+/** The metrics effect-jobs records. @since 0.1.0 */
+export * as JobMetrics from "./JobMetrics.js"
 /** The job lifecycle service. @since 0.1.0 */
 export * as JobManager from "./JobManager.js"
 /** The job store service. @since 0.1.0 */

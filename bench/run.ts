@@ -1,0 +1,296 @@
+/**
+ * effect-jobs benchmarks, side by side with a hand-written Promise pool, p-map, p-queue and BullMQ.
+ *
+ *     npm run bench               full run (a few minutes)
+ *     npm run bench -- --quick    small sizes, one repetition: a smoke test (CI runs it)
+ *
+ * Contenders of a scenario run in alternating order, repetition after repetition; the table shows
+ * medians. Raw figures go to bench/results/<timestamp>.json. Nothing here asserts a timing.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import { spawn } from "node:child_process"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { cpus, tmpdir, totalmem } from "node:os"
+import { join } from "node:path"
+import { parseArgs } from "node:util"
+import pMap from "p-map"
+import PQueue from "p-queue"
+import * as ChunkWorker from "../src/ChunkWorker.js"
+import * as JobExecutor from "../src/JobExecutor.js"
+import * as JobManager from "../src/JobManager.js"
+import * as JobRepository from "../src/JobRepository.js"
+import { createJobManager } from "../src/promise.js"
+import { bullmqAvailable, runBullmq } from "./bullmq.js"
+
+const { values: flags } = parseArgs({ options: { quick: { type: "boolean", default: false } }, strict: true })
+const quick = flags.quick
+const sizes = quick
+  ? { s1: 5_000, s2: 2_000, bull: 1_000, s3: 50_000, s4: 50, s5: 200, repetitions: 1 }
+  : { s1: 100_000, s2: 100_000, bull: 20_000, s3: 1_000_000, s4: 1_000, s5: 2_000, repetitions: 5 }
+const concurrency = 16
+
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/** A no-op chunk: resolves after one setImmediate, reading its signal as a careful worker does. */
+const noop = (_chunk: unknown, context: { readonly signal: AbortSignal }): Promise<void> => {
+  if (context.signal.aborted) return Promise.reject(context.signal.reason)
+  return new Promise<void>((resolve) => setImmediate(resolve))
+}
+const range = (chunks: number) => ({ chunks: { start: 0, end: chunks - 1, size: 1 } })
+/** Every feature on: a retry policy, a chunk timeout, the signal read, progress tracked. */
+const features = { concurrency, retry: { attempts: 3, initialDelay: 10 }, chunkTimeout: "30 seconds" } as const
+
+/** Microseconds per chunk of `run` over `chunks` chunks. */
+const perChunk = async (chunks: number, run: () => Promise<unknown>): Promise<number> => {
+  const started = performance.now()
+  await run()
+  return ((performance.now() - started) * 1000) / chunks
+}
+
+// --- S1 contenders -------------------------------------------------------------------------------------
+
+const promisePool = async (chunks: number) => {
+  let next = 0
+  const signal = new AbortController().signal
+  const loop = async () => {
+    while (next < chunks) {
+      next++
+      await noop(next, { signal })
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, loop))
+}
+
+const pMapRun = (chunks: number) => {
+  const signal = new AbortController().signal
+  return pMap(Array.from({ length: chunks }, (_, i) => i), (i) => noop(i, { signal }), { concurrency })
+}
+
+const pQueueRun = async (chunks: number) => {
+  const queue = new PQueue({ concurrency })
+  const signal = new AbortController().signal
+  for (let i = 0; i < chunks; i++) void queue.add(() => noop(i, { signal }))
+  await queue.onIdle()
+}
+
+const executorRun = (chunks: number) => {
+  let settled = 0
+  return Effect.runPromise(
+    JobExecutor.execute(range(chunks), {
+      ...features,
+      jobId: "job_bench" as never,
+      onChunkSettled: () => Effect.sync(() => void settled++)
+    }).pipe(Effect.provideService(ChunkWorker.ChunkWorker, ChunkWorker.fromPromise(noop)))
+  )
+}
+
+const managerLayer = JobManager.layer(features).pipe(
+  Layer.provide(JobRepository.layerMemory),
+  Layer.provide(ChunkWorker.layerPromise(noop))
+)
+const managerRun = (chunks: number) =>
+  Effect.runPromise(
+    Effect.gen(function*() {
+      const manager = yield* JobManager.JobManager
+      const id = yield* manager.submitJob(range(chunks))
+      yield* Stream.runDrain(manager.watchJob(id)) // one watcher subscribed
+      return yield* manager.awaitJob(id)
+    }).pipe(Effect.provide(managerLayer))
+  )
+
+const facadeRun = async (chunks: number, store?: { readonly sqlite: string }) => {
+  await using manager = await createJobManager({ worker: noop, ...features, ...(store ? { store } : {}) })
+  const id = await manager.submitJob(range(chunks))
+  for await (const _ of manager.watchJob(id)) { /* one watcher subscribed */ }
+  const status = await manager.waitForJob(id)
+  if (status.state !== "completed") throw new Error(`bench job ended ${status.state}`)
+}
+
+const scratch = mkdtempSync(join(tmpdir(), "effect-jobs-bench-"))
+let sqliteFiles = 0
+const sqliteRun = (chunks: number) => facadeRun(chunks, { sqlite: join(scratch, `s${sqliteFiles++}.db`) })
+
+// --- runner --------------------------------------------------------------------------------------------
+
+interface Row {
+  readonly scenario: string
+  readonly contender: string
+  readonly unit: string
+  readonly median: number
+  readonly samples: ReadonlyArray<number>
+  readonly note?: string
+}
+const rows: Array<Row> = []
+
+const compare = async (
+  scenario: string,
+  unit: string,
+  contenders: ReadonlyArray<readonly [string, () => Promise<number>]>
+) => {
+  const samples = new Map<string, Array<number>>(contenders.map(([name]) => [name, []]))
+  for (let repetition = 0; repetition < sizes.repetitions; repetition++) {
+    const order = repetition % 2 === 0 ? contenders : [...contenders].reverse()
+    for (const [name, run] of order) samples.get(name)!.push(await run())
+  }
+  for (const [name] of contenders) {
+    const values = samples.get(name)!
+    rows.push({ scenario, contender: name, unit, median: median(values), samples: values })
+    console.error(`  ${scenario} ${name}: ${median(values).toFixed(2)} ${unit}`)
+  }
+}
+
+const s1 = async () => {
+  const n = sizes.s1
+  await compare("S1 overhead", "us/chunk", [
+    ["Promise pool (hand-written)", () => perChunk(n, () => promisePool(n))],
+    ["p-map", () => perChunk(n, () => pMapRun(n))],
+    ["p-queue", () => perChunk(n, () => pQueueRun(n))],
+    ["effect-jobs JobExecutor", () => perChunk(n, () => executorRun(n))],
+    ["effect-jobs JobManager (memory)", () => perChunk(n, () => managerRun(n))],
+    ["effect-jobs Promise facade (memory)", () => perChunk(n, () => facadeRun(n))]
+  ])
+}
+
+const s2 = async () => {
+  const contenders: Array<readonly [string, () => Promise<number>]> = [
+    ["effect-jobs SQLite store", () => perChunk(sizes.s2, () => sqliteRun(sizes.s2))]
+  ]
+  const bull = await bullmqAvailable()
+  if (bull) contenders.push(["BullMQ (local Redis)", () => perChunk(sizes.bull, () => runBullmq(sizes.bull, concurrency))])
+  await compare("S2 durable", "us/chunk", contenders)
+  if (!bull) console.error("  S2: BullMQ skipped: Redis at 127.0.0.1:6379 is not reachable")
+}
+
+/** Runs a scenario script in a fresh process (so its memory is its own) and returns its JSON output. */
+const runIsolated = (script: string, args: ReadonlyArray<string>): Promise<Record<string, number>> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--expose-gc", "--import", "tsx", join(import.meta.dirname, script), ...args],
+      { stdio: ["ignore", "pipe", "inherit"] }
+    )
+    let out = ""
+    child.stdout.on("data", (data: Buffer) => (out += data.toString()))
+    child.on("error", reject)
+    child.on("exit", (code) => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`${script} exited ${code}`)))
+  })
+
+const s3 = async () => {
+  const result = await runIsolated("memory.ts", [String(sizes.s3)])
+  rows.push({
+    scenario: "S3 memory",
+    contender: `effect-jobs JobManager, ${sizes.s3.toLocaleString("en")}-chunk range job`,
+    unit: "MB peak RSS growth",
+    median: result.peakGrowthMb!,
+    samples: [result.peakGrowthMb!],
+    note: `heap growth ${result.heapGrowthMb!.toFixed(1)} MB`
+  })
+}
+
+const s4 = async () => {
+  for (const store of ["memory", "sqlite"] as const) {
+    const result = await runIsolated("cancel.ts", [String(sizes.s4), store, join(scratch, `cancel-${store}.db`)])
+    rows.push({
+      scenario: "S4 cancel latency",
+      contender: `effect-jobs (${store}) median`,
+      unit: "ms",
+      median: result.median!,
+      samples: [result.median!]
+    }, {
+      scenario: "S4 cancel latency",
+      contender: `effect-jobs (${store}) p99`,
+      unit: "ms",
+      median: result.p99!,
+      samples: [result.p99!],
+      note: `${result.startedAfterCancel} chunks started after cancelJob resolved`
+    })
+  }
+}
+
+const s5 = async () => {
+  const chunks = sizes.s5
+  const width = 64
+  // Deterministic durations of 5..15 ms.
+  const durations = Array.from({ length: chunks }, (_, i) => 5 + ((i * 7919) % 11))
+  const ideal = durations.reduce((sum, d) => sum + d, 0) / width
+  const worker = (chunk: { readonly id: number }) =>
+    new Promise<void>((resolve) => setTimeout(resolve, durations[chunk.id]))
+  await using manager = await createJobManager({ worker, concurrency: width })
+  const makespans: Array<number> = []
+  for (let repetition = 0; repetition < sizes.repetitions; repetition++) {
+    const started = performance.now()
+    await manager.runJob(range(chunks))
+    makespans.push(performance.now() - started)
+  }
+  rows.push({
+    scenario: "S5 efficiency",
+    contender: `effect-jobs, ${chunks} chunks of 5-15 ms at concurrency ${width}`,
+    unit: "% over ideal",
+    median: ((median(makespans) - ideal) / ideal) * 100,
+    samples: makespans.map((m) => ((m - ideal) / ideal) * 100),
+    note: `makespan ${median(makespans).toFixed(0)} ms, ideal ${ideal.toFixed(0)} ms`
+  })
+}
+
+const crossProcess = async () => {
+  const result = await runIsolated("cross-process-cancel.ts", [String(quick ? 5 : 50), join(scratch, "xproc.db")])
+  rows.push({
+    scenario: "Cross-process cancel (SQLite)",
+    contender: "cancelJob in another process until cancelled stored, median",
+    unit: "ms",
+    median: result.median!,
+    samples: [result.median!],
+    note: `p99 ${result.p99!.toFixed(1)} ms over ${result.runs} runs`
+  })
+}
+
+const main = async () => {
+  console.error(`effect-jobs bench${quick ? " (quick)" : ""}: ${cpus().length} cores, Node ${process.version}`)
+  await s1()
+  await s2()
+  await s3()
+  await s4()
+  await s5()
+  await crossProcess()
+
+  const ratio = (scenario: string, a: string, b: string) => {
+    const x = rows.find((row) => row.scenario === scenario && row.contender === a)
+    const y = rows.find((row) => row.scenario === scenario && row.contender === b)
+    return x && y ? (x.median / y.median).toFixed(2) + "x" : "n/a"
+  }
+  const lines = [
+    `| scenario | contender | median | unit | note |`,
+    `| --- | --- | ---: | --- | --- |`,
+    ...rows.map((row) =>
+      `| ${row.scenario} | ${row.contender} | ${row.median.toFixed(2)} | ${row.unit} | ${row.note ?? ""} |`
+    ),
+    "",
+    `| ratio | value |`,
+    `| --- | ---: |`,
+    `| JobExecutor / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobExecutor", "p-map")} |`,
+    `| JobManager / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobManager (memory)", "p-map")} |`,
+    `| Promise facade / p-map (S1) | ${ratio("S1 overhead", "effect-jobs Promise facade (memory)", "p-map")} |`,
+    `| BullMQ / effect-jobs SQLite (S2, per chunk) | ${ratio("S2 durable", "BullMQ (local Redis)", "effect-jobs SQLite store")} |`
+  ]
+  console.log(lines.join("\n"))
+  const resultsDir = join(import.meta.dirname, "results")
+  mkdirSync(resultsDir, { recursive: true })
+  const file = join(resultsDir, `${new Date().toISOString().replaceAll(":", "-")}${quick ? "-quick" : ""}.json`)
+  writeFileSync(file, JSON.stringify({
+    quick,
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version },
+    rows
+  }, null, 2))
+  console.error(`raw figures: ${file}`)
+}
+
+main().finally(() => rmSync(scratch, { recursive: true, force: true })).catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})
