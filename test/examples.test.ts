@@ -155,3 +155,14 @@ describe("examples/cancel-and-list.ts", () => {
     expect(finalStates).toMatch(/intro\s+cancelled \d+\/40 chunks/)
   })
 })
+
+describe("examples/tracing.ts", () => {
+  it("exports the job and chunk spans and the chunk metrics to the console", async () => {
+    const { code, stdout } = await run("tracing.ts", ["--chunks", "2"])
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/name: 'effect-jobs\.job'/)
+    expect(stdout.match(/name: 'effect-jobs\.chunk'/g)?.length).toBeGreaterThanOrEqual(2)
+    expect(stdout).toMatch(/name: 'effect_jobs_chunks_succeeded'/)
+    expect(stdout).toMatch(/completed: 2\/2 chunks/)
+  })
+})
