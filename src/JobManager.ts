@@ -16,11 +16,9 @@ import { hostname } from "node:os"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as MutableList from "effect/MutableList"
@@ -49,7 +47,9 @@ import {
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
 import * as JobMetrics from "./JobMetrics.js"
-import { JobRepository, withProgress } from "./JobRepository.js"
+import { JobRepository } from "./JobRepository.js"
+import type { StopReason } from "./internal/liveJob.js"
+import { LiveJob } from "./internal/liveJob.js"
 
 /**
  * Options of a manager: how each job's chunks run, how many jobs run at once, and the timings of
@@ -147,22 +147,6 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
   readonly owner: string
 }>() {}
 
-/** Why a job's fiber is being stopped; read by `settle` to choose the state an interruption stores. */
-type StopReason = "cancel" | "pause" | "shutdown"
-
-/** A job queued or running in this manager. */
-interface LiveJob {
-  readonly id: JobId
-  readonly spec: JobSpec
-  /** The newest status, chunk counts included. */
-  status: JobStatus
-  /** Completed when `status` next changes; made only while someone waits. */
-  changed: Deferred.Deferred<void> | undefined
-  stopReason: StopReason | undefined
-  /** Set on a graceful shutdown: no further chunk starts. */
-  draining: boolean
-}
-
 interface Target {
   readonly from: ReadonlyArray<JobState>
   readonly to: JobState
@@ -185,13 +169,6 @@ export const validateOptions = (input: unknown): Effect.Effect<ManagerOptions, I
         ? Effect.succeed(options)
         : Effect.fail(new InvalidOption({ path: ["staleAfter"], detail: "must be longer than heartbeatInterval" }))
   )
-
-const nextStatus = (job: LiveJob, last: JobStatus | undefined): Effect.Effect<JobStatus> =>
-  Effect.suspend(() => {
-    if (job.status !== last) return Effect.succeed(job.status)
-    job.changed ??= Deferred.unsafeMake<void>(FiberId.none)
-    return Effect.zipRight(Deferred.await(job.changed), nextStatus(job, last))
-  })
 
 /** Whether every chunk settled (an execution drained by a shutdown or pause ends before that). */
 const isFinished = (summary: ExecutionSummary): boolean =>
@@ -226,6 +203,7 @@ export const make = (
     } = validated
     const executionOptions: ExecutionOptions = execution
     const repository = yield* JobRepository
+    const clock = yield* Effect.clock
     const client = yield* JobClient.make({ pollInterval, staleAfter })
     const worker = yield* ChunkWorker
     const owner = makeOwnerId()
@@ -235,27 +213,18 @@ export const make = (
     let running = 0
     let closing = false
 
-    const publish = (job: LiveJob, status: JobStatus): void => {
-      job.status = status
-      const changed = job.changed
-      if (changed !== undefined) {
-        job.changed = undefined
-        Deferred.unsafeDone(changed, Exit.void)
+    const onChunkSettled = (job: LiveJob) => (event: ChunkSettled): Effect.Effect<void> => {
+      const progress = {
+        completedChunks: event.completedChunks,
+        failedChunks: event.failedChunks,
+        completedChunkId: event.outcome === "completed" ? event.chunkId : undefined
       }
+      job.setProgress(progress, clock.unsafeCurrentTimeMillis())
+      return Effect.catchAll(
+        repository.updateProgress(job.id, progress),
+        (error) => Effect.logWarning("could not record progress", error)
+      )
     }
-
-    const onChunkSettled = (job: LiveJob) => (event: ChunkSettled): Effect.Effect<void> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        publish(job, withProgress(job.status, event, new Date(now)))
-        return Effect.catchAll(
-          repository.updateProgress(job.id, {
-            completedChunks: event.completedChunks,
-            failedChunks: event.failedChunks,
-            completedChunkId: event.outcome === "completed" ? event.chunkId : undefined
-          }),
-          (error) => Effect.logWarning("could not record progress", error)
-        )
-      })
 
     /** The state a job fiber's Exit stores: the one place where an outcome becomes a state. */
     const targetOf = (job: LiveJob, exit: Exit.Exit<ExecutionSummary | undefined, unknown>): Target | undefined => {
@@ -282,17 +251,21 @@ export const make = (
         ? Effect.map(repository.get(job.id), Option.getOrElse(() => job.status))
         : Effect.map(
           repository.transition(job.id, target.from, target.to, {
-            completedChunks: job.status.completedChunks,
-            failedChunks: job.status.failedChunks,
+            completedChunks: job.completedChunks,
+            failedChunks: job.failedChunks,
             error: target.error,
             owner: target.to === "pending" || target.to === "paused" ? null : undefined
           }),
           (result) => result.status
         )
       return stored.pipe(
-        Effect.tap((status) => Effect.sync(() => publish(job, status))),
-        Effect.catchAll((error) => Effect.logError("could not record the end of a job", error)),
-        Effect.ensuring(Effect.sync(() => live.delete(job.id)))
+        Effect.catchAll((error) => Effect.as(Effect.logError("could not record the end of a job", error), job.status)),
+        Effect.flatMap((status) =>
+          Effect.sync(() => {
+            live.delete(job.id)
+            job.end(status)
+          })
+        )
       )
     }
 
@@ -304,7 +277,7 @@ export const make = (
           failedChunks: summary.failedChunks,
           phase: "finalizing" as const
         }
-        publish(job, withProgress(job.status, progress, new Date(yield* Clock.currentTimeMillis)))
+        job.setProgress(progress, clock.unsafeCurrentTimeMillis())
         yield* repository.updateProgress(job.id, progress)
         const finalizer = Object.hasOwn(finalizers, step.name) ? finalizers[step.name] : undefined
         if (finalizer === undefined) {
@@ -331,7 +304,7 @@ export const make = (
       Effect.gen(function*() {
         const started = yield* repository.transition(job.id, ["pending"], "running", { owner })
         if (!started.applied) return undefined
-        publish(job, started.status)
+        job.setStatus(started.status)
         const completed = started.status.completedChunks > 0 ? yield* repository.getCheckpoint(job.id) : undefined
         const summary = yield* JobExecutor.executeValidated(job.spec, {
           ...executionOptions,
@@ -368,7 +341,7 @@ export const make = (
     /** Queues a stored `pending` job owned by this manager. */
     const enqueue = (spec: JobSpec, status: JobStatus): Effect.Effect<void> =>
       Effect.suspend(() => {
-        const job: LiveJob = { id: status.id, spec, status, changed: undefined, stopReason: undefined, draining: false }
+        const job = new LiveJob(status.id, spec, status)
         live.set(job.id, job)
         MutableList.append(waiting, job)
         return dispatch
@@ -400,18 +373,37 @@ export const make = (
       return id
     })
 
+    /** Statuses of a job of this manager, until it ends here; then, if it is not terminal, from the store. */
     const watchJob = (id: string): Stream.Stream<JobStatus, JobNotFound | RepositoryError> =>
       Stream.unwrap(Effect.map(parseJobId(id), (jobId) => {
         const job = live.get(jobId)
         if (job === undefined) return client.watchJob(jobId)
-        return Stream.paginateEffect(undefined as JobStatus | undefined, (last) =>
-          Effect.map(nextStatus(job, last), (status) =>
-            [status, isTerminal(status.state) ? Option.none() : Option.some(status)] as const))
+        let last: JobStatus | undefined
+        const here = Stream.unfoldEffect(-1, (seen: number) =>
+          Effect.map(job.changedSince(seen), () => {
+            const version = job.version
+            if (version === seen || (last !== undefined && isTerminal(last.state))) return Option.none()
+            last = job.status
+            return Option.some([last, version] as const)
+          }))
+        const afterwards = Stream.suspend(() =>
+          last !== undefined && isTerminal(last.state) ? Stream.empty : client.watchJob(jobId)
+        )
+        return Stream.concat(here, afterwards).pipe(
+          Stream.changesWith((a, b) => a === b || (a.state === b.state && a.updatedAt.getTime() === b.updatedAt.getTime()))
+        )
       }))
 
     const awaitJob = Effect.fn("JobManager.awaitJob")(function*(id: string) {
-      const last = yield* Stream.runLast(watchJob(id))
-      return Option.isSome(last) ? last.value : yield* client.getJob(id)
+      const jobId = yield* parseJobId(id)
+      const job = live.get(jobId)
+      if (job !== undefined) {
+        yield* job.awaitEnd
+        if (isTerminal(job.status.state)) return job.status
+      }
+      // Not here (or paused / handed over): follow it in the store.
+      const last = yield* Stream.runLast(client.watchJob(jobId))
+      return Option.isSome(last) ? last.value : yield* client.getJob(jobId)
     })
 
     /** Interrupts a job fiber of this manager for `reason` and waits until its end is stored. */
@@ -428,8 +420,8 @@ export const make = (
       Effect.suspend(() => {
         const job = live.get(status.id)
         if (job === undefined) return Effect.void
-        publish(job, status)
         live.delete(status.id)
+        job.end(status)
         // A fiber may have been started for it; it finds the job's state changed and ends without running.
         return FiberMap.remove(fibers, status.id)
       })

@@ -125,6 +125,6 @@ describe("JobManager properties", () => {
         }
       }).pipe(Effect.provide(layer))
     },
-    { fastCheck: { numRuns: 1000 } }
+    { timeout: 180_000, fastCheck: { numRuns: 1000 } }
   )
 })

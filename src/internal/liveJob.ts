@@ -1,0 +1,105 @@
+/**
+ * A job queued or running in a manager, as its watchers see it. Chunk progress is recorded as counts and
+ * turned into a `JobStatus` only when someone reads it, so a job nobody watches pays nothing per chunk
+ * beyond two numbers; watchers and waiters are woken through Deferreds made only while they wait.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import type { JobId, JobSpec, JobStatus } from "../Job.js"
+import type { ProgressUpdate } from "../JobRepository.js"
+import { withProgress } from "../JobRepository.js"
+
+/** Why a job's fiber is being stopped; read by the manager to choose the state an interruption stores. */
+export type StopReason = "cancel" | "pause" | "shutdown"
+
+export class LiveJob {
+  stopReason: StopReason | undefined = undefined
+  /** Set on a graceful shutdown: no further chunk starts. */
+  draining = false
+  #status: JobStatus
+  #progress: ProgressUpdate | undefined = undefined
+  #progressAt = 0
+  #version = 0
+  #ended = false
+  #changed: Deferred.Deferred<void> | undefined = undefined
+  #endedSignal: Deferred.Deferred<void> | undefined = undefined
+
+  constructor(readonly id: JobId, readonly spec: JobSpec, status: JobStatus) {
+    this.#status = status
+  }
+
+  /** The newest status, chunk counts included. */
+  get status(): JobStatus {
+    if (this.#progress !== undefined) {
+      this.#status = withProgress(this.#status, this.#progress, new Date(this.#progressAt))
+      this.#progress = undefined
+    }
+    return this.#status
+  }
+
+  get completedChunks(): number {
+    return this.#progress?.completedChunks ?? this.#status.completedChunks
+  }
+
+  get failedChunks(): number {
+    return this.#progress?.failedChunks ?? this.#status.failedChunks
+  }
+
+  /** Bumped on every change; watchers compare it with the last one they saw. */
+  get version(): number {
+    return this.#version
+  }
+
+  /** Whether the manager is done with the job (its last status is set). */
+  get ended(): boolean {
+    return this.#ended
+  }
+
+  setStatus(status: JobStatus): void {
+    this.#status = status
+    this.#progress = undefined
+    this.#changed_()
+  }
+
+  setProgress(progress: ProgressUpdate, atMillis: number): void {
+    this.#progress = progress
+    this.#progressAt = atMillis
+    this.#changed_()
+  }
+
+  /** The manager's last word on the job (its stored status when it leaves the manager). */
+  end(status: JobStatus): void {
+    this.#ended = true
+    this.setStatus(status)
+    if (this.#endedSignal !== undefined) Deferred.unsafeDone(this.#endedSignal, Exit.void)
+  }
+
+  /** Waits until the manager is done with the job (no wake-up per chunk). */
+  get awaitEnd(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.#ended) return Effect.void
+      this.#endedSignal ??= Deferred.unsafeMake<void>(FiberId.none)
+      return Deferred.await(this.#endedSignal)
+    })
+  }
+
+  /** Waits until the version is no longer `seen`, or the job has ended. */
+  changedSince(seen: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.#version !== seen || this.#ended) return Effect.void
+      this.#changed ??= Deferred.unsafeMake<void>(FiberId.none)
+      return Effect.zipRight(Deferred.await(this.#changed), this.changedSince(seen))
+    })
+  }
+
+  #changed_(): void {
+    this.#version++
+    const changed = this.#changed
+    if (changed !== undefined) {
+      this.#changed = undefined
+      Deferred.unsafeDone(changed, Exit.void)
+    }
+  }
+}
