@@ -63,7 +63,10 @@ export const ManagerOptions = Schema.Struct({
   maxConcurrentJobs: Schema.optional(Schema.Int.pipe(Schema.positive())),
   /** How often a watcher re-reads a job that runs in another process (default 500). */
   pollInterval: Schema.optional(Schema.Int.pipe(Schema.positive())),
-  /** How often this manager records that it is alive (default 1,000). */
+  /**
+   * How often this manager records that it is alive and looks for jobs to take over: ownerless `pending`
+   * jobs (resumed by the CLI, left by a graceful shutdown) and jobs of managers gone stale (default 1,000).
+   */
   heartbeatInterval: Schema.optional(Schema.Int.pipe(Schema.positive())),
   /**
    * A manager silent this long is gone: its jobs are claimed and resumed by a live manager, and a cancel
@@ -511,8 +514,8 @@ export const make = (
     )
     yield* recover.pipe(
       logFailure("recovery of orphaned jobs failed"),
-      Effect.repeat(Schedule.spaced(staleAfter)),
-      Effect.delay(staleAfter),
+      Effect.repeat(Schedule.spaced(heartbeatInterval)),
+      Effect.delay(heartbeatInterval),
       Effect.forkScoped
     )
     yield* repository.stopRequests(owner).pipe(
