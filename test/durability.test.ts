@@ -1,0 +1,125 @@
+/**
+ * Durability of the SQLite store with real processes: a process running a job is killed with SIGKILL at
+ * random instants, and a manager started afterwards finishes the job from its checkpoint; a reader in
+ * another process polls the store while 1,000 chunks run at concurrency 16.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import { spawn } from "node:child_process"
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import Database from "better-sqlite3"
+import { afterAll, describe, expect, it } from "vitest"
+import * as ChunkWorker from "../src/ChunkWorker.js"
+import * as JobManager from "../src/JobManager.js"
+import * as SqlJobRepository from "../src/SqlJobRepository.js"
+import { createJobManager } from "../src/promise.js"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const tsxCli = fileURLToPath(new URL("../node_modules/tsx/dist/cli.mjs", import.meta.url))
+const dir = mkdtempSync(join(tmpdir(), "effect-jobs-durability-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+/** The same options as test/fixtures/owner.ts. */
+const concurrency = 4
+const flushInterval = 50
+const chunkMillis = { min: 3, max: 8 }
+
+const fixture = (name: string, args: ReadonlyArray<string>) =>
+  spawn(process.execPath, [tsxCli, `test/fixtures/${name}.ts`, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+
+const until = async (condition: () => boolean, what: string, timeoutMillis = 15_000) => {
+  const deadline = Date.now() + timeoutMillis
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+const executions = (log: string): Array<number> =>
+  existsSync(log) ? readFileSync(log, "utf8").split("\n").filter((line) => line !== "").map(Number) : []
+
+describe("SQLite store durability", () => {
+  const chunks = 300
+  // Kill the owner at several random instants (as a share of the chunks it has completed).
+  const instants = Array.from({ length: 4 }, () => 0.1 + Math.random() * 0.8)
+
+  it.each(instants.map((instant, index) => [index, instant] as const))(
+    "SIGKILL at random instant #%i (after %f of the chunks): the job completes and no completed chunk is lost",
+    async (index, instant) => {
+      const db = join(dir, `kill-${index}.db`)
+      const log = join(dir, `kill-${index}.log`)
+      const idFile = join(dir, `kill-${index}.id`)
+      const owner = fixture("owner", [db, log, idFile, String(chunks)])
+      const exited = new Promise((resolve) => owner.once("exit", resolve))
+      await until(() => executions(log).length >= Math.floor(chunks * instant), "the owner's progress")
+      owner.kill("SIGKILL")
+      await exited
+      const beforeKill = executions(log).length
+      const id = readFileSync(idFile, "utf8")
+
+      // The store is intact and the job is still `running`, owned by the dead process.
+      const raw = new Database(db, { readonly: true })
+      expect(raw.pragma("integrity_check", { simple: true })).toBe("ok")
+      raw.close()
+
+      // A new manager takes the job over once the dead owner's heartbeat is stale.
+      const runtime = ManagedRuntime.make(
+        JobManager.layer({ concurrency, heartbeatInterval: 100, staleAfter: 400, pollInterval: 20 }).pipe(
+          Layer.provide(SqlJobRepository.layerSqlite({ filename: db, flushInterval })),
+          Layer.provide(ChunkWorker.layer((chunk) =>
+            Effect.sleep(chunkMillis.min + (chunk.id % 6)).pipe(
+              Effect.zipRight(Effect.sync(() => appendFileSync(log, `${chunk.id}\n`)))
+            )
+          ))
+        )
+      )
+      try {
+        const status = await runtime.runPromise(Effect.flatMap(JobManager.JobManager, (manager) => manager.awaitJob(id)))
+        expect(status).toMatchObject({ state: "completed", completedChunks: chunks, failedChunks: 0, progress: 100 })
+      } finally {
+        await runtime.dispose()
+      }
+
+      const all = executions(log)
+      const counts = new Map<number, number>()
+      for (const chunk of all) counts.set(chunk, (counts.get(chunk) ?? 0) + 1)
+      // Every chunk completed at least once: none was lost.
+      expect([...counts.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: chunks }, (_, i) => i))
+      // Run twice at most: the chunks in flight at the kill plus those completed in the last flush window.
+      const twice = [...counts.values()].filter((count) => count > 1).length
+      const flushWindowChunks = Math.ceil((flushInterval / chunkMillis.min) * concurrency)
+      expect(twice).toBeLessThanOrEqual(concurrency + flushWindowChunks)
+      expect(beforeKill).toBeGreaterThan(0)
+    },
+    30_000
+  )
+
+  it("1,000 chunks at concurrency 16 while another process polls getJob/listJobs: no error, no torn record", async () => {
+    const db = join(dir, "poll.db")
+    await using manager = await createJobManager({
+      worker: () => new Promise<void>((resolve) => setImmediate(resolve)),
+      concurrency: 16,
+      store: { sqlite: db }
+    })
+    const id = await manager.submitJob({ chunks: { start: 0, end: 999, size: 1 } })
+    const reader = fixture("reader", [db, id])
+    let output = ""
+    reader.stdout.setEncoding("utf8").on("data", (text: string) => (output += text))
+    let errors = ""
+    reader.stderr.setEncoding("utf8").on("data", (text: string) => (errors += text))
+    const status = await manager.waitForJob(id)
+    expect(status).toMatchObject({ state: "completed", completedChunks: 1000 })
+    const code = await new Promise((resolve) => reader.once("exit", resolve))
+    expect(errors).toBe("")
+    expect(code).toBe(0)
+    const result = JSON.parse(output) as { reads: number; errors: Array<string>; regressions: number; final: string }
+    expect(result.errors).toEqual([])
+    expect(result.regressions).toBe(0)
+    expect(result.final).toBe("completed")
+    expect(result.reads).toBeGreaterThan(10)
+  }, 60_000)
+})
