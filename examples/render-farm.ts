@@ -9,6 +9,7 @@
  *     npm start
  *     npx tsx examples/render-farm.ts --frames 2400 --chunk 48 --concurrency 16 --latency 100-600
  *     npx tsx examples/render-farm.ts --fast --failure-rate 0.3
+ *     npm start -- --db jobs.db      then, in another terminal: npm run cli -- list --db jobs.db
  */
 import { setTimeout as sleep } from "node:timers/promises"
 import { parseArgs } from "node:util"
@@ -16,7 +17,7 @@ import type { PromiseJobManager, PromiseWorker } from "effect-jobs"
 import { createJobManager, Job, JobError } from "effect-jobs"
 
 const usage =
-  "Usage: render-farm [--frames N] [--chunk N] [--concurrency N] [--latency MIN-MAX | --fast] [--failure-rate P]"
+  "Usage: render-farm [--frames N] [--chunk N] [--concurrency N] [--latency MIN-MAX | --fast] [--failure-rate P] [--db FILE]"
 
 interface Settings {
   readonly frames: number
@@ -26,6 +27,8 @@ interface Settings {
   readonly latency: { readonly min: number; readonly max: number }
   /** The share of chunk attempts a render node drops, 0..1. */
   readonly failureRate: number
+  /** An SQLite job store, so the jobs can be watched and controlled with the CLI from another terminal. */
+  readonly db: string | undefined
 }
 
 class UsageError extends Error {}
@@ -39,7 +42,8 @@ const flags = {
   concurrency: { type: "string", default: "8" },
   latency: { type: "string" },
   fast: { type: "boolean", default: false },
-  "failure-rate": { type: "string", default: "0.1" }
+  "failure-rate": { type: "string", default: "0.1" },
+  db: { type: "string" }
 } as const
 
 const parseFlags = (args: Array<string>) => {
@@ -58,7 +62,8 @@ const parseSettings = (args: Array<string>): Settings => {
     chunk: positiveInteger("--chunk", values.chunk),
     concurrency: positiveInteger("--concurrency", values.concurrency),
     latency: values.fast ? { min: 1, max: 5 } : latencyRange(values.latency ?? "200-800"),
-    failureRate: probability("--failure-rate", values["failure-rate"])
+    failureRate: probability("--failure-rate", values["failure-rate"]),
+    db: values.db
   }
 }
 
@@ -253,7 +258,8 @@ const main = async (args: Array<string>): Promise<number> => {
   const manager = await createJobManager({
     worker: farm.worker,
     concurrency,
-    retry: { attempts: 5, initialDelay: 50, maxDelay: 1000 }
+    retry: { attempts: 5, initialDelay: 50, maxDelay: 1000 },
+    ...(settings.db === undefined ? {} : { store: { sqlite: settings.db } })
   })
   const names = specs.map((spec) => spec.name)
   const dashboard = process.stdout.isTTY
@@ -262,11 +268,15 @@ const main = async (args: Array<string>): Promise<number> => {
 
   try {
     const ids = await Promise.all(specs.map((spec) => manager.submitJob(spec)))
+    if (settings.db !== undefined) {
+      for (const [index, id] of ids.entries()) console.log(`${names[index]}: ${id}`)
+      console.log(`Watch or control them from another terminal: npm run cli -- watch|pause|resume|cancel <id> --db ${settings.db}\n`)
+    }
     const controller = new AbortController()
     process.once("SIGINT", () => controller.abort())
     const statuses = await Promise.all(ids.map((id) => followJob(manager, id, dashboard, controller.signal)))
     printSummary(statuses, farm)
-    if (statuses.some((status) => status.state === "cancelled")) {
+    if (controller.signal.aborted) {
       console.log("\nRender cancelled (Ctrl+C).")
       return 130
     }
