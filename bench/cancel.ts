@@ -4,38 +4,28 @@
  */
 import { setImmediate as nextTurn } from "node:timers/promises"
 import { createJobManager } from "../src/promise.js"
+import { gatedWorker } from "./gated.js"
 
 const runs = Number(process.argv[2] ?? 1_000)
 const store = process.argv[3] === "sqlite" ? { sqlite: process.argv[4]! } : "memory" as const
 const inFlight = 16
 
-let started = 0
-let onStarted: () => void = () => {}
-const manager = await createJobManager({
-  // Each chunk runs until its signal fires.
-  worker: (_chunk, { signal }) =>
-    new Promise((_, reject) => {
-      if (++started === inFlight) onStarted()
-      signal.addEventListener("abort", () => reject(signal.reason), { once: true })
-    }),
-  concurrency: inFlight,
-  store
-})
+const gated = gatedWorker(inFlight)
+const manager = await createJobManager({ worker: gated.worker, concurrency: inFlight, store })
 
 const latencies: Array<number> = []
 let startedAfterCancel = 0
 for (let run = 0; run < runs; run++) {
-  started = 0
-  const allStarted = new Promise<void>((resolve) => (onStarted = resolve))
+  const allStarted = gated.nextRound()
   const id = await manager.submitJob({ chunks: { start: 0, end: inFlight * 4 - 1, size: 1 } })
   await allStarted
   const before = performance.now()
   const status = await manager.cancelJob(id)
   latencies.push(performance.now() - before)
   if (status.state !== "cancelled") throw new Error(`cancelJob returned ${status.state}`)
-  const startedAtCancel = started
+  const startedAtCancel = gated.started()
   for (let turn = 0; turn < 5; turn++) await nextTurn()
-  startedAfterCancel += started - startedAtCancel
+  startedAfterCancel += gated.started() - startedAtCancel
 }
 await manager.close()
 latencies.sort((a, b) => a - b)

@@ -9,26 +9,17 @@ import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import * as JobClient from "../src/JobClient.js"
 import { createJobManager } from "../src/promise.js"
+import { gatedWorker } from "./gated.js"
 import * as SqlJobRepository from "../src/SqlJobRepository.js"
 
 const inFlight = 16
 
 const owner = async (file: string) => {
-  let started = 0
-  let onStarted: () => void = () => {}
-  const manager = await createJobManager({
-    worker: (_chunk, { signal }) =>
-      new Promise((_, reject) => {
-        if (++started === inFlight) onStarted()
-        signal.addEventListener("abort", () => reject(signal.reason), { once: true })
-      }),
-    concurrency: inFlight,
-    store: { sqlite: file }
-  })
+  const gated = gatedWorker(inFlight)
+  const manager = await createJobManager({ worker: gated.worker, concurrency: inFlight, store: { sqlite: file } })
   for await (const line of createInterface({ input: process.stdin })) {
     if (line !== "next") break
-    started = 0
-    const allStarted = new Promise<void>((resolve) => (onStarted = resolve))
+    const allStarted = gated.nextRound()
     const id = await manager.submitJob({ chunks: { start: 0, end: inFlight * 4 - 1, size: 1 } })
     await allStarted
     process.stdout.write(`${id}\n`)

@@ -39,5 +39,6 @@ export {
   type ListJobsQuery,
   type PromiseFinalizer,
   type PromiseJobManager,
-  type PromiseWorker
+  type PromiseWorker,
+  type WorkerOptions
 } from "./promise.js"

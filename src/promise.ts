@@ -42,11 +42,11 @@ export type PromiseWorker = (chunk: Chunk, context: ChunkContext) => Promise<unk
 export type PromiseFinalizer = (context: FinalizeContext) => Promise<unknown>
 
 /**
- * Options of {@link createJobManager}.
+ * How a job's chunks run: the worker, and the executor's options (see `JobExecutor.ExecutionOptions`).
  *
  * @since 0.1.0
  */
-export interface JobManagerOptions {
+export interface WorkerOptions {
   readonly worker: PromiseWorker
   /** Chunks in flight per job (default 4). */
   readonly concurrency?: number | undefined
@@ -54,6 +54,14 @@ export interface JobManagerOptions {
   /** Time limit of one chunk attempt, in milliseconds or as a string such as `"30 seconds"`. */
   readonly chunkTimeout?: number | string | undefined
   readonly failurePolicy?: JobExecutor.FailurePolicy | undefined
+}
+
+/**
+ * Options of {@link createJobManager}.
+ *
+ * @since 0.1.0
+ */
+export interface JobManagerOptions extends WorkerOptions {
   /** Jobs running at once (default: no limit); the rest wait as `pending`, in submission order. */
   readonly maxConcurrentJobs?: number | undefined
   /**
@@ -215,12 +223,7 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
  *
  * @since 0.1.0
  */
-export interface ExecuteJobOptions {
-  readonly worker: PromiseWorker
-  readonly concurrency?: number | undefined
-  readonly retry?: JobExecutor.RetryPolicy | undefined
-  readonly chunkTimeout?: number | string | undefined
-  readonly failurePolicy?: JobExecutor.FailurePolicy | undefined
+export interface ExecuteJobOptions extends WorkerOptions {
   /** Aborting it interrupts the chunks in flight (their signals fire) and starts no pending chunk. */
   readonly signal?: AbortSignal | undefined
   /** Called after each chunk settles with the counts so far. */
