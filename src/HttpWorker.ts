@@ -21,9 +21,9 @@ import * as Schema from "effect/Schema"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk, Json } from "./Job.js"
+import { DurationInput } from "./internal/duration.js"
 import { describeError, firstIssue, formatPath, InvalidOption, NonRetryable } from "./JobError.js"
 import {
-  DurationInput,
   ErrorBody,
   ExecutionRequest,
   ExecutionResult,

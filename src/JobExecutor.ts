@@ -9,12 +9,12 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { LazyAbortController } from "./Abort.js"
+import { DurationInput } from "./internal/duration.js"
 import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
 import * as Deadlines from "./internal/deadlines.js"
@@ -23,19 +23,6 @@ import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk, JobId, JobSpec } from "./Job.js"
 import { chunkAt, totalChunks } from "./Job.js"
 import { ChunkFailed, ChunkTimeout, firstIssue, InvalidOption, isNonRetryable, JobFailed } from "./JobError.js"
-
-const DurationInput = Schema.declare(
-  (input: unknown): input is Duration.DurationInput =>
-    Option.match(Duration.decodeUnknown(input), {
-      onNone: () => false,
-      onSome: (duration) => Duration.isFinite(duration) && Duration.toMillis(duration) >= 0
-    }),
-  {
-    identifier: "DurationInput",
-    description: "a duration: milliseconds as a number, or a string such as \"5 seconds\"",
-    message: () => "expected a finite, non-negative duration (milliseconds, or a string such as \"5 seconds\")"
-  }
-)
 
 const RetryableFunction = Schema.declare(
   (input: unknown): input is (error: unknown) => boolean => typeof input === "function",

@@ -21,7 +21,7 @@ import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk } from "./Job.js"
 import { describeError, firstIssue, formatPath, InvalidOption, NonRetryable } from "./JobError.js"
-import { DurationInput } from "./internal/workerProtocol.js"
+import { DurationInput } from "./internal/duration.js"
 
 /**
  * A chunk attempt's process failed. `reason` says how:

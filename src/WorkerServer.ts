@@ -45,10 +45,10 @@ import { LazyAbortController } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { JobId, Json } from "./Job.js"
+import { DurationInput } from "./internal/duration.js"
 import { describeError, firstIssue, InvalidOption, isNonRetryable, NonRetryable } from "./JobError.js"
 import {
   constantTimeEqual,
-  DurationInput,
   type ErrorCode,
   ExecutionRequest,
   type ExecutionResult,

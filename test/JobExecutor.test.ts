@@ -331,6 +331,8 @@ describe("JobExecutor", () => {
       expect(attempts.message).toContain("retry.attempts")
       const timeout = yield* run({ chunkTimeout: "soon" as never })
       expect(timeout.message).toContain("chunkTimeout")
+      const negative = yield* run({ chunkTimeout: -5 })
+      expect(negative.message).toContain("chunkTimeout")
       expect(recorder.started).toHaveLength(0)
     }))
 })

@@ -12,7 +12,6 @@
  *   final {@link ExecutionStatus}; a recently finished one is left as it is.
  */
 import * as Duration from "effect/Duration"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { createHash, createHmac, timingSafeEqual } from "node:crypto"
@@ -148,17 +147,3 @@ export const Secret = Schema.Union(
 /** Makes a `Redacted` of a validated {@link Secret}. */
 export const toRedacted = (secret: typeof Secret.Type): Redacted.Redacted<string> =>
   Redacted.isRedacted(secret) ? secret : Redacted.make(secret)
-
-/** A finite, non-negative duration input (milliseconds or a string such as `"2 seconds"`). */
-export const DurationInput = Schema.declare(
-  (input: unknown): input is Duration.DurationInput =>
-    // `Duration` turns a negative number into zero; refuse it instead.
-    !(typeof input === "number" && input < 0) && Option.match(Duration.decodeUnknown(input), {
-      onNone: () => false,
-      onSome: (duration) => Duration.isFinite(duration) && Duration.toMillis(duration) >= 0
-    }),
-  {
-    identifier: "DurationInput",
-    message: () => "expected a finite, non-negative duration (milliseconds, or a string such as \"2 seconds\")"
-  }
-)
