@@ -16,8 +16,8 @@ import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from ".
 import { RangeSet } from "./internal/rangeSet.js"
 import type { JobId, JobPage, JobSpec, JobState, ListQuery } from "./Job.js"
 import { canTransition, isTerminal, JobStatus, progressOf } from "./Job.js"
-import type { InvalidOption, RepositoryError } from "./JobError.js"
-import { JobNotFound } from "./JobError.js"
+import type { InvalidOption } from "./JobError.js"
+import { JobNotFound, RepositoryError } from "./JobError.js"
 
 /**
  * A job to store, in state `pending`.
@@ -91,7 +91,11 @@ export interface StopRequest {
  * @since 0.1.0
  */
 export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobRepository, {
-  /** Stores a new `pending` job (with its spec as given) and returns its status. */
+  /**
+   * Stores a new `pending` job (with its spec as given) and returns its status. An id that is already
+   * stored, or a `completed` checkpoint larger than `totalChunks`, fails with `RepositoryError` and
+   * changes nothing.
+   */
   readonly create: (job: NewJob) => Effect.Effect<JobStatus, RepositoryError>
   readonly get: (id: JobId) => Effect.Effect<Option.Option<JobStatus>, RepositoryError>
   /** The spec the job was created with. */
@@ -101,7 +105,9 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   /**
    * Atomic compare-and-set: moves the job to `to` (writing `patch`) only if its current state is in `from`
    * and the move is legal (see `transitions`). Returns the stored status whether or not it applied.
-   * Sets `startedAt` on the first move to `running` and `finishedAt` on a move to a terminal state.
+   * Sets `startedAt` on the first move to `running` and `finishedAt` on a move to a terminal state, and
+   * clears any stop request. Counts that are not non-negative integers, or that would exceed the job's
+   * total (with its current counts for those the patch leaves out), fail with `RepositoryError`.
    */
   readonly transition: (
     id: JobId,
@@ -112,7 +118,9 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   /**
    * Records chunk counts of a job that is not terminal (ignored once it is) and adds `completedChunkId`
    * to its checkpoint. A store may coalesce these writes (a crash then loses at most one flush window);
-   * reads in the same process always see them, and a transition writes them first.
+   * reads in the same process always see them, and a transition writes them first. Counts or a chunk id
+   * that are not non-negative integers, or counts adding up to more than the job's total, fail with
+   * `RepositoryError`.
    */
   readonly updateProgress: (id: JobId, progress: ProgressUpdate) => Effect.Effect<void, RepositoryError>
   /** The ids of the job's completed chunks, as recorded so far. */
@@ -214,6 +222,78 @@ export const withProgress = (status: JobStatus, progress: ProgressUpdate, now: D
     ...(progress.phase === undefined ? {} : { phase: progress.phase })
   }, true)
 
+/**
+ * The error for counts that no job can have: a count, or a chunk id, that is not a non-negative integer;
+ * `undefined` when they are fine. Shared by every store, which check them before anything else.
+ *
+ * @since 0.1.0
+ */
+export const invalidCounts = (
+  operation: string,
+  counts: {
+    readonly completedChunks?: number | undefined
+    readonly failedChunks?: number | undefined
+    readonly completedChunkId?: number | undefined
+  } | undefined
+): RepositoryError | undefined => {
+  if (counts === undefined) return undefined
+  for (const field of ["completedChunks", "failedChunks", "completedChunkId"] as const) {
+    const value = counts[field]
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+      return new RepositoryError({ operation, detail: `${field} must be a non-negative integer, got ${value}` })
+    }
+  }
+  return undefined
+}
+
+/**
+ * The error for counts that add up to more than the job's total; `undefined` when they do not.
+ *
+ * @since 0.1.0
+ */
+export const countsOverTotal = (
+  operation: string,
+  id: JobId,
+  completedChunks: number,
+  failedChunks: number,
+  totalChunks: number
+): RepositoryError | undefined =>
+  completedChunks + failedChunks > totalChunks
+    ? new RepositoryError({
+      operation,
+      detail: `job ${id} has ${totalChunks} chunks; ${completedChunks} completed and ${failedChunks} failed is more`
+    })
+    : undefined
+
+/**
+ * The error for a new job that cannot be stored as given (its id aside); `undefined` when it can.
+ *
+ * @since 0.1.0
+ */
+export const invalidNewJob = (job: NewJob): RepositoryError | undefined => {
+  if (!(Number.isSafeInteger(job.totalChunks) && job.totalChunks >= 0)) {
+    return new RepositoryError({
+      operation: "create",
+      detail: `totalChunks must be a non-negative integer, got ${job.totalChunks}`
+    })
+  }
+  const completed = job.completed?.size ?? 0
+  return completed > job.totalChunks
+    ? new RepositoryError({
+      operation: "create",
+      detail: `job ${job.id} has ${job.totalChunks} chunks; a checkpoint of ${completed} completed is more`
+    })
+    : undefined
+}
+
+/**
+ * The error for creating a job whose id is already stored.
+ *
+ * @since 0.1.0
+ */
+export const duplicateJob = (id: JobId): RepositoryError =>
+  new RepositoryError({ operation: "create", detail: `a job with id ${id} already exists` })
+
 /** The default page size of a listing. @since 0.1.0 */
 export const defaultListLimit = 50
 
@@ -240,13 +320,23 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
   const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
   const transition = (id: JobId, from: ReadonlyArray<JobState>, to: JobState, patch?: TransitionPatch) =>
-    Effect.flatMap(now, (date) => {
+    Effect.flatMap(now, (date): Effect.Effect<TransitionResult, JobNotFound | RepositoryError> => {
+      const invalid = invalidCounts("transition", patch)
+      if (invalid !== undefined) return Effect.fail(invalid)
       const entry = jobs.get(id)
       if (entry === undefined) return Effect.fail(new JobNotFound({ jobId: id }))
       const current = entry.status.state
       if (!from.includes(current) || !canTransition(current, to)) {
         return Effect.succeed<TransitionResult>({ applied: false, status: entry.status })
       }
+      const over = countsOverTotal(
+        "transition",
+        id,
+        patch?.completedChunks ?? entry.status.completedChunks,
+        patch?.failedChunks ?? entry.status.failedChunks,
+        entry.status.totalChunks
+      )
+      if (over !== undefined) return Effect.fail(over)
       entry.status = applyTransition(entry.status, to, patch, date)
       return Effect.succeed<TransitionResult>({ applied: true, status: entry.status })
     })
@@ -261,14 +351,17 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
 
   return JobRepository.of({
     create: (job) =>
-      Effect.map(now, (date) => {
+      Effect.flatMap(now, (date) => {
+        const invalid = invalidNewJob(job)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        if (jobs.has(job.id)) return Effect.fail(duplicateJob(job.id))
         const status = newJobStatus(job, date)
         jobs.set(job.id, {
           status,
           spec: job.spec,
           checkpoint: job.completed?.copy() ?? RangeSet.empty()
         })
-        return status
+        return Effect.succeed(status)
       }),
     get: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.status)),
     getSpec: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.spec)),
@@ -295,11 +388,22 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       ),
     transition,
     updateProgress: (id, progress) =>
-      Effect.map(now, (date) => {
+      Effect.flatMap(now, (date) => {
+        const invalid = invalidCounts("updateProgress", progress)
+        if (invalid !== undefined) return Effect.fail(invalid)
         const entry = jobs.get(id)
-        if (entry === undefined || isTerminal(entry.status.state)) return
+        if (entry === undefined || isTerminal(entry.status.state)) return Effect.void
+        const over = countsOverTotal(
+          "updateProgress",
+          id,
+          progress.completedChunks,
+          progress.failedChunks,
+          entry.status.totalChunks
+        )
+        if (over !== undefined) return Effect.fail(over)
         entry.status = withProgress(entry.status, progress, date)
         if (progress.completedChunkId !== undefined) entry.checkpoint.add(progress.completedChunkId)
+        return Effect.void
       }),
     getCheckpoint: (id) =>
       Effect.suspend(() => {

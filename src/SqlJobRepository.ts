@@ -1,20 +1,33 @@
 /**
  * The job store on `@effect/sql`: an SQLite file (the embedded default: one file, nothing to set up) or
  * PostgreSQL (several orchestrator processes sharing one store). It passes the same contract as the memory
- * store.
+ * store, and its jobs outlive the process (`durable: true`).
  *
  * Guarantees:
  * - Every change of state is one `UPDATE ... WHERE id = ? AND state IN (...)` statement: an atomic
  *   compare-and-set, also between processes sharing the database, so racing changes have exactly one
- *   winner and a stored terminal state never changes.
- * - Progress is coalesced: `updateProgress` only records the latest counts in memory; a background fiber
- *   writes every job with new counts in one transaction each `flushInterval`, and once more when the layer
- *   closes. `get` and `list` of the same process return the latest counts, and a transition writes them
- *   (or the counts it is given) in its own statement, so closing the layer loses no progress. Counts not yet
- *   written are lost only if the process dies.
+ *   winner and a stored terminal state never changes. It clears any stop request of the job.
+ * - Progress is coalesced: `updateProgress` only records the latest counts, and the completed chunk ids
+ *   since the last write, in memory; a background fiber writes every job with news in one transaction each
+ *   `flushInterval`, and once more when the layer closes. The checkpoint (a job's completed chunk ids) is
+ *   kept as compact ranges (`0-99,120`), so a job of a million chunks completed mostly in order stays a
+ *   record of a few bytes. `get`, `list` and `getCheckpoint` of the same process see the buffered progress,
+ *   and a transition writes it (or the counts it is given) in the same transaction, so closing the layer
+ *   loses no progress. A crash loses at most one flush window.
+ * - A checkpoint that does not read back (a corrupt record) fails the operation that needs it with a
+ *   `RepositoryError`; it is never taken as empty, nor overwritten.
+ * - `claimOrphans` is one `UPDATE ... RETURNING` statement, so managers claiming at once never share a job.
+ * - A stop request is stored on the job (only a `running` job with an owner takes one; any transition
+ *   clears it). A request already stored is kept as it is, except that a cancel replaces a pause. Each
+ *   stored request reaches each `stopRequests` stream of the job's owner once, from any process, also when
+ *   it was stored before the stream started: SQLite looks for requests when the file changed
+ *   (`PRAGMA data_version`, every `stopPollInterval`) and at once after a request made through the same
+ *   store; PostgreSQL is notified (`LISTEN`/`NOTIFY` on a channel per schema) and also looks every
+ *   `stopPollInterval` in case a notification was lost. A failed look is logged and tried again.
  * - Opening refuses (with a `RepositoryError`, before writing anything) a database that is not an
  *   effect-jobs store: a file that is not SQLite, an SQLite file holding another application's tables, a
  *   table named like ours that we did not create, or a store written by a newer version of effect-jobs.
+ *   A store written by an older version is migrated in place, in one transaction.
  *
  * @since 0.1.0
  */
@@ -31,10 +44,15 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { createHash } from "node:crypto"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
+import { RangeSet } from "./internal/rangeSet.js"
 import type { Tables } from "./internal/sqlMigrations.js"
 import { applicationName, migrations, schemaVersion, tableNames, tablesIn } from "./internal/sqlMigrations.js"
 import type { JobId, JobPage, JobState, ListQuery } from "./Job.js"
@@ -49,8 +67,17 @@ import {
   terminalStates
 } from "./Job.js"
 import { describeError, InvalidOption, JobNotFound, RepositoryError } from "./JobError.js"
-import type { NewJob, ProgressUpdate, TransitionPatch, TransitionResult } from "./JobRepository.js"
-import { defaultListLimit, JobRepository, newJobStatus, withProgress } from "./JobRepository.js"
+import type { NewJob, ProgressUpdate, StopRequest, TransitionPatch, TransitionResult } from "./JobRepository.js"
+import {
+  countsOverTotal,
+  defaultListLimit,
+  duplicateJob,
+  invalidCounts,
+  invalidNewJob,
+  JobRepository,
+  newJobStatus,
+  withProgress
+} from "./JobRepository.js"
 
 /**
  * Options of {@link make} and {@link layerWith}.
@@ -65,6 +92,12 @@ export interface MakeOptions {
    * current schema). 1 to 63 characters of `A-Z`, `a-z`, `0-9` or `_`, not starting with a digit.
    */
   readonly schema?: string | undefined
+  /**
+   * How often `stopRequests` looks for requests made by other processes: SQLite checks whether the file
+   * changed this often (default 50 millis); PostgreSQL, which is notified of them, re-reads them this
+   * often in case a notification was lost (default 1 second). A positive, finite duration.
+   */
+  readonly stopPollInterval?: Duration.DurationInput | undefined
 }
 
 /**
@@ -77,6 +110,8 @@ export interface SqliteOptions {
   readonly filename: string
   /** How often buffered progress is written (default 200 millis). */
   readonly flushInterval?: Duration.DurationInput | undefined
+  /** How often other processes' stop requests are looked for (default 50 millis). */
+  readonly stopPollInterval?: Duration.DurationInput | undefined
 }
 
 /**
@@ -93,10 +128,13 @@ export interface PgOptions {
   readonly connectTimeout?: Duration.DurationInput | undefined
   /** How often buffered progress is written (default 200 millis). */
   readonly flushInterval?: Duration.DurationInput | undefined
+  /** How often stop requests are re-read in case a notification was lost (default 1 second). */
+  readonly stopPollInterval?: Duration.DurationInput | undefined
 }
 
 const defaultFlushInterval = Duration.millis(200)
 const defaultConnectTimeout = Duration.seconds(5)
+const defaultStopPollInterval = { sqlite: Duration.millis(50), pg: Duration.seconds(1) } as const
 
 /** How a store is opened: what to call it in errors, whether it must hold nothing else, and its journal. */
 interface OpenOptions {
@@ -121,12 +159,15 @@ const JobRow = Schema.Struct({
   created_at: Integer,
   updated_at: Integer,
   started_at: Schema.NullOr(Integer),
-  finished_at: Schema.NullOr(Integer)
+  finished_at: Schema.NullOr(Integer),
+  owner: Schema.NullOr(Schema.String),
+  phase: Schema.NullOr(Schema.Literal("finalizing")),
+  retry_of: Schema.NullOr(JobIdSchema)
 })
 type JobRow = typeof JobRow.Type
 
-const jobColumns =
-  "id, name, state, total_chunks, completed_chunks, failed_chunks, error, created_at, updated_at, started_at, finished_at"
+const jobColumns = "id, name, state, total_chunks, completed_chunks, failed_chunks, error, created_at, updated_at," +
+  " started_at, finished_at, owner, phase, retry_of"
 
 const decodeJobRow = Schema.decodeUnknown(JobRow)
 const encodeSpec = Schema.encode(Schema.parseJson(JobSpec))
@@ -148,7 +189,10 @@ const statusOf = (row: JobRow) =>
         createdAt: new Date(row.created_at),
         updatedAt: new Date(row.updated_at),
         ...(row.started_at === null ? {} : { startedAt: new Date(row.started_at) }),
-        ...(row.finished_at === null ? {} : { finishedAt: new Date(row.finished_at) })
+        ...(row.finished_at === null ? {} : { finishedAt: new Date(row.finished_at) }),
+        ...(row.owner === null ? {} : { owner: row.owner }),
+        ...(row.phase === null ? {} : { phase: row.phase }),
+        ...(row.retry_of === null ? {} : { retryOf: row.retry_of })
       }),
     catch: (cause) => cause
   })
@@ -160,6 +204,83 @@ const decodeStatus = (operation: string, row: unknown): Effect.Effect<JobStatus,
       new RepositoryError({ operation, detail: `a stored job does not decode: ${describeError(cause)}`, cause })
     )
   )
+
+const TotalRow = Schema.Struct({ total_chunks: Integer, state: JobStateSchema })
+const decodeTotalRow = Schema.decodeUnknown(TotalRow)
+
+const HeartbeatRow = Schema.Struct({ heartbeat_at: Integer })
+const decodeHeartbeatRow = Schema.decodeUnknown(HeartbeatRow)
+
+const ClaimedRow = Schema.Struct({ id: JobIdSchema, created_at: Integer })
+const decodeClaimedRows = Schema.decodeUnknown(Schema.Array(ClaimedRow))
+
+const StopRow = Schema.Struct({
+  id: JobIdSchema,
+  stop_requested: Schema.Literal("cancel", "pause"),
+  stop_request_id: Schema.String
+})
+const decodeStopRows = Schema.decodeUnknown(Schema.Array(StopRow))
+
+const rowFailure = (operation: string, what: string) => (cause: unknown) =>
+  new RepositoryError({ operation, detail: `${what} does not decode: ${describeError(cause)}`, cause })
+
+/**
+ * The stored checkpoint of a job: NULL is empty; text that is not a well-formed range list is an error,
+ * never an empty set.
+ */
+const readCheckpoint = (operation: string, id: JobId, stored: unknown): Effect.Effect<RangeSet, RepositoryError> => {
+  if (stored === null || stored === undefined) return Effect.succeed(RangeSet.empty())
+  const parsed = typeof stored === "string" ? RangeSet.parse(stored) : undefined
+  if (parsed !== undefined) return Effect.succeed(parsed)
+  const shown = typeof stored === "string" ? JSON.stringify(stored.slice(0, 100)) : typeof stored
+  return Effect.fail(
+    new RepositoryError({ operation, detail: `the stored checkpoint of job ${id} is corrupt: ${shown}` })
+  )
+}
+
+/** The flat `[start, end, ...]` bounds of a set, read from its text form. */
+const boundsOf = (set: RangeSet): Array<number> => {
+  const bounds: Array<number> = []
+  const text = set.toString()
+  if (text === "") return bounds
+  for (const part of text.split(",")) {
+    const dash = part.indexOf("-")
+    const start = Number(dash < 0 ? part : part.slice(0, dash))
+    bounds.push(start, dash < 0 ? start : Number(part.slice(dash + 1)))
+  }
+  return bounds
+}
+
+/** The union of two sets, range by range (their sizes do not matter, only their numbers of ranges). */
+const union = (a: RangeSet, b: RangeSet): RangeSet => {
+  if (b.size === 0) return a.copy()
+  if (a.size === 0) return b.copy()
+  const left = boundsOf(a)
+  const right = boundsOf(b)
+  const parts: Array<string> = []
+  let start = -1
+  let end = -2
+  const push = () => {
+    if (start >= 0) parts.push(start === end ? `${start}` : `${start}-${end}`)
+  }
+  let i = 0
+  let j = 0
+  while (i < left.length || j < right.length) {
+    const fromLeft = j >= right.length || (i < left.length && left[i]! <= right[j]!)
+    const [nextStart, nextEnd] = fromLeft ? [left[i]!, left[i + 1]!] : [right[j]!, right[j + 1]!]
+    if (fromLeft) i += 2
+    else j += 2
+    if (nextStart <= end + 1) {
+      end = Math.max(end, nextEnd)
+    } else {
+      push()
+      start = nextStart
+      end = nextEnd
+    }
+  }
+  push()
+  return RangeSet.parse(parts.join(","))!
+}
 
 /** An error's message followed by the messages of its causes. */
 const explain = (error: unknown): string => {
@@ -180,7 +301,7 @@ const sqlFailure = (operation: string, context?: string) => (error: SqlError) =>
   })
 
 const decodeDuration = (
-  name: "flushInterval" | "connectTimeout",
+  name: "flushInterval" | "connectTimeout" | "stopPollInterval",
   input: Duration.DurationInput | undefined,
   fallback: Duration.Duration
 ) => {
@@ -207,14 +328,28 @@ const decodeSchemaName = (schema: string | undefined) =>
 interface Settings {
   readonly flushInterval: Duration.Duration
   readonly schema: string | undefined
+  /** `undefined`: the dialect's default. */
+  readonly stopPollInterval: Duration.Duration | undefined
 }
 
 const decodeOptions = (options: MakeOptions): Effect.Effect<Settings, InvalidOption> =>
   Effect.all({
     flushInterval: decodeDuration("flushInterval", options.flushInterval, defaultFlushInterval),
-    schema: decodeSchemaName(options.schema)
+    schema: decodeSchemaName(options.schema),
+    stopPollInterval: options.stopPollInterval === undefined
+      ? Effect.succeed(undefined)
+      : decodeDuration("stopPollInterval", options.stopPollInterval, Duration.zero)
   })
 
+/**
+ * The PostgreSQL channel of a schema's stop requests (channel names are identifiers: at most 63 bytes).
+ */
+const stopChannel = (schema: string): string => {
+  const name = `effect_jobs_stop_${schema}`
+  return /^[A-Za-z0-9_]{1,63}$/.test(name)
+    ? name
+    : `effect_jobs_stop_${createHash("sha256").update(schema).digest("hex").slice(0, 40)}`
+}
 /**
  * Checks, reading only, that the database is empty or an effect-jobs store this code can use.
  */
@@ -270,48 +405,68 @@ const verifyStore = (
     }
   })
 
-interface Buffered {
+/** Progress of one job reported in this process: the latest counts and the chunk ids not yet written. */
+interface Pending {
+  completedChunks: number
+  failedChunks: number
+  /** When the counts were reported (millis). */
+  at: number
+  /** `"finalizing"` once reported, until written. */
+  phase: "finalizing" | undefined
+  /** Completed chunk ids reported since the last write. */
+  chunks: RangeSet
+  /** Bumped by every report; `written` is the version the database has. */
+  version: number
+  written: number
+}
+
+/** What one write takes out of a {@link Pending}: given back if the write does not happen. */
+interface Taken {
+  readonly id: JobId
+  readonly entry: Pending
+  readonly version: number
   readonly completedChunks: number
   readonly failedChunks: number
-  /** When the counts were reported (millis). */
   readonly at: number
-  /** `false` once the counts are in the database; kept until no read that may have missed them is running. */
-  readonly dirty: boolean
+  readonly phase: "finalizing" | undefined
+  readonly chunks: RangeSet
 }
 
-const checkCounts = (operation: string, counts: TransitionPatch | undefined) => {
-  for (const field of ["completedChunks", "failedChunks"] as const) {
-    const value = counts?.[field]
-    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
-      return Effect.fail(
-        new RepositoryError({ operation, detail: `${field} must be a non-negative integer, got ${value}` })
-      )
-    }
-  }
-  return Effect.void
+/** How `stopRequests` learns that requests may have changed. */
+interface StopWatch {
+  readonly dialect: Dialect
+  readonly pollInterval: Duration.Duration
+  /** PostgreSQL with a `PgClient`: the channel it is notified on, and how to listen to it. */
+  readonly notify: { readonly channel: string; readonly listen: PgClient.PgClient["listen"] } | undefined
 }
 
-const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Duration.Duration) =>
+const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Duration.Duration, watch: StopWatch) =>
   Effect.gen(function*() {
     const jobs = sql(tables.jobs)
+    const owners = sql(tables.owners)
     const columns = sql.literal(jobColumns)
     const notTerminal = sql`NOT (${sql.in("state", terminalStates)})`
 
-    // Latest progress per job, written by the flush fiber. Entries already written stay while a read is
-    // running, so a read whose SELECT ran before the write still returns them and progress never goes back.
-    const buffer = new Map<JobId, Buffered>()
+    // Progress per job, written by the flush fiber. Entries already written stay while a read is running,
+    // so a read whose SELECT ran before the write still returns them and progress never goes back.
+    const buffer = new Map<JobId, Pending>()
+    // The totals of jobs this process knows not to be terminal (a total never changes), so that
+    // `updateProgress` can check its counts without a read.
+    const totals = new Map<JobId, number>()
     let readers = 0
+    /** Reports the database does not have yet (a flush writes these). */
+    const hasNews = (entry: Pending) => entry.version !== entry.written
+    /** Anything not in the database: news, or chunk ids a flush could not merge (a corrupt checkpoint). */
+    const isPending = (entry: Pending) => hasNews(entry) || entry.chunks.size > 0
     const prune = () => {
       if (readers > 0) return
       for (const [id, entry] of buffer) {
-        if (!entry.dirty) buffer.delete(id)
+        if (!isPending(entry)) buffer.delete(id)
       }
     }
     const overlay = (status: JobStatus): JobStatus => {
-      const buffered = buffer.get(status.id)
-      return buffered === undefined || isTerminal(status.state)
-        ? status
-        : withProgress(status, buffered, new Date(buffered.at))
+      const entry = buffer.get(status.id)
+      return entry === undefined || isTerminal(status.state) ? status : withProgress(status, entry, new Date(entry.at))
     }
     const reading = <A, E>(read: Effect.Effect<A, E>): Effect.Effect<A, E> =>
       Effect.acquireUseRelease(
@@ -325,8 +480,41 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
             prune()
           })
       )
-    // Serializes flushes and transitions of this process, so a flush never writes counts older than a
-    // transition's.
+    const take = (id: JobId, entry: Pending): Taken => {
+      const chunks = entry.chunks
+      entry.chunks = RangeSet.empty()
+      return {
+        id,
+        entry,
+        version: entry.version,
+        completedChunks: entry.completedChunks,
+        failedChunks: entry.failedChunks,
+        at: entry.at,
+        phase: entry.phase,
+        chunks
+      }
+    }
+    const giveBack = (taken: Taken) => {
+      if (taken.chunks.size > 0 && buffer.get(taken.id) === taken.entry) {
+        taken.entry.chunks = union(taken.entry.chunks, taken.chunks)
+      }
+    }
+    /** Marks what `taken` held as written, unless newer reports came in meanwhile. */
+    const markWritten = (taken: Taken) => {
+      if (buffer.get(taken.id) === taken.entry && taken.entry.version === taken.version) {
+        taken.entry.written = taken.version
+        taken.entry.phase = undefined
+      }
+    }
+    // On SQLite every statement runs synchronously, on the one thread: a transaction that yielded to another
+    // fiber between its statements could leave a second connection to the same file (another store in this
+    // process) blocked on the thread until its busy timeout. So a transaction runs without yielding.
+    const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      watch.dialect === "sqlite"
+        ? Effect.withMaxOpsBeforeYield(sql.withTransaction(effect), Number.MAX_SAFE_INTEGER)
+        : sql.withTransaction(effect)
+    // Serializes flushes, transitions and checkpoint reads of this process: a flush never writes counts older
+    // than a transition's, and a checkpoint read sees every chunk id either stored or buffered.
     const writeLock = yield* Effect.makeSemaphore(1)
 
     const selectStatus = (operation: string, id: JobId) =>
@@ -339,26 +527,80 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           : Option.some(overlay(yield* decodeStatus(operation, rows[0])))
       }))
 
+    /** Merges chunk ids into the stored checkpoint of a job whose row the current transaction has locked. */
+    const mergeCheckpoint = (operation: string, id: JobId, stored: unknown, chunks: RangeSet) =>
+      Effect.flatMap(readCheckpoint(operation, id, stored), (checkpoint) =>
+        sql`UPDATE ${jobs} SET checkpoint = ${union(checkpoint, chunks).toString()} WHERE id = ${id}`.pipe(
+          Effect.mapError(sqlFailure(operation))
+        ))
+
+    /**
+     * Writes one job's progress: its counts unless it is terminal, and its chunk ids into its checkpoint in
+     * any state (they completed before it ended). The first statement writes, so on SQLite the transaction
+     * holds the write lock before it reads the checkpoint.
+     */
+    const writeProgress = (taken: Taken) =>
+      Effect.gen(function*() {
+        const rows = yield* sql<{ readonly state: JobState; readonly checkpoint: unknown }>`UPDATE ${jobs} SET
+            completed_chunks = CASE WHEN ${notTerminal} THEN ${taken.completedChunks} ELSE completed_chunks END,
+            failed_chunks = CASE WHEN ${notTerminal} THEN ${taken.failedChunks} ELSE failed_chunks END,
+            updated_at = CASE WHEN ${notTerminal} THEN ${taken.at} ELSE updated_at END,
+            phase = CASE WHEN ${notTerminal} THEN COALESCE(${taken.phase ?? null}, phase) ELSE phase END
+          WHERE id = ${taken.id}
+          RETURNING state, checkpoint`.pipe(Effect.mapError(sqlFailure("flush")))
+        const row = rows[0]
+        if (row === undefined) return { taken, outcome: "gone" } as const
+        if (taken.chunks.size > 0) {
+          const merged = yield* Effect.either(mergeCheckpoint("flush", taken.id, row.checkpoint, taken.chunks))
+          // A corrupt checkpoint keeps its chunk ids buffered (and is reported); the other jobs are written.
+          if (merged._tag === "Left") return { taken, outcome: "failed", error: merged.left } as const
+        }
+        return { taken, outcome: isTerminal(row.state) ? "terminal" : "written" } as const
+      })
+
     const flush = writeLock.withPermits(1)(Effect.suspend(() => {
       prune()
-      const batch = Array.from(buffer).filter(([, entry]) => entry.dirty)
+      const batch: Array<Taken> = []
+      for (const [id, entry] of buffer) {
+        if (hasNews(entry)) batch.push(take(id, entry))
+      }
       if (batch.length === 0) return Effect.void
-      return sql.withTransaction(Effect.forEach(batch, ([id, entry]) =>
-        sql`UPDATE ${jobs}
-          SET completed_chunks = ${entry.completedChunks}, failed_chunks = ${entry.failedChunks},
-            updated_at = ${entry.at}
-          WHERE id = ${id} AND ${notTerminal}
-          RETURNING id`)).pipe(
-          Effect.map((results) => {
-            batch.forEach(([id, entry], index) => {
-              if (buffer.get(id) !== entry) return
-              // No row: the job is terminal or gone, and its counts are moot.
-              if (results[index]!.length === 0) buffer.delete(id)
-              else buffer.set(id, { ...entry, dirty: false })
-            })
-            prune()
-          })
-        )
+      return transaction(Effect.forEach(batch, writeProgress)).pipe(
+        Effect.mapError((error) => error._tag === "SqlError" ? sqlFailure("flush")(error) : error),
+        Effect.onError(() => Effect.sync(() => batch.forEach(giveBack))),
+        Effect.flatMap((results) => {
+          const failures: Array<RepositoryError> = []
+          for (const result of results) {
+            const { id, entry } = result.taken
+            switch (result.outcome) {
+              case "gone": {
+                if (buffer.get(id) === entry) buffer.delete(id)
+                totals.delete(id)
+                break
+              }
+              case "failed": {
+                // The counts are written; the chunk ids stay, and are tried again with the next report.
+                giveBack(result.taken)
+                markWritten(result.taken)
+                failures.push(result.error)
+                break
+              }
+              case "terminal": {
+                totals.delete(id)
+                markWritten(result.taken)
+                break
+              }
+              case "written": {
+                markWritten(result.taken)
+              }
+            }
+          }
+          prune()
+          return failures.length === 0
+            ? Effect.void
+            : Effect.logWarning("effect-jobs: some checkpoints could not be written; their chunk ids stay buffered", failures)
+        })
+      )
     }))
     const flushOrWarn = flush.pipe(
       Effect.catchAll((error) =>
@@ -369,40 +611,242 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
     yield* Effect.addFinalizer(() => flushOrWarn)
     yield* Effect.forkScoped(Effect.forever(Effect.delay(flushOrWarn, flushInterval)))
 
-    const applyTransition = (
+    /**
+     * The compare-and-set of a transition, with this process's buffered progress of the job: its counts
+     * (unless the patch has its own) in the same statement, its chunk ids merged into the checkpoint in the
+     * same transaction. `none` when it did not apply: the state is not in `allowed`, the job is gone, or
+     * the counts would exceed the total.
+     */
+    const writeTransition = (
       id: JobId,
       allowed: ReadonlyArray<JobState>,
       to: JobState,
       patch: TransitionPatch | undefined
     ) =>
       writeLock.withPermits(1)(Effect.gen(function*() {
-        const buffered = buffer.get(id)
+        const entry = buffer.get(id)
+        const taken = entry !== undefined && isPending(entry) ? take(id, entry) : undefined
         const now = yield* Clock.currentTimeMillis
-        const rows = yield* sql`UPDATE ${jobs} SET
-            state = ${to},
-            completed_chunks = COALESCE(${patch?.completedChunks ?? buffered?.completedChunks ?? null}, completed_chunks),
-            failed_chunks = COALESCE(${patch?.failedChunks ?? buffered?.failedChunks ?? null}, failed_chunks),
-            error = COALESCE(${patch?.error ?? null}, error),
-            updated_at = ${now},
-            started_at = COALESCE(started_at, ${to === "running" ? now : null}),
-            finished_at = ${isTerminal(to) ? now : null}
-          WHERE id = ${id} AND ${sql.in("state", allowed)}
-          RETURNING ${columns}`.pipe(Effect.mapError(sqlFailure("transition")))
-        if (rows[0] === undefined) return Option.none<JobStatus>()
-        const status = yield* decodeStatus("transition", rows[0])
-        if (buffered !== undefined && buffer.get(id) === buffered) {
-          buffer.set(id, {
-            completedChunks: status.completedChunks,
-            failedChunks: status.failedChunks,
-            at: now,
-            dirty: false
-          })
+        const completed = patch?.completedChunks ?? taken?.completedChunks
+        const failed = patch?.failedChunks ?? taken?.failedChunks
+        const completedValue = completed === undefined ? sql`completed_chunks` : sql`${completed}`
+        const failedValue = failed === undefined ? sql`failed_chunks` : sql`${failed}`
+        const withinTotal = completed !== undefined && failed !== undefined
+          ? [sql`${completed + failed} <= total_chunks`]
+          : completed !== undefined || failed !== undefined
+          ? [sql`${completedValue} + ${failedValue} <= total_chunks`]
+          : []
+        const owner = patch?.owner === null
+          ? sql`NULL`
+          : patch?.owner === undefined
+          ? sql`owner`
+          : sql`${patch.owner}`
+        const phaseValue = patch?.phase ?? taken?.phase
+        const phase = to !== "running" || patch?.phase === null
+          ? sql`NULL`
+          : phaseValue === undefined
+          ? sql`phase`
+          : sql`${phaseValue}`
+        const write = Effect.gen(function*() {
+          const rows = yield* sql`UPDATE ${jobs} SET
+              state = ${to},
+              completed_chunks = ${completedValue},
+              failed_chunks = ${failedValue},
+              error = COALESCE(${patch?.error ?? null}, error),
+              owner = ${owner},
+              phase = ${phase},
+              stop_requested = NULL,
+              stop_request_id = NULL,
+              updated_at = ${now},
+              started_at = COALESCE(started_at, ${to === "running" ? now : null}),
+              finished_at = ${isTerminal(to) ? now : null}
+            WHERE ${sql.and([sql`id = ${id}`, sql.in("state", allowed), ...withinTotal])}
+            RETURNING ${columns}, checkpoint`.pipe(Effect.mapError(sqlFailure("transition")))
+          const row = rows[0]
+          if (row === undefined) return Option.none<JobStatus>()
+          if (taken !== undefined && taken.chunks.size > 0) {
+            yield* mergeCheckpoint("transition", id, row["checkpoint"], taken.chunks)
+          }
+          return Option.some(yield* decodeStatus("transition", row))
+        })
+        const result = yield* (taken !== undefined && taken.chunks.size > 0
+          ? transaction(write).pipe(
+            Effect.mapError((error) => error._tag === "SqlError" ? sqlFailure("transition")(error) : error)
+          )
+          : write).pipe(
+            Effect.onError(() => Effect.sync(() => taken !== undefined && giveBack(taken)))
+          )
+        if (Option.isNone(result)) {
+          if (taken !== undefined) giveBack(taken)
+          return result
         }
-        return Option.some(status)
+        const status = result.value
+        if (isTerminal(status.state)) totals.delete(id)
+        else totals.set(id, status.totalChunks)
+        // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
+        if (
+          entry !== undefined && buffer.get(id) === entry &&
+          entry.version === (taken === undefined ? entry.written : taken.version)
+        ) {
+          entry.completedChunks = status.completedChunks
+          entry.failedChunks = status.failedChunks
+          entry.at = now
+          entry.phase = undefined
+          entry.written = entry.version
+        }
+        return result
       }))
+
+    /** The total of a job that is not terminal; `undefined` for a terminal or unknown job. */
+    const totalOf = (id: JobId): Effect.Effect<number | undefined, RepositoryError> => {
+      const known = totals.get(id)
+      if (known !== undefined) return Effect.succeed(known)
+      return sql`SELECT total_chunks, state FROM ${jobs} WHERE id = ${id}`.pipe(
+        Effect.mapError(sqlFailure("updateProgress")),
+        Effect.flatMap((rows) =>
+          rows[0] === undefined
+            ? Effect.succeed(undefined)
+            : Effect.map(
+              Effect.mapError(decodeTotalRow(rows[0]), rowFailure("updateProgress", `the total of job ${id}`)),
+              (row) => {
+                if (isTerminal(row.state)) return undefined
+                totals.set(id, row.total_chunks)
+                return row.total_chunks
+              }
+            )
+        )
+      )
+    }
+
+    const record = (id: JobId, progress: ProgressUpdate, total: number): Effect.Effect<void, RepositoryError> => {
+      const over = countsOverTotal("updateProgress", id, progress.completedChunks, progress.failedChunks, total)
+      if (over !== undefined) return Effect.fail(over)
+      return Effect.map(Clock.currentTimeMillis, (at) => {
+        let entry = buffer.get(id)
+        if (entry === undefined) {
+          entry = {
+            completedChunks: 0,
+            failedChunks: 0,
+            at,
+            phase: undefined,
+            chunks: RangeSet.empty(),
+            version: 0,
+            written: 0
+          }
+          buffer.set(id, entry)
+        }
+        entry.completedChunks = progress.completedChunks
+        entry.failedChunks = progress.failedChunks
+        entry.at = at
+        if (progress.phase !== undefined) entry.phase = progress.phase
+        if (progress.completedChunkId !== undefined) entry.chunks.add(progress.completedChunkId)
+        entry.version++
+      })
+    }
+
+    // Wakes this store's `stopRequests` streams after a request made through it (SQLite does not see its
+    // own connection's writes in `data_version`).
+    const wakeups = yield* PubSub.unbounded<void>()
+
+    const dataVersion = sql<{ readonly data_version: number }>`PRAGMA data_version`.pipe(
+      Effect.map((rows) => rows[0]?.data_version),
+      Effect.mapError(sqlFailure("stopRequests"))
+    )
+
+    /** The stored requests of `owner`'s running jobs, with the id of each stored request. */
+    const selectStopRequests = (owner: string) =>
+      sql`SELECT id, stop_requested, stop_request_id FROM ${jobs}
+        WHERE owner = ${owner} AND stop_requested IS NOT NULL AND state = 'running'
+        ORDER BY created_at, id`.pipe(
+        Effect.mapError(sqlFailure("stopRequests")),
+        Effect.flatMap((rows) =>
+          Effect.mapError(decodeStopRows(rows), rowFailure("stopRequests", "a stored stop request"))
+        )
+      )
+
+    const stopRequests = (owner: string): Stream.Stream<StopRequest, RepositoryError> =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        // A pending check is one element: triggers that come while one is pending add nothing.
+        const triggers = yield* Queue.sliding<void>(1)
+        const trigger = Queue.offer(triggers, undefined)
+        const warn = (what: string) => <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.catchAll(effect, (error) => Effect.logWarning(`effect-jobs: ${what}`, error))
+        const local = yield* PubSub.subscribe(wakeups)
+        yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(local), trigger)))
+        if (watch.dialect === "sqlite") {
+          let seen = yield* dataVersion
+          yield* Effect.forkScoped(Effect.forever(Effect.delay(
+            warn("looking for stop requests failed")(Effect.flatMap(dataVersion, (version) => {
+              if (version === seen) return Effect.void
+              seen = version
+              return trigger
+            })),
+            watch.pollInterval
+          )))
+        } else {
+          const notify = watch.notify
+          if (notify !== undefined) {
+            yield* Effect.forkScoped(
+              warn("listening for stop requests failed; they are still polled")(
+                Stream.runForEach(notify.listen(notify.channel), () => trigger)
+              )
+            )
+          }
+          yield* Effect.forkScoped(Effect.forever(Effect.delay(trigger, watch.pollInterval)))
+        }
+        yield* trigger
+        // The ids of the stored requests already emitted; a request is emitted once.
+        let emitted = new Set<string>()
+        const check = selectStopRequests(owner).pipe(
+          Effect.map((rows) => {
+            const fresh = rows.filter((row) => !emitted.has(row.stop_request_id))
+            emitted = new Set(rows.map((row) => row.stop_request_id))
+            return fresh.map((row): StopRequest => ({ id: row.id, kind: row.stop_requested }))
+          }),
+          // A failed look is retried at the next trigger: the stream outlives a passing database error.
+          Effect.catchAll((error) =>
+            Effect.as(Effect.logWarning("effect-jobs: reading stop requests failed", error), [])
+          )
+        )
+        return Stream.fromQueue(triggers).pipe(Stream.mapEffect(() => check), Stream.flattenIterables)
+      }))
+
+    const claim = (owner: string, staleBefore: number) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        // One statement: two managers claiming at once are serialized by the database (on PostgreSQL the
+        // second re-checks each row the first changed, and finds it owned by a live manager).
+        const rows = yield* sql`UPDATE ${jobs} AS j SET
+            state = 'pending',
+            owner = ${owner},
+            phase = NULL,
+            stop_requested = NULL,
+            stop_request_id = NULL,
+            updated_at = ${now},
+            finished_at = NULL
+          WHERE j.state IN ('pending', 'running') AND (
+            j.owner IS NULL OR (
+              j.owner <> ${owner} AND NOT EXISTS (
+                SELECT 1 FROM ${owners} AS o WHERE o.owner = j.owner AND o.heartbeat_at >= ${staleBefore}
+              )
+            )
+          )
+          RETURNING id, created_at`.pipe(Effect.mapError(sqlFailure("claimOrphans")))
+        const claimed = yield* decodeClaimedRows(rows).pipe(Effect.mapError(rowFailure("claimOrphans", "a claimed job")))
+        for (const row of claimed) {
+          // The claim cleared the phase; a phase buffered here is older.
+          const entry = buffer.get(row.id)
+          if (entry !== undefined) entry.phase = undefined
+        }
+        return [...claimed]
+          .sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+          .map((row) => row.id)
+      })
 
     return JobRepository.of({
       create: Effect.fn("SqlJobRepository.create")(function*(job: NewJob) {
+        const invalid = invalidNewJob(job)
+        if (invalid !== undefined) return yield* invalid
         const spec = yield* encodeSpec(job.spec).pipe(
           Effect.mapError((cause) =>
             new RepositoryError({
@@ -413,20 +857,26 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           )
         )
         const now = yield* Clock.currentTimeMillis
-        yield* sql`INSERT INTO ${jobs} ${
+        const status = newJobStatus(job, new Date(now))
+        const inserted = yield* sql`INSERT INTO ${jobs} ${
           sql.insert({
             id: job.id,
             name: job.spec.name ?? null,
             state: "pending",
             spec,
             total_chunks: job.totalChunks,
-            completed_chunks: 0,
+            completed_chunks: status.completedChunks,
             failed_chunks: 0,
             created_at: now,
-            updated_at: now
+            updated_at: now,
+            owner: job.owner ?? null,
+            retry_of: job.retryOf ?? null,
+            checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString()
           })
-        }`.pipe(Effect.mapError(sqlFailure("create")))
-        return newJobStatus(job, new Date(now))
+        } ON CONFLICT (id) DO NOTHING RETURNING id`.pipe(Effect.mapError(sqlFailure("create")))
+        if (inserted.length === 0) return yield* duplicateJob(job.id)
+        totals.set(job.id, job.totalChunks)
+        return status
       }),
       get: Effect.fn("SqlJobRepository.get")(function*(id: JobId) {
         return yield* selectStatus("get", id)
@@ -475,37 +925,113 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
         to: JobState,
         patch?: TransitionPatch
       ) {
-        yield* checkCounts("transition", patch)
+        const invalid = invalidCounts("transition", patch)
+        if (invalid !== undefined) return yield* invalid
         const allowed = from.filter((state) => canTransition(state, to))
-        const applied = allowed.length === 0
-          ? Option.none<JobStatus>()
-          : yield* applyTransition(id, allowed, to, patch)
-        if (Option.isSome(applied)) return { applied: true, status: applied.value } satisfies TransitionResult
-        const current = yield* selectStatus("transition", id)
-        if (Option.isNone(current)) return yield* new JobNotFound({ jobId: id })
-        return { applied: false, status: current.value } satisfies TransitionResult
+        // Another process may change the job between the compare-and-set and the read that explains why it
+        // did not apply; then it is tried again.
+        for (let attempt = 1;; attempt++) {
+          const applied = allowed.length === 0
+            ? Option.none<JobStatus>()
+            : yield* writeTransition(id, allowed, to, patch)
+          if (Option.isSome(applied)) return { applied: true, status: applied.value } satisfies TransitionResult
+          const current = yield* selectStatus("transition", id)
+          if (Option.isNone(current)) return yield* new JobNotFound({ jobId: id })
+          const status = current.value
+          if (!allowed.includes(status.state)) return { applied: false, status } satisfies TransitionResult
+          const over = countsOverTotal(
+            "transition",
+            id,
+            patch?.completedChunks ?? status.completedChunks,
+            patch?.failedChunks ?? status.failedChunks,
+            status.totalChunks
+          )
+          if (over !== undefined) return yield* over
+          if (attempt >= 5) {
+            return yield* new RepositoryError({
+              operation: "transition",
+              detail: `job ${id} kept changing while it was being moved to ${to}`
+            })
+          }
+        }
       }),
-      updateProgress: Effect.fn("SqlJobRepository.updateProgress")(function*(id: JobId, progress: ProgressUpdate) {
-        yield* checkCounts("updateProgress", progress)
-        const at = yield* Clock.currentTimeMillis
-        buffer.set(id, {
-          completedChunks: progress.completedChunks,
-          failedChunks: progress.failedChunks,
-          at,
-          dirty: true
-        })
+      // The hot path (one call per chunk): no span, no I/O once the job's total is known.
+      updateProgress: (id, progress) =>
+        Effect.suspend(() => {
+          const invalid = invalidCounts("updateProgress", progress)
+          if (invalid !== undefined) return Effect.fail(invalid)
+          const known = totals.get(id)
+          if (known !== undefined) return record(id, progress, known)
+          return Effect.flatMap(totalOf(id), (total) => total === undefined ? Effect.void : record(id, progress, total))
+        }),
+      getCheckpoint: Effect.fn("SqlJobRepository.getCheckpoint")(function*(id: JobId) {
+        return yield* writeLock.withPermits(1)(Effect.gen(function*() {
+          const rows = yield* sql<{ readonly checkpoint: unknown }>`SELECT checkpoint FROM ${jobs} WHERE id = ${id}`.pipe(
+            Effect.mapError(sqlFailure("getCheckpoint"))
+          )
+          if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
+          const stored = yield* readCheckpoint("getCheckpoint", id, rows[0].checkpoint)
+          const entry = buffer.get(id)
+          return entry === undefined ? stored : union(stored, entry.chunks)
+        }))
       }),
       delete: Effect.fn("SqlJobRepository.delete")(function*(id: JobId) {
         const rows = yield* sql`DELETE FROM ${jobs} WHERE id = ${id} RETURNING id`.pipe(
           Effect.mapError(sqlFailure("delete"))
         )
         buffer.delete(id)
+        totals.delete(id)
         return rows.length > 0
-      })
+      }),
+      durable: true,
+      heartbeat: Effect.fn("SqlJobRepository.heartbeat")(function*(owner: string) {
+        const now = yield* Clock.currentTimeMillis
+        yield* sql`INSERT INTO ${owners} ${sql.insert({ owner, heartbeat_at: now })}
+          ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`.pipe(
+          Effect.mapError(sqlFailure("heartbeat"))
+        )
+      }),
+      retire: Effect.fn("SqlJobRepository.retire")(function*(owner: string) {
+        yield* sql`DELETE FROM ${owners} WHERE owner = ${owner}`.pipe(Effect.mapError(sqlFailure("retire")))
+      }),
+      lastHeartbeat: Effect.fn("SqlJobRepository.lastHeartbeat")(function*(owner: string) {
+        const rows = yield* sql`SELECT heartbeat_at FROM ${owners} WHERE owner = ${owner}`.pipe(
+          Effect.mapError(sqlFailure("lastHeartbeat"))
+        )
+        if (rows[0] === undefined) return Option.none<number>()
+        const row = yield* decodeHeartbeatRow(rows[0]).pipe(
+          Effect.mapError(rowFailure("lastHeartbeat", `the heartbeat of ${owner}`))
+        )
+        return Option.some(row.heartbeat_at)
+      }),
+      claimOrphans: Effect.fn("SqlJobRepository.claimOrphans")(function*(owner: string, staleBefore: number) {
+        // Under the write lock, so no flush writes a phase this process buffered for a job it claims.
+        return yield* writeLock.withPermits(1)(claim(owner, staleBefore))
+      }),
+      requestStop: Effect.fn("SqlJobRepository.requestStop")(function*(request: StopRequest) {
+        // A request already stored is kept (and not delivered again); a cancel replaces a pause.
+        const replaceable = request.kind === "cancel"
+          ? sql`(stop_requested IS NULL OR stop_requested = 'pause')`
+          : sql`stop_requested IS NULL`
+        const rows = yield* sql`UPDATE ${jobs}
+          SET stop_requested = ${request.kind}, stop_request_id = ${crypto.randomUUID()}
+          WHERE id = ${request.id} AND state = 'running' AND owner IS NOT NULL AND ${replaceable}
+          RETURNING id`.pipe(Effect.mapError(sqlFailure("requestStop")))
+        if (rows.length === 0) return
+        yield* PubSub.publish(wakeups, undefined)
+        const notify = watch.notify
+        if (notify !== undefined) {
+          // The request is stored: if the notification is lost, the owner's poll still finds it.
+          yield* sql`SELECT pg_notify(${notify.channel}, ${request.id})`.pipe(
+            Effect.catchAll((error) => Effect.logWarning("effect-jobs: notifying a stop request failed", error))
+          )
+        }
+      }),
+      stopRequests
     })
   })
 
-const build = ({ flushInterval, schema }: Settings, open: OpenOptions) =>
+const build = ({ flushInterval, schema, stopPollInterval }: Settings, open: OpenOptions) =>
   Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     const dialect = sql.onDialectOrElse({
@@ -539,13 +1065,31 @@ const build = ({ flushInterval, schema }: Settings, open: OpenOptions) =>
         new RepositoryError({ operation: "migrate", detail: `${open.label}: ${explain(cause)}`, cause })
       )
     )
-    return yield* makeService(sql, tables, flushInterval)
+    let notify: StopWatch["notify"] = undefined
+    if (dialect === "pg") {
+      const pg = yield* Effect.serviceOption(PgClient.PgClient)
+      if (Option.isSome(pg)) {
+        const current = schema ?? (yield* sql<{ readonly name: string | null }>`SELECT current_schema() AS name`.pipe(
+          Effect.map((rows) => rows[0]?.name ?? "public"),
+          Effect.mapError(sqlFailure("open", `${open.label}: cannot read the current schema`))
+        ))
+        notify = { channel: stopChannel(current), listen: pg.value.listen }
+      }
+    }
+    return yield* makeService(sql, tables, flushInterval, {
+      dialect,
+      // Without notifications PostgreSQL is polled as often as SQLite.
+      pollInterval: stopPollInterval ??
+        (dialect === "pg" && notify !== undefined ? defaultStopPollInterval.pg : defaultStopPollInterval.sqlite),
+      notify
+    })
   })
 
 /**
  * Builds the store on the `SqlClient` in context (SQLite or PostgreSQL): checks the database (see the module
  * guarantees), creates or migrates the tables, and starts the progress flush fiber in the current scope.
- * Closing the scope writes the buffered progress.
+ * Closing the scope writes the buffered progress. On PostgreSQL, stop requests are notified when the
+ * `PgClient` is in context too (as with `PgClient.layer`), and polled every `stopPollInterval` otherwise.
  *
  * @since 0.1.0
  */
@@ -591,11 +1135,14 @@ const openClient = <ROut, E>(label: string, client: Layer.Layer<ROut, E>): Layer
  */
 export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, RepositoryError | InvalidOption> => {
   const label = `SQLite file ${JSON.stringify(options.filename)}`
-  return Layer.unwrapEffect(Effect.map(decodeOptions({ flushInterval: options.flushInterval }), (settings) =>
-    Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true })).pipe(
-      // WAL is switched on by the store, once the file is known to be ours: switching rewrites the header.
-      Layer.provide(openClient(label, SqliteClient.layer({ filename: options.filename, disableWAL: true })))
-    )))
+  return Layer.unwrapEffect(Effect.map(
+    decodeOptions({ flushInterval: options.flushInterval, stopPollInterval: options.stopPollInterval }),
+    (settings) =>
+      Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true })).pipe(
+        // WAL is switched on by the store, once the file is known to be ours: switching rewrites the header.
+        Layer.provide(openClient(label, SqliteClient.layer({ filename: options.filename, disableWAL: true })))
+      )
+  ))
 }
 
 /**

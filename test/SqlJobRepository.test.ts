@@ -1,3 +1,4 @@
+import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
@@ -13,10 +14,21 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import { RangeSet } from "../src/internal/rangeSet.js"
 import type { JobId, JobStatus } from "../src/Job.js"
 import { JobRepository } from "../src/JobRepository.js"
 import * as SqlJobRepository from "../src/SqlJobRepository.js"
-import { base, chunkSpec, jobId, jobRepositoryContract, moveTo, newJob, view } from "./contract/JobRepositoryContract.js"
+import {
+  base,
+  chunkSpec,
+  collectStops,
+  jobId,
+  jobRepositoryContract,
+  moveTo,
+  newJob,
+  startJob,
+  view
+} from "./contract/JobRepositoryContract.js"
 
 const pgUrl = process.env["EFFECT_JOBS_TEST_PG_URL"] ?? "postgres://postgres@127.0.0.1:5432/test"
 
@@ -192,10 +204,246 @@ const raceBetweenStores = (a: JobRepository["Type"], b: JobRepository["Type"]) =
 const buildService = <E>(layer: Layer.Layer<JobRepository, E>) =>
   Effect.map(Layer.build(layer), Context.get(JobRepository))
 
+/** The tables of schema version 1, created as effect-jobs created them before version 2 existed. */
+const createV1Tables = (schema: string | undefined) =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const jobs = sql(qualified(schema, "effect_jobs"))
+    const meta = sql(qualified(schema, "effect_jobs_meta"))
+    yield* sql.onDialectOrElse({
+      pg: () =>
+        sql`CREATE TABLE ${jobs} (
+          id TEXT COLLATE "C" PRIMARY KEY,
+          name TEXT,
+          state TEXT NOT NULL
+            CHECK (state IN ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled')),
+          spec TEXT NOT NULL,
+          total_chunks BIGINT NOT NULL CHECK (total_chunks >= 0),
+          completed_chunks BIGINT NOT NULL DEFAULT 0 CHECK (completed_chunks >= 0),
+          failed_chunks BIGINT NOT NULL DEFAULT 0 CHECK (failed_chunks >= 0),
+          error TEXT,
+          created_at BIGINT NOT NULL,
+          updated_at BIGINT NOT NULL,
+          started_at BIGINT,
+          finished_at BIGINT,
+          owner TEXT,
+          heartbeat_at BIGINT,
+          checkpoint TEXT,
+          cancel_requested BOOLEAN NOT NULL DEFAULT FALSE
+        )`,
+      orElse: () =>
+        sql`CREATE TABLE ${jobs} (
+          id TEXT PRIMARY KEY NOT NULL,
+          name TEXT,
+          state TEXT NOT NULL
+            CHECK (state IN ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled')),
+          spec TEXT NOT NULL,
+          total_chunks INTEGER NOT NULL CHECK (total_chunks >= 0),
+          completed_chunks INTEGER NOT NULL DEFAULT 0 CHECK (completed_chunks >= 0),
+          failed_chunks INTEGER NOT NULL DEFAULT 0 CHECK (failed_chunks >= 0),
+          error TEXT,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          started_at INTEGER,
+          finished_at INTEGER,
+          owner TEXT,
+          heartbeat_at INTEGER,
+          checkpoint TEXT,
+          cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1))
+        ) STRICT`
+    })
+    yield* sql`CREATE INDEX effect_jobs_newest ON ${jobs} (created_at DESC, id DESC)`
+    yield* sql`CREATE INDEX effect_jobs_state_newest ON ${jobs} (state, created_at DESC, id DESC)`
+    yield* sql`CREATE TABLE ${meta} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)`
+    yield* sql`INSERT INTO ${meta} ${
+      sql.insert([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "1" }])
+    }`
+  })
+
+const qualified = (schema: string | undefined, table: string) => (schema === undefined ? table : `${schema}.${table}`)
+
+/** Jobs as a version 1 store holds them. */
+const v1Jobs = [
+  {
+    id: "job_v1_pending",
+    name: "queued",
+    state: "pending",
+    spec: JSON.stringify(chunkSpec(4, "queued")),
+    total_chunks: 4,
+    completed_chunks: 0,
+    failed_chunks: 0,
+    error: null,
+    created_at: base,
+    updated_at: base,
+    started_at: null,
+    finished_at: null
+  },
+  {
+    id: "job_v1_running",
+    name: null,
+    state: "running",
+    spec: JSON.stringify({ chunks: { start: 0, end: 99, size: 10 } }),
+    total_chunks: 10,
+    completed_chunks: 3,
+    failed_chunks: 1,
+    error: null,
+    created_at: base + 1000,
+    updated_at: base + 3000,
+    started_at: base + 2000,
+    finished_at: null
+  },
+  {
+    id: "job_v1_failed",
+    name: "broken",
+    state: "failed",
+    spec: JSON.stringify(chunkSpec(10, "broken")),
+    total_chunks: 10,
+    completed_chunks: 2,
+    failed_chunks: 1,
+    error: "chunk 2 failed: boom",
+    created_at: base + 2000,
+    updated_at: base + 5000,
+    started_at: base + 3000,
+    finished_at: base + 5000
+  }
+] as const
+
+/** Builds a version 1 store (tables, its migration row, jobs) on the `SqlClient` in context. */
+const makeV1Store = (schema: string | undefined) =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    if (schema !== undefined) yield* sql`CREATE SCHEMA ${sql(schema)}`
+    yield* Migrator.make({})({
+      loader: Migrator.fromRecord({ "1_create_jobs": createV1Tables(schema) }),
+      table: qualified(schema, "effect_jobs_migrations")
+    })
+    yield* sql`INSERT INTO ${sql(qualified(schema, "effect_jobs"))} ${sql.insert(v1Jobs.map((job) => ({ ...job })))}`
+  })
+
+/** What the v1 jobs read as, now. */
+const v1Views = v1Jobs.map((job) => ({
+  id: job.id,
+  name: job.name ?? undefined,
+  state: job.state,
+  totalChunks: job.total_chunks,
+  completedChunks: job.completed_chunks,
+  failedChunks: job.failed_chunks,
+  progress: Math.floor(((job.completed_chunks + job.failed_chunks) * 100) / job.total_chunks),
+  error: job.error ?? undefined,
+  createdAt: job.created_at,
+  updatedAt: job.updated_at,
+  startedAt: job.started_at ?? undefined,
+  finishedAt: job.finished_at ?? undefined,
+  owner: undefined,
+  phase: undefined,
+  retryOf: undefined
+}))
+
+/** Checks a store migrated from version 1: its jobs read as before, and the version 2 operations work on them. */
+const checkMigratedV1 = (repo: JobRepository["Type"]) =>
+  Effect.gen(function*() {
+    for (const expected of v1Views) {
+      expect(view(Option.getOrThrow(yield* repo.get(jobId(expected.id))))).toEqual(expected)
+      expect((yield* repo.getCheckpoint(jobId(expected.id))).size).toBe(0)
+    }
+    expect(Option.getOrThrow(yield* repo.getSpec(jobId("job_v1_running")))).toEqual({
+      chunks: { start: 0, end: 99, size: 10 }
+    })
+    yield* repo.heartbeat("m1")
+    expect(yield* repo.claimOrphans("m1", base)).toEqual(["job_v1_pending", "job_v1_running"])
+    const running = yield* repo.transition(jobId("job_v1_running"), ["pending"], "running")
+    expect(view(running.status)).toMatchObject({ state: "running", owner: "m1", completedChunks: 3, startedAt: base + 2000 })
+    yield* repo.updateProgress(jobId("job_v1_running"), { completedChunks: 4, failedChunks: 1, completedChunkId: 0 })
+    const paused = yield* repo.transition(jobId("job_v1_running"), ["running"], "paused")
+    expect(view(paused.status)).toMatchObject({ state: "paused", completedChunks: 4 })
+    expect((yield* repo.getCheckpoint(jobId("job_v1_running"))).toString()).toBe("0")
+    const error = yield* Effect.flip(repo.create(newJob("job_v1_failed")))
+    expect(error.message).toContain("already exists")
+  })
+
+/** Two stores on one database claim at once, round after round: no job is claimed by both, none is left. */
+const claimRaceBetweenStores = (a: JobRepository["Type"], b: JobRepository["Type"]) =>
+  Effect.gen(function*() {
+    yield* a.heartbeat("manager_a")
+    yield* b.heartbeat("manager_b")
+    for (let round = 0; round < 5; round++) {
+      const ids: Array<string> = []
+      for (let index = 0; index < 20; index++) {
+        const id = `job_orphan_${round}_${String(index).padStart(2, "0")}`
+        ids.push(id)
+        yield* (index % 2 === 0 ? a : b).create({ ...newJob(id), ...(index % 4 === 0 ? { owner: "dead" } : {}) })
+        if (index % 3 === 0) yield* Effect.provideService(moveTo(jobId(id), "running"), JobRepository, a)
+      }
+      const [byA, byB] = yield* Effect.all([
+        a.claimOrphans("manager_a", base - 5000),
+        b.claimOrphans("manager_b", base - 5000)
+      ], { concurrency: "unbounded" })
+      expect(byA.filter((id) => byB.includes(id))).toEqual([])
+      expect([...byA, ...byB].sort()).toEqual(ids)
+      for (const [owner, claimed] of [["manager_a", byA], ["manager_b", byB]] as const) {
+        for (const id of claimed) expect(Option.getOrThrow(yield* b.get(id)).owner).toBe(owner)
+      }
+    }
+  })
+
+/** Waits, in real time only (the TestClock does not move), until `done()` holds; fails after `millis`. */
+const waitLive = (done: () => boolean, what: string, millis = 5000) =>
+  TestServices.provideLive(Effect.gen(function*() {
+    const deadline = Date.now() + millis
+    while (!done()) {
+      if (Date.now() > deadline) return assert.fail(`${what}: not within ${millis} ms`)
+      yield* Effect.sleep("5 millis")
+    }
+  }))
+
+/** A job with a million chunks, completed mostly in order, makes a checkpoint of a few bytes. */
+const millionChunks = (
+  storedCheckpoint: (
+    id: JobId
+  ) => Effect.Effect<{ checkpoint: string | null; completed: number }, unknown, SqlClient.SqlClient>
+) =>
+  Effect.gen(function*() {
+    const repo = yield* JobRepository
+    const id = jobId("job_million")
+    const total = 1_000_000
+    yield* repo.create(newJob(id, { chunks: { start: 0, end: total - 1, size: 1 } }))
+    yield* moveTo(id, "running")
+    // Within each block of 10 the chunks complete out of order, as with 10 workers.
+    const order = [3, 0, 1, 2, 7, 4, 5, 9, 6, 8]
+    let done = 0
+    let flushed = 0
+    for (let block = 0; block < total; block += 10) {
+      for (let turn = 0; turn < 10; turn++) {
+        yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkId: block + order[turn]! })
+        if (turn === 4 && block % 100_000 === 50_000) {
+          // A flush every 100,000 chunks, half-way through a block: the checkpoint has a gap then.
+          yield* TestClock.adjust("1 second")
+          flushed = done
+        }
+      }
+      if (block === 500_000) {
+        const half = yield* repo.getCheckpoint(id)
+        expect(half.size).toBe(done)
+        expect(half.rangeCount).toBe(1)
+        // What a flush wrote: a short record, and counts and chunk ids written together.
+        const stored = yield* eventually(storedCheckpoint(id), (row) => row.completed >= flushed)
+        expect(stored.checkpoint!.length).toBeLessThan(100)
+        expect(RangeSet.parse(stored.checkpoint!)?.size).toBe(stored.completed)
+      }
+    }
+    yield* TestClock.adjust("1 second")
+    const stored = yield* eventually(storedCheckpoint(id), (row) => row.completed === total)
+    expect(stored.checkpoint).toBe(`0-${total - 1}`)
+    expect(stored.checkpoint!.length).toBeLessThan(100)
+    const checkpoint = yield* repo.getCheckpoint(id)
+    expect(checkpoint.size).toBe(total)
+    expect(checkpoint.rangeCount).toBe(1)
+  })
+
 // --- SQLite -----------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerSqlite", () => {
-  it.scoped("creates the file on first use, in WAL mode, at schema version 1", () =>
+  it.scoped("creates the file on first use, in WAL mode, at schema version 2", () =>
     Effect.gen(function*() {
       const filename = path.join(yield* tempDir, "new.db")
       expect(fs.existsSync(filename)).toBe(false)
@@ -210,11 +458,11 @@ describe("SqlJobRepository.layerSqlite", () => {
           sql<{ migration_id: number }>`SELECT migration_id FROM effect_jobs_migrations`
         ]))
       expect(mode).toEqual([{ journal_mode: "wal" }])
-      expect(meta).toEqual([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "1" }])
-      expect(migrations).toEqual([{ migration_id: 1 }])
+      expect(meta).toEqual([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "2" }])
+      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }])
     }))
 
-  it.scoped("keeps jobs across layer builds; closing the layer writes buffered progress", () =>
+  it.scoped("keeps jobs across layer builds; closing the layer writes buffered progress and checkpoints", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(base)
       const filename = path.join(yield* tempDir, "jobs.db")
@@ -224,21 +472,34 @@ describe("SqlJobRepository.layerSqlite", () => {
       const before = yield* Effect.provide(
         Effect.gen(function*() {
           const repo = yield* JobRepository
-          yield* repo.create(newJob(id, spec))
+          expect(repo.durable).toBe(true)
+          yield* repo.create({ ...newJob(id, spec), owner: "m1", retryOf: jobId("job_first_try") })
           yield* moveTo(id, "running")
           yield* TestClock.adjust("1 second")
-          yield* repo.updateProgress(id, { completedChunks: 7, failedChunks: 1 })
+          for (const chunk of [0, 1, 2, 3, 4, 6, 7]) {
+            yield* repo.updateProgress(id, { completedChunks: chunk === 7 ? 7 : 6, failedChunks: 1, completedChunkId: chunk })
+          }
+          yield* repo.updateProgress(id, { completedChunks: 7, failedChunks: 1, phase: "finalizing" })
           return view(Option.getOrThrow(yield* repo.get(id)))
         }),
         layer
       )
-      expect(before).toMatchObject({ state: "running", completedChunks: 7, failedChunks: 1, progress: 80 })
-      const [after, storedSpec] = yield* Effect.provide(
-        Effect.flatMap(JobRepository, (repo) => Effect.all([repo.get(id), repo.getSpec(id)])),
+      expect(before).toMatchObject({
+        state: "running",
+        completedChunks: 7,
+        failedChunks: 1,
+        progress: 80,
+        owner: "m1",
+        phase: "finalizing",
+        retryOf: "job_first_try"
+      })
+      const [after, storedSpec, checkpoint] = yield* Effect.provide(
+        Effect.flatMap(JobRepository, (repo) => Effect.all([repo.get(id), repo.getSpec(id), repo.getCheckpoint(id)])),
         layer
       )
       expect(view(Option.getOrThrow(after))).toEqual(before)
       expect(Option.getOrThrow(storedSpec)).toEqual(spec)
+      expect(checkpoint.toString()).toBe("0-4,6-7")
     }))
 
   it.scoped("refuses a file that is not SQLite, and leaves it untouched", () =>
@@ -302,12 +563,12 @@ describe("SqlJobRepository.layerSqlite", () => {
         Effect.flatMap(JobRepository, (repo) => repo.create(newJob("job_old"))),
         SqlJobRepository.layerSqlite({ filename })
       )
-      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs_meta SET value = '2' WHERE key = 'schema_version'`)
+      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs_meta SET value = '3' WHERE key = 'schema_version'`)
       backdate(filename)
       const before = snapshot(filename)
       const error = yield* openError(SqlJobRepository.layerSqlite({ filename }))
       expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open" })
-      expect(error.detail).toContain("schema version 2; this version knows up to 1")
+      expect(error.detail).toContain("schema version 3; this version knows up to 2")
       expect(snapshot(filename)).toEqual(before)
     }))
 
@@ -325,6 +586,8 @@ describe("SqlJobRepository.layerSqlite", () => {
       for (const flushInterval of [0, -5, "soon" as never, Number.POSITIVE_INFINITY]) {
         const error = yield* openError(SqlJobRepository.layerSqlite({ filename, flushInterval }))
         expect(error).toMatchObject({ _tag: "InvalidOption", path: ["flushInterval"] })
+        const poll = yield* openError(SqlJobRepository.layerSqlite({ filename, stopPollInterval: flushInterval }))
+        expect(poll).toMatchObject({ _tag: "InvalidOption", path: ["stopPollInterval"] })
       }
       expect(fs.existsSync(filename)).toBe(false)
       const schemaOnSqlite = yield* openError(
@@ -333,22 +596,70 @@ describe("SqlJobRepository.layerSqlite", () => {
       expect(schemaOnSqlite).toMatchObject({ _tag: "InvalidOption", path: ["schema"] })
     }))
 
-  it.effect("rejects counts that are not non-negative integers, writing nothing", () =>
+  it.scoped("migrates a version 1 store in place: its jobs are kept and the new operations work on them", () =>
     Effect.gen(function*() {
-      const repo = yield* JobRepository
-      const id = jobId("job_counts")
-      yield* repo.create(newJob(id))
-      yield* moveTo(id, "running")
-      const before = view(Option.getOrThrow(yield* repo.get(id)))
-      for (const counts of [{ completedChunks: -1, failedChunks: 0 }, { completedChunks: 1.5, failedChunks: 0 }]) {
-        const error = yield* Effect.flip(repo.updateProgress(id, counts))
-        expect(error).toMatchObject({ _tag: "RepositoryError", operation: "updateProgress" })
-        const refused = yield* Effect.flip(repo.transition(id, ["running"], "completed", counts))
-        expect(refused).toMatchObject({ _tag: "RepositoryError", operation: "transition" })
+      yield* TestClock.setTime(base + 10_000)
+      const filename = path.join(yield* tempDir, "v1.db")
+      yield* makeV1Store(undefined).pipe(Effect.provide(SqliteClient.layer({ filename })))
+      const repo = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
+      const [meta, migrations, columns] = yield* withSqlite(filename, (sql) =>
+        Effect.all([
+          sql<{ value: string }>`SELECT value FROM effect_jobs_meta WHERE key = 'schema_version'`,
+          sql<{ migration_id: number }>`SELECT migration_id FROM effect_jobs_migrations ORDER BY migration_id`,
+          sql<{ name: string }>`SELECT name FROM pragma_table_info('effect_jobs') ORDER BY name`
+        ]))
+      expect(meta).toEqual([{ value: "2" }])
+      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }])
+      const names = columns.map((column) => column.name)
+      expect(names).toEqual(expect.arrayContaining(["owner", "checkpoint", "phase", "retry_of", "stop_requested"]))
+      expect(names).not.toContain("cancel_requested")
+      yield* checkMigratedV1(repo)
+    }))
+
+  it.scoped("a corrupt checkpoint fails getCheckpoint and a transition that must extend it; it is never overwritten", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base)
+      const filename = path.join(yield* tempDir, "corrupt.db")
+      const repo = yield* buildService(SqlJobRepository.layerSqlite({ filename, flushInterval: "1 second" }))
+      const stored = (id: string) =>
+        withSqlite(filename, (sql) =>
+          Effect.map(
+            sql<{ checkpoint: string | null; completed_chunks: number; state: string }>`
+              SELECT checkpoint, completed_chunks, state FROM effect_jobs WHERE id = ${id}`,
+            (rows) => rows[0]!
+          ))
+      const bad = jobId("job_bad")
+      const good = jobId("job_good")
+      for (const id of [bad, good]) {
+        yield* repo.create(newJob(id))
+        yield* Effect.provideService(moveTo(id, "running"), JobRepository, repo)
+        yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkId: 0 })
       }
       yield* TestClock.adjust("1 second")
-      expect(view(Option.getOrThrow(yield* repo.get(id)))).toEqual(before)
-    }).pipe(Effect.provide(sqliteLayer())))
+      yield* eventually(stored("job_bad"), (row) => row.checkpoint === "0")
+      for (const corrupt of ["0-2,x", "5-3", "1,1", "0-3,2-6", "-1", " 0"]) {
+        yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs SET checkpoint = ${corrupt} WHERE id = ${bad}`)
+        const error = yield* Effect.flip(repo.getCheckpoint(bad))
+        expect(error).toMatchObject({ _tag: "RepositoryError", operation: "getCheckpoint" })
+        expect(error.message).toContain("checkpoint of job job_bad is corrupt")
+      }
+      // A flush writes the counts, but not over the corrupt checkpoint; the other job's is written.
+      yield* repo.updateProgress(bad, { completedChunks: 2, failedChunks: 0, completedChunkId: 1 })
+      yield* repo.updateProgress(good, { completedChunks: 2, failedChunks: 0, completedChunkId: 1 })
+      yield* TestClock.adjust("1 second")
+      yield* eventually(stored("job_good"), (row) => row.checkpoint === "0-1")
+      expect(yield* stored("job_bad")).toEqual({ checkpoint: " 0", completed_chunks: 2, state: "running" })
+      // A transition that would write the buffered chunk id fails, and changes nothing.
+      const refused = yield* Effect.flip(repo.transition(bad, ["running"], "paused"))
+      expect(refused).toMatchObject({ _tag: "RepositoryError", operation: "transition" })
+      expect(yield* stored("job_bad")).toEqual({ checkpoint: " 0", completed_chunks: 2, state: "running" })
+      expect(Option.getOrThrow(yield* repo.get(bad)).state).toBe("running")
+      // Repaired, the buffered id is kept.
+      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs SET checkpoint = '0,5' WHERE id = ${bad}`)
+      expect((yield* repo.getCheckpoint(bad)).toString()).toBe("0-1,5")
+      assert.isTrue((yield* repo.transition(bad, ["running"], "paused")).applied)
+      expect(yield* stored("job_bad")).toEqual({ checkpoint: "0-1,5", completed_chunks: 2, state: "paused" })
+    }))
 
   describe("coalesced progress", () => {
     /** The store on a client the test can query too (same connection, so `total_changes()` counts its writes). */
@@ -420,6 +731,48 @@ describe("SqlJobRepository.layerSqlite", () => {
         expect((yield* totalChanges) - changesBefore).toBe(1)
         expect(yield* storedCounts).toMatchObject([{ id: "job_paused", completed_chunks: 4, failed_chunks: 1 }])
       }).pipe(Effect.provide(layerWithClient)))
+
+    it.effect("chunk ids go into the checkpoint with the counts: in the flush, and in a transition's own transaction", () =>
+      Effect.zipRight(TestClock.setTime(base), Effect.gen(function*() {
+        const repo = yield* JobRepository
+        const sql = yield* SqlClient.SqlClient
+        const stored = Effect.map(
+          sql<{ checkpoint: string | null; completed_chunks: number; state: string }>`
+            SELECT checkpoint, completed_chunks, state FROM effect_jobs WHERE id = 'job_cp'`,
+          (rows) => rows[0]!
+        )
+        const id = jobId("job_cp")
+        yield* repo.create(newJob(id))
+        yield* moveTo(id, "running")
+        let done = 0
+        for (const chunk of [0, 1, 2, 4, 3]) {
+          yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkId: chunk })
+        }
+        expect(yield* stored).toEqual({ checkpoint: null, completed_chunks: 0, state: "running" })
+        expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-4")
+        yield* TestClock.adjust("1 second")
+        expect(yield* eventually(stored, (row) => row.checkpoint !== null)).toEqual({
+          checkpoint: "0-4",
+          completed_chunks: 5,
+          state: "running"
+        })
+        yield* repo.updateProgress(id, { completedChunks: 6, failedChunks: 0, completedChunkId: 6 })
+        yield* repo.transition(id, ["running"], "paused")
+        expect(yield* stored).toEqual({ checkpoint: "0-4,6", completed_chunks: 6, state: "paused" })
+      }).pipe(Effect.provide(layerWithClient))))
+
+    it.effect("a checkpoint of 1,000,000 chunks completed mostly in order stays a short record", () =>
+      Effect.zipRight(
+        TestClock.setTime(base),
+        millionChunks((id) =>
+          Effect.flatMap(SqlClient.SqlClient, (sql) =>
+            Effect.map(
+              sql<{ checkpoint: string | null; completed_chunks: number }>`
+                SELECT checkpoint, completed_chunks FROM effect_jobs WHERE id = ${id}`,
+              (rows) => ({ checkpoint: rows[0]!.checkpoint, completed: rows[0]!.completed_chunks })
+            ))
+        ).pipe(Effect.provide(layerWithClient))
+      ), 120_000)
   })
 
   it.effect("1,000 progress and state operations from 16 fibers while another polls: all decode, none go back", () =>
@@ -431,6 +784,53 @@ describe("SqlJobRepository.layerSqlite", () => {
       const a = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
       const b = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
       yield* raceBetweenStores(a, b)
+    }))
+
+  it.scoped("two stores on one file: claims at once never share a job", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base)
+      const filename = path.join(yield* tempDir, "claims.db")
+      const a = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
+      const b = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
+      yield* claimRaceBetweenStores(a, b)
+    }))
+
+  it.scoped("two stores on one file: a stop request made through one reaches the other's stream when it polls", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base)
+      const filename = path.join(yield* tempDir, "stops.db")
+      const manager = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
+      const client = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
+      const [x, y, z] = yield* Effect.all([startJob("job_x", "m1"), startJob("job_y", "m1"), startJob("job_z", "m1")]).pipe(
+        Effect.provideService(JobRepository, manager)
+      )
+      // Stored before the stream starts: delivered when it starts.
+      yield* client.requestStop({ id: x, kind: "pause" })
+      const received = yield* Effect.provideService(collectStops("m1"), JobRepository, manager)
+      yield* waitLive(() => received.length > 0, "the stored request")
+      expect(received).toEqual([{ id: "job_x", kind: "pause" }])
+      // Made through the other store: seen at the next poll, when the file has changed.
+      yield* client.requestStop({ id: y, kind: "cancel" })
+      yield* TestServices.provideLive(Effect.sleep("100 millis"))
+      expect(received).toHaveLength(1)
+      yield* TestClock.adjust("50 millis")
+      yield* waitLive(() => received.length > 1, "the request made through the other store")
+      // A request already stored is not stored (nor delivered) again; a cancel replaces a pause; a pause does
+      // not replace a cancel.
+      yield* client.requestStop({ id: y, kind: "cancel" })
+      yield* client.requestStop({ id: y, kind: "pause" })
+      yield* client.requestStop({ id: x, kind: "pause" })
+      yield* client.requestStop({ id: x, kind: "cancel" })
+      yield* TestClock.adjust("1 second")
+      yield* client.requestStop({ id: z, kind: "pause" })
+      yield* TestClock.adjust("50 millis")
+      yield* waitLive(() => received.some((request) => request.id === "job_z"), "the request for job_z")
+      expect(received).toEqual([
+        { id: "job_x", kind: "pause" },
+        { id: "job_y", kind: "cancel" },
+        { id: "job_x", kind: "cancel" },
+        { id: "job_z", kind: "pause" }
+      ])
     }))
 })
 
@@ -495,7 +895,12 @@ describe("SqlJobRepository.layerPg", () => {
           WHERE table_schema = ${schema} ORDER BY table_name`).pipe(
           Effect.provide(PgClient.layer({ url: Redacted.make(pgUrl) }))
         )
-      expect(tables.map((row) => row.table_name)).toEqual(["effect_jobs", "effect_jobs_meta", "effect_jobs_migrations"])
+      expect(tables.map((row) => row.table_name)).toEqual([
+        "effect_jobs",
+        "effect_jobs_meta",
+        "effect_jobs_migrations",
+        "effect_jobs_owners"
+      ])
       const status = yield* Effect.provide(Effect.flatMap(JobRepository, (repo) => repo.get(jobId("job_pg"))), layer)
       expect(Option.getOrThrow(status).state).toBe("pending")
     }))
@@ -509,12 +914,12 @@ describe("SqlJobRepository.layerPg", () => {
         SqlJobRepository.layerPg({ url: pgUrl, schema: newer })
       )
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql`UPDATE ${sql(`${newer}.effect_jobs_meta`)} SET value = '2' WHERE key = 'schema_version'`).pipe(
+        sql`UPDATE ${sql(`${newer}.effect_jobs_meta`)} SET value = '3' WHERE key = 'schema_version'`).pipe(
           Effect.provide(admin)
         )
       const error = yield* openError(SqlJobRepository.layerPg({ url: pgUrl, schema: newer }))
       expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open" })
-      expect(error.detail).toContain("schema version 2; this version knows up to 1")
+      expect(error.detail).toContain("schema version 3; this version knows up to 2")
 
       const collision = yield* tempSchema
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -566,5 +971,87 @@ describe("SqlJobRepository.layerPg", () => {
       const a = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
       const b = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
       yield* raceBetweenStores(a, b)
+    }))
+
+  it.scoped("migrates a version 1 store in place: its jobs are kept and the new operations work on them", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base + 10_000)
+      const schema = yield* tempSchema
+      const admin = PgClient.layer({ url: Redacted.make(pgUrl) })
+      yield* makeV1Store(schema).pipe(Effect.provide(admin))
+      const repo = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const [meta, columns] = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        Effect.all([
+          sql<{ value: string }>`SELECT value FROM ${sql(`${schema}.effect_jobs_meta`)} WHERE key = 'schema_version'`,
+          sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
+            WHERE table_schema = ${schema} AND table_name = 'effect_jobs'`
+        ])).pipe(Effect.provide(admin))
+      expect(meta).toEqual([{ value: "2" }])
+      const names = columns.map((column) => column.column_name)
+      expect(names).toEqual(expect.arrayContaining(["owner", "checkpoint", "phase", "retry_of", "stop_requested"]))
+      expect(names).not.toContain("cancel_requested")
+      yield* checkMigratedV1(repo)
+    }))
+
+  it.effect("a checkpoint of 1,000,000 chunks completed mostly in order stays a short record", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base)
+      const schema = randomSchema()
+      yield* millionChunks((id) =>
+        Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          Effect.map(
+            sql<{ checkpoint: string | null; completed_chunks: string }>`
+              SELECT checkpoint, completed_chunks FROM ${sql(`${schema}.effect_jobs`)} WHERE id = ${id}`,
+            (rows) => ({ checkpoint: rows[0]!.checkpoint, completed: Number(rows[0]!.completed_chunks) })
+          ))
+      ).pipe(
+        Effect.provide(
+          SqlJobRepository.layerWith({ schema, flushInterval: "1 second" }).pipe(
+            Layer.provideMerge(PgClient.layer({ url: Redacted.make(pgUrl) }))
+          )
+        ),
+        Effect.ensuring(dropSchema(schema))
+      )
+    }), 120_000)
+
+  it.scoped("two stores on one schema: claims at once never share a job", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base)
+      const schema = yield* tempSchema
+      const a = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const b = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      yield* claimRaceBetweenStores(a, b)
+    }))
+
+  it.scoped("two stores on one schema: a request made through one is notified to the other's stream; a lost notification is made up by the poll", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base)
+      const schema = yield* tempSchema
+      const admin = PgClient.layer({ url: Redacted.make(pgUrl) })
+      const manager = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const client = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const [x, y] = yield* Effect.all([startJob("job_x", "m1"), startJob("job_y", "m1")]).pipe(
+        Effect.provideService(JobRepository, manager)
+      )
+      const received = yield* Effect.provideService(collectStops("m1"), JobRepository, manager)
+      // Waits until the stream's connection listens on the schema's channel.
+      const listening = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
+          WHERE query = ${`LISTEN "effect_jobs_stop_${schema}"`} AND state = 'idle'`).pipe(Effect.provide(admin))
+      yield* eventually(listening, (rows) => Number(rows[0]!.n) > 0)
+      yield* TestServices.provideLive(Effect.sleep("50 millis"))
+      // The TestClock stands still from here on: only the notification can bring the request.
+      yield* client.requestStop({ id: x, kind: "cancel" })
+      yield* waitLive(() => received.length > 0, "the notified request")
+      expect(received).toEqual([{ id: "job_x", kind: "cancel" }])
+      // A request stored without a notification (as if it were lost) is found by the next poll.
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql`UPDATE ${sql(`${schema}.effect_jobs`)} SET stop_requested = 'pause', stop_request_id = 'lost'
+          WHERE id = ${y}`).pipe(Effect.provide(admin))
+      yield* TestServices.provideLive(Effect.sleep("300 millis"))
+      expect(received).toHaveLength(1)
+      yield* TestClock.adjust("1 second")
+      yield* waitLive(() => received.length > 1, "the polled request")
+      expect(received).toEqual([{ id: "job_x", kind: "cancel" }, { id: "job_y", kind: "pause" }])
     }))
 })

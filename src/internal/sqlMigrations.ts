@@ -1,14 +1,22 @@
 /**
- * The tables of the SQL job store and the migrations that create them.
+ * The tables of the SQL job store and the migrations that create them. Each migration runs in one
+ * transaction (the Migrator's), so a store is at one version or the next, never in between.
  *
  * Schema version 1:
  * - `effect_jobs`: one row per job. Times are integer milliseconds since the epoch. `spec` is the job spec
  *   as JSON, exactly as submitted (a range plan stays a range plan). `owner`, `heartbeat_at`, `checkpoint`
- *   (the completed chunks as compact ranges) and `cancel_requested` are reserved for running jobs from
- *   several processes and stay at their defaults for now.
+ *   and `cancel_requested` were reserved and unused.
  * - `effect_jobs_meta`: key/value rows; `application` = `effect-jobs` marks the store as ours and
  *   `schema_version` records the version of these tables.
  * - `effect_jobs_migrations`: the `@effect/sql` Migrator's bookkeeping.
+ *
+ * Schema version 2 (jobs run by several managers, resumable from checkpoints):
+ * - `effect_jobs` gains `phase` (`finalizing` or NULL), `retry_of` (the failed job a re-drive repeats),
+ *   `stop_requested` (`cancel` or `pause`: a stop request for the owner of a running job) and
+ *   `stop_request_id` (a fresh id per stored request, so its owner acts on each request once).
+ *   `owner` now holds the manager that runs the job; `checkpoint` holds the completed chunk ids as
+ *   `RangeSet` text (`0-99,120`; NULL is empty). The unused `heartbeat_at` and `cancel_requested` go.
+ * - `effect_jobs_owners`: one row per live manager, `heartbeat_at` its last heartbeat (millis).
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -18,10 +26,11 @@ import * as Effect from "effect/Effect"
 export const applicationName = "effect-jobs"
 
 /** The newest schema version this code knows; a store with a newer one is refused. */
-export const schemaVersion = 1
+export const schemaVersion = 2
 
 export interface Tables {
   readonly jobs: string
+  readonly owners: string
   readonly meta: string
   readonly migrations: string
 }
@@ -29,11 +38,21 @@ export interface Tables {
 /** The (schema-qualified, when `schema` is given) names of the store's tables. */
 export const tablesIn = (schema: string | undefined): Tables => {
   const qualify = (name: string) => (schema === undefined ? name : `${schema}.${name}`)
-  return { jobs: qualify("effect_jobs"), meta: qualify("effect_jobs_meta"), migrations: qualify("effect_jobs_migrations") }
+  return {
+    jobs: qualify("effect_jobs"),
+    owners: qualify("effect_jobs_owners"),
+    meta: qualify("effect_jobs_meta"),
+    migrations: qualify("effect_jobs_migrations")
+  }
 }
 
 /** The unqualified table names, as catalogs list them. */
-export const tableNames: ReadonlyArray<string> = ["effect_jobs", "effect_jobs_meta", "effect_jobs_migrations"]
+export const tableNames: ReadonlyArray<string> = [
+  "effect_jobs",
+  "effect_jobs_meta",
+  "effect_jobs_migrations",
+  "effect_jobs_owners"
+]
 
 const createTables = (tables: Tables) =>
   Effect.gen(function*() {
@@ -88,13 +107,44 @@ const createTables = (tables: Tables) =>
     yield* sql`INSERT INTO ${meta} ${
       sql.insert([
         { key: "application", value: applicationName },
-        { key: "schema_version", value: String(schemaVersion) }
+        { key: "schema_version", value: "1" }
       ])
     }`
+  })
+
+const addOwnersCheckpointsAndStops = (tables: Tables) =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const jobs = sql(tables.jobs)
+    const statements = [
+      sql`ALTER TABLE ${jobs} ADD COLUMN phase TEXT CHECK (phase IN ('finalizing'))`,
+      sql`ALTER TABLE ${jobs} ADD COLUMN retry_of TEXT`,
+      sql`ALTER TABLE ${jobs} ADD COLUMN stop_requested TEXT CHECK (stop_requested IN ('cancel', 'pause'))`,
+      sql`ALTER TABLE ${jobs} ADD COLUMN stop_request_id TEXT`,
+      sql`ALTER TABLE ${jobs} DROP COLUMN heartbeat_at`,
+      sql`ALTER TABLE ${jobs} DROP COLUMN cancel_requested`,
+      // What `stopRequests` reads: the few jobs with a request, by owner.
+      sql`CREATE INDEX effect_jobs_stop_requests ON ${jobs} (owner) WHERE stop_requested IS NOT NULL`,
+      sql.onDialectOrElse({
+        pg: () =>
+          sql`CREATE TABLE ${sql(tables.owners)} (
+            owner TEXT COLLATE "C" PRIMARY KEY,
+            heartbeat_at BIGINT NOT NULL
+          )`,
+        orElse: () =>
+          sql`CREATE TABLE ${sql(tables.owners)} (
+            owner TEXT PRIMARY KEY NOT NULL,
+            heartbeat_at INTEGER NOT NULL
+          ) STRICT`
+      }),
+      sql`UPDATE ${sql(tables.meta)} SET value = '2' WHERE key = 'schema_version'`
+    ]
+    for (const statement of statements) yield* statement
   })
 
 /** The migrations, in order; the last one leaves `schema_version` at {@link schemaVersion}. */
 export const migrations = (tables: Tables): Migrator.Loader =>
   Migrator.fromRecord({
-    "1_create_jobs": createTables(tables)
+    "1_create_jobs": createTables(tables),
+    "2_owners_checkpoints_stops": addOwnersCheckpointsAndStops(tables)
   })

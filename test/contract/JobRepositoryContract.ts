@@ -7,11 +7,15 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as TestServices from "effect/TestServices"
 import * as fc from "effect/FastCheck"
+import type * as Scope from "effect/Scope"
+import { RangeSet } from "../../src/internal/rangeSet.js"
 import type { JobSpec, JobState, JobStatus } from "../../src/Job.js"
 import { canTransition, isTerminal, JobId, totalChunks } from "../../src/Job.js"
-import type { NewJob } from "../../src/JobRepository.js"
+import type { NewJob, StopRequest } from "../../src/JobRepository.js"
 import { JobRepository } from "../../src/JobRepository.js"
 
 /** The TestClock time (millis) at which every contract test starts. */
@@ -45,7 +49,10 @@ export const view = (status: JobStatus) => ({
   createdAt: status.createdAt.getTime(),
   updatedAt: status.updatedAt.getTime(),
   startedAt: status.startedAt?.getTime(),
-  finishedAt: status.finishedAt?.getTime()
+  finishedAt: status.finishedAt?.getTime(),
+  owner: status.owner,
+  phase: status.phase,
+  retryOf: status.retryOf
 })
 
 const pathTo: { readonly [S in JobState]: ReadonlyArray<JobState> } = {
@@ -98,6 +105,54 @@ const allPages = (
       assert.isBelow(pages.length, 100, "paging ends")
     } while (cursor !== undefined)
     return pages
+  })
+
+export const rangeSet = (...values: ReadonlyArray<number>): RangeSet => {
+  const set = RangeSet.empty()
+  for (const value of values) set.add(value)
+  return set
+}
+
+/** Creates a job owned by `owner` (none when undefined) and moves it to `running`. */
+export const startJob = (id: string, owner: string | undefined) =>
+  Effect.gen(function*() {
+    const repo = yield* JobRepository
+    yield* repo.create({ ...newJob(id), ...(owner === undefined ? {} : { owner }) })
+    yield* moveTo(jobId(id), "running")
+    return jobId(id)
+  })
+
+/**
+ * Runs `owner`'s stop request stream in the scope, collecting what it emits into the returned array.
+ */
+export const collectStops = (
+  owner: string
+): Effect.Effect<Array<StopRequest>, never, JobRepository | Scope.Scope> =>
+  Effect.gen(function*() {
+    const repo = yield* JobRepository
+    const received: Array<StopRequest> = []
+    yield* repo.stopRequests(owner).pipe(
+      Stream.runForEach((request) => Effect.sync(() => received.push(request))),
+      Effect.orDie,
+      Effect.forkScoped
+    )
+    // Lets the stream subscribe (the memory store only delivers requests made after that).
+    for (let turn = 0; turn < 10; turn++) yield* Effect.yieldNow()
+    return received
+  })
+
+/**
+ * Waits until `done()` holds: moves the TestClock in small steps (a store may look for changes on a timer)
+ * and lets real I/O run in between. Fails the test after 300 steps (6 seconds of TestClock time).
+ */
+export const eventually = (done: () => boolean, what: string) =>
+  Effect.gen(function*() {
+    for (let step = 0; step < 300; step++) {
+      if (done()) return
+      yield* TestClock.adjust("20 millis")
+      yield* TestServices.provideLive(Effect.sleep("5 millis"))
+    }
+    assert.fail(`${what}: not reached`)
   })
 
 export const jobRepositoryContract = (
@@ -210,9 +265,10 @@ export const jobRepositoryContract = (
             startedAt: t(1),
             finishedAt: undefined
           })
-          expect(yield* step(["paused"], "running")).toEqual({
+          // Resuming queues the job again; running it again keeps the first startedAt.
+          expect(yield* step(["paused"], "pending")).toEqual({
             ...common,
-            state: "running",
+            state: "pending",
             completedChunks: 1,
             failedChunks: 0,
             progress: 25,
@@ -220,15 +276,16 @@ export const jobRepositoryContract = (
             startedAt: t(1),
             finishedAt: undefined
           })
+          expect(yield* step(["pending"], "running")).toMatchObject({ state: "running", updatedAt: t(4), startedAt: t(1) })
           const completed = {
             ...common,
             state: "completed",
             completedChunks: 3,
             failedChunks: 1,
             progress: 100,
-            updatedAt: t(4),
+            updatedAt: t(5),
             startedAt: t(1),
-            finishedAt: t(4)
+            finishedAt: t(5)
           }
           expect(yield* step(["running"], "completed", { completedChunks: 3, failedChunks: 1 })).toEqual(completed)
           yield* TestClock.adjust("1 second")
@@ -302,7 +359,7 @@ export const jobRepositoryContract = (
           const pending = jobId("job_pending")
           const created = view(yield* repo.create(newJob("job_pending")))
           yield* TestClock.adjust("1 second")
-          for (const to of ["pending", "paused", "completed"] as const) {
+          for (const to of ["pending", "completed"] as const) {
             const result = yield* repo.transition(pending, allStates, to)
             assert.isFalse(result.applied, `pending -> ${to}`)
             expect(view(result.status)).toEqual(created)
@@ -310,11 +367,17 @@ export const jobRepositoryContract = (
           yield* repo.create(newJob("job_paused"))
           yield* moveTo(jobId("job_paused"), "paused")
           const before = yield* getView(jobId("job_paused"))
-          for (const to of ["pending", "paused", "completed", "failed"] as const) {
+          for (const to of ["running", "paused", "completed", "failed"] as const) {
             const result = yield* repo.transition(jobId("job_paused"), allStates, to)
             assert.isFalse(result.applied, `paused -> ${to}`)
             expect(view(result.status)).toEqual(before)
           }
+          yield* repo.create(newJob("job_running"))
+          yield* moveTo(jobId("job_running"), "running")
+          const running = yield* getView(jobId("job_running"))
+          const again = yield* repo.transition(jobId("job_running"), allStates, "running")
+          assert.isFalse(again.applied, "running -> running")
+          expect(view(again.status)).toEqual(running)
         })
       )
 
@@ -369,7 +432,8 @@ export const jobRepositoryContract = (
             ["running", [["running"], "completed"], [["running", "paused"], "cancelled"]],
             ["running", [["pending", "running", "paused"], "cancelled"], [["pending", "running", "paused"], "cancelled"]],
             ["pending", [["pending"], "running"], [["pending", "running"], "cancelled"]],
-            ["paused", [["paused"], "running"], [["paused", "running"], "cancelled"]]
+            ["running", [["running"], "pending"], [["running"], "paused"]],
+            ["paused", [["paused"], "pending"], [["paused"], "cancelled"]]
           ]
           let index = 0
           for (const [start, [fromA, toA], [fromB, toB]] of races) {
@@ -473,8 +537,9 @@ export const jobRepositoryContract = (
           yield* repo.updateProgress(id, { completedChunks: 4, failedChunks: 1 })
           const paused = yield* repo.transition(id, ["running"], "paused")
           expect(view(paused.status)).toMatchObject({ state: "paused", completedChunks: 4, failedChunks: 1, progress: 50 })
-          const resumed = yield* repo.transition(id, ["paused"], "running", { completedChunks: 6 })
+          const resumed = yield* repo.transition(id, ["paused"], "pending", { completedChunks: 6 })
           expect(view(resumed.status)).toMatchObject({ completedChunks: 6, failedChunks: 1, progress: 70 })
+          yield* repo.transition(id, ["pending"], "running")
           yield* repo.updateProgress(id, { completedChunks: 8, failedChunks: 1 })
           const cancelled = yield* repo.transition(id, ["running"], "cancelled")
           expect(view(cancelled.status)).toMatchObject({ state: "cancelled", completedChunks: 8, progress: 90 })
@@ -663,6 +728,426 @@ export const jobRepositoryContract = (
           expect(Option.isNone(yield* repo.get(jobId("job_gone")))).toBe(true)
           expect((yield* getView(jobId("job_kept"))).state).toBe("pending")
         })
+      )
+    })
+
+    describe("owner, phase, retryOf", () => {
+      test(
+        "create stores owner and retryOf; get and list return them",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const created = yield* repo.create({ ...newJob("job_owned"), owner: "host:1:abc", retryOf: jobId("job_before") })
+          expect(view(created)).toMatchObject({ owner: "host:1:abc", retryOf: "job_before", phase: undefined })
+          yield* repo.create(newJob("job_plain"))
+          yield* TestClock.adjust("1 second")
+          expect(yield* getView(jobId("job_owned"))).toEqual(view(created))
+          expect(yield* getView(jobId("job_plain"))).toMatchObject({ owner: undefined, retryOf: undefined })
+          const listed = (yield* repo.list({})).jobs.map(view)
+          expect(listed.find((status) => status.id === "job_owned")).toEqual(view(created))
+        })
+      )
+
+      test(
+        "a transition sets, keeps or clears the owner as patched; the phase lives only while running",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const id = jobId("job_phases")
+          yield* repo.create({ ...newJob(id), owner: "m1" })
+          const started = yield* repo.transition(id, ["pending"], "running", { owner: "m2" })
+          expect(view(started.status)).toMatchObject({ state: "running", owner: "m2", phase: undefined })
+          // The finalize step is reported with the progress.
+          yield* TestClock.adjust("1 second")
+          yield* repo.updateProgress(id, { completedChunks: 10, failedChunks: 0, phase: "finalizing" })
+          expect(yield* getView(id)).toMatchObject({ phase: "finalizing", completedChunks: 10, updatedAt: base + 1000 })
+          yield* TestClock.adjust("1 second")
+          expect(yield* getView(id)).toMatchObject({ phase: "finalizing", completedChunks: 10 })
+          // Without an owner in the patch the owner stays; leaving `running` clears the phase.
+          const paused = yield* repo.transition(id, ["running"], "paused")
+          expect(view(paused.status)).toMatchObject({ state: "paused", owner: "m2", phase: undefined, completedChunks: 10 })
+          yield* TestClock.adjust("1 second")
+          expect(yield* getView(id)).toEqual(view(paused.status))
+          const queued = yield* repo.transition(id, ["paused"], "pending", { owner: null })
+          expect(view(queued.status)).toMatchObject({ state: "pending", owner: undefined })
+          const again = yield* repo.transition(id, ["pending"], "running", { owner: "m3", phase: "finalizing" })
+          expect(view(again.status)).toMatchObject({ state: "running", owner: "m3", phase: "finalizing" })
+          // A phase in the patch of a move out of `running` is not stored.
+          const done = yield* repo.transition(id, ["running"], "completed", { phase: "finalizing" })
+          expect(view(done.status)).toMatchObject({ state: "completed", owner: "m3", phase: undefined })
+          yield* TestClock.adjust("1 second")
+          expect(yield* getView(id)).toEqual(view(done.status))
+        })
+      )
+
+      test(
+        "a move to running keeps a reported phase unless the patch clears it with null",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          for (const id of ["job_keep", "job_clear"]) {
+            yield* repo.create(newJob(id))
+            yield* repo.updateProgress(jobId(id), { completedChunks: 10, failedChunks: 0, phase: "finalizing" })
+          }
+          const kept = yield* repo.transition(jobId("job_keep"), ["pending"], "running")
+          expect(view(kept.status)).toMatchObject({ state: "running", phase: "finalizing" })
+          const cleared = yield* repo.transition(jobId("job_clear"), ["pending"], "running", { phase: null })
+          expect(view(cleared.status)).toMatchObject({ state: "running", phase: undefined })
+          yield* TestClock.adjust("1 second")
+          expect(yield* getView(jobId("job_keep"))).toEqual(view(kept.status))
+          expect(yield* getView(jobId("job_clear"))).toEqual(view(cleared.status))
+        })
+      )
+    })
+
+    describe("create refuses", () => {
+      test(
+        "an id that is already stored, changing nothing",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const first = chunkSpec(3, "first")
+          const created = view(yield* repo.create({ ...newJob("job_twice", first), owner: "m1" }))
+          yield* TestClock.adjust("1 second")
+          const error = yield* Effect.flip(repo.create({ ...newJob("job_twice", chunkSpec(5, "second")), owner: "m2" }))
+          expect(error).toMatchObject({ _tag: "RepositoryError", operation: "create" })
+          expect(error.message).toContain("a job with id job_twice already exists")
+          expect(yield* getView(jobId("job_twice"))).toEqual(created)
+          expect(Option.getOrThrow(yield* repo.getSpec(jobId("job_twice")))).toEqual(first)
+          expect((yield* listIds({})).ids).toEqual(["job_twice"])
+        })
+      )
+
+      test(
+        "a checkpoint of more chunks than the job has, storing nothing",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const error = yield* Effect.flip(
+            repo.create({ ...newJob("job_big", chunkSpec(2)), completed: rangeSet(0, 1, 2) })
+          )
+          expect(error).toMatchObject({ _tag: "RepositoryError", operation: "create" })
+          expect(Option.isNone(yield* repo.get(jobId("job_big")))).toBe(true)
+          expect((yield* listIds({})).ids).toEqual([])
+        })
+      )
+    })
+
+    describe("counts", () => {
+      test(
+        "counts or chunk ids that are not non-negative integers, or counts over the total, fail with RepositoryError and change nothing",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const id = jobId("job_counts")
+          yield* repo.create(newJob(id, chunkSpec(10)))
+          yield* moveTo(id, "running")
+          yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 1, completedChunkId: 0 })
+          const before = yield* getView(id)
+          const malformed = [
+            { completedChunks: -1, failedChunks: 0 },
+            { completedChunks: 1.5, failedChunks: 0 },
+            { completedChunks: 0, failedChunks: -2 },
+            { completedChunks: Number.NaN, failedChunks: 0 },
+            { completedChunks: 4, failedChunks: 1, completedChunkId: -1 },
+            { completedChunks: 4, failedChunks: 1, completedChunkId: 0.5 }
+          ]
+          for (const counts of malformed) {
+            const error = yield* Effect.flip(repo.updateProgress(id, counts))
+            expect(error).toMatchObject({ _tag: "RepositoryError", operation: "updateProgress" })
+            const { completedChunkId: _, ...patch } = counts
+            if (_ !== undefined) continue
+            const refused = yield* Effect.flip(repo.transition(id, ["running"], "completed", patch))
+            expect(refused).toMatchObject({ _tag: "RepositoryError", operation: "transition" })
+          }
+          // Over the total of 10: on their own, or with the current count the patch leaves out (1 failed).
+          const over = yield* Effect.flip(repo.updateProgress(id, { completedChunks: 8, failedChunks: 3 }))
+          expect(over).toMatchObject({ _tag: "RepositoryError", operation: "updateProgress" })
+          for (const patch of [{ completedChunks: 10 }, { completedChunks: 6, failedChunks: 5 }, { failedChunks: 8 }]) {
+            const refused = yield* Effect.flip(repo.transition(id, ["running"], "completed", patch))
+            expect(refused).toMatchObject({ _tag: "RepositoryError", operation: "transition" })
+          }
+          // A job without chunks has room for none (its progress alone would not show it).
+          const empty = jobId("job_empty")
+          yield* repo.create(newJob(empty, { chunks: [] }))
+          yield* moveTo(empty, "running")
+          const emptyBefore = yield* getView(empty)
+          const noRoom = yield* Effect.flip(repo.updateProgress(empty, { completedChunks: 1, failedChunks: 0 }))
+          expect(noRoom).toMatchObject({ _tag: "RepositoryError", operation: "updateProgress" })
+          const noRoomEither = yield* Effect.flip(repo.transition(empty, ["running"], "completed", { failedChunks: 1 }))
+          expect(noRoomEither).toMatchObject({ _tag: "RepositoryError", operation: "transition" })
+          expect(yield* getView(empty)).toEqual(emptyBefore)
+          // A malformed count is refused whatever the job: unknown or terminal.
+          const unknown = yield* Effect.flip(repo.updateProgress(jobId("job_nobody"), { completedChunks: -1, failedChunks: 0 }))
+          expect(unknown).toMatchObject({ _tag: "RepositoryError", operation: "updateProgress" })
+          yield* TestClock.adjust("1 second")
+          expect(yield* getView(id)).toEqual(before)
+          expect((yield* repo.getCheckpoint(id)).toString()).toBe("0")
+          // Counts that fit are taken.
+          const completed = yield* repo.transition(id, ["running"], "completed", { completedChunks: 9, failedChunks: 1 })
+          expect(view(completed.status)).toMatchObject({ state: "completed", completedChunks: 9, failedChunks: 1 })
+        })
+      )
+    })
+
+    describe("checkpoint", () => {
+      test(
+        "updateProgress adds completedChunkId; getCheckpoint sees it at once, after flushes and after transitions",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const id = jobId("job_checkpoint")
+          yield* repo.create(newJob(id, chunkSpec(10)))
+          expect((yield* repo.getCheckpoint(id)).size).toBe(0)
+          yield* moveTo(id, "running")
+          let done = 0
+          for (const chunk of [0, 1, 2, 5, 3]) {
+            yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkId: chunk })
+          }
+          // A chunk that failed has no id to add.
+          yield* repo.updateProgress(id, { completedChunks: 5, failedChunks: 1 })
+          const first = yield* repo.getCheckpoint(id)
+          expect(first.toString()).toBe("0-3,5")
+          expect(first.size).toBe(5)
+          yield* TestClock.adjust("1 second")
+          expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-3,5")
+          // Reported, then moved at once.
+          yield* repo.updateProgress(id, { completedChunks: 6, failedChunks: 1, completedChunkId: 4 })
+          const paused = yield* repo.transition(id, ["running"], "paused")
+          expect(view(paused.status)).toMatchObject({ completedChunks: 6, failedChunks: 1 })
+          expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-5")
+          yield* TestClock.adjust("1 second")
+          expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-5")
+          // What getCheckpoint returns is a copy.
+          const copy = yield* repo.getCheckpoint(id)
+          copy.add(9)
+          expect((yield* repo.getCheckpoint(id)).has(9)).toBe(false)
+          // Resumed, it goes on; the ids reported before the job fails are in its checkpoint.
+          yield* repo.transition(id, ["paused"], "pending")
+          yield* repo.transition(id, ["pending"], "running")
+          yield* repo.updateProgress(id, { completedChunks: 7, failedChunks: 1, completedChunkId: 6 })
+          yield* repo.transition(id, ["running"], "failed", { error: "chunk 7 failed" })
+          expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-6")
+          // Ignored once terminal.
+          const failed = yield* getView(id)
+          yield* repo.updateProgress(id, { completedChunks: 8, failedChunks: 1, completedChunkId: 7 })
+          yield* TestClock.adjust("1 second")
+          expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-6")
+          expect(yield* getView(id)).toEqual(failed)
+
+          const missing = yield* Effect.flip(repo.getCheckpoint(jobId("job_missing")))
+          expect(missing).toMatchObject({ _tag: "JobNotFound", jobId: "job_missing" })
+        })
+      )
+
+      test(
+        "a re-drive starts from the checkpoint it is given, and the failed job's checkpoint stays as it was",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const failedId = jobId("job_failed")
+          yield* repo.create(newJob(failedId, chunkSpec(10)))
+          yield* moveTo(failedId, "running")
+          for (const chunk of [0, 1, 2, 4]) {
+            yield* repo.updateProgress(failedId, { completedChunks: chunk + 1, failedChunks: 0, completedChunkId: chunk })
+          }
+          yield* repo.transition(failedId, ["running"], "failed", { completedChunks: 4, failedChunks: 1, error: "boom" })
+          const completed = yield* repo.getCheckpoint(failedId)
+          yield* TestClock.adjust("1 second")
+          const redriveId = jobId("job_redrive")
+          const created = yield* repo.create({
+            ...newJob(redriveId, chunkSpec(10)),
+            owner: "m1",
+            retryOf: failedId,
+            completed
+          })
+          // The store keeps its own copy.
+          completed.add(9)
+          expect(view(created)).toMatchObject({
+            state: "pending",
+            completedChunks: 4,
+            failedChunks: 0,
+            progress: 40,
+            owner: "m1",
+            retryOf: "job_failed"
+          })
+          expect(yield* getView(redriveId)).toEqual(view(created))
+          expect((yield* repo.getCheckpoint(redriveId)).toString()).toBe("0-2,4")
+          yield* repo.transition(redriveId, ["pending"], "running")
+          yield* repo.updateProgress(redriveId, { completedChunks: 5, failedChunks: 0, completedChunkId: 3 })
+          yield* TestClock.adjust("1 second")
+          expect((yield* repo.getCheckpoint(redriveId)).toString()).toBe("0-4")
+          expect((yield* repo.getCheckpoint(failedId)).toString()).toBe("0-2,4")
+          expect(yield* repo.delete(redriveId)).toBe(true)
+          expect(yield* Effect.flip(repo.getCheckpoint(redriveId))).toMatchObject({ _tag: "JobNotFound" })
+        })
+      )
+    })
+
+    describe("owners", () => {
+      test(
+        "heartbeat records the time; lastHeartbeat reads it; retire forgets it",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          expect(Option.isNone(yield* repo.lastHeartbeat("m1"))).toBe(true)
+          yield* repo.heartbeat("m1")
+          expect(yield* repo.lastHeartbeat("m1")).toEqual(Option.some(base))
+          yield* TestClock.adjust("5 seconds")
+          yield* repo.heartbeat("m2")
+          expect(yield* repo.lastHeartbeat("m1")).toEqual(Option.some(base))
+          yield* repo.heartbeat("m1")
+          expect(yield* repo.lastHeartbeat("m1")).toEqual(Option.some(base + 5000))
+          expect(yield* repo.lastHeartbeat("m2")).toEqual(Option.some(base + 5000))
+          yield* repo.retire("m1")
+          expect(Option.isNone(yield* repo.lastHeartbeat("m1"))).toBe(true)
+          expect(yield* repo.lastHeartbeat("m2")).toEqual(Option.some(base + 5000))
+          yield* repo.retire("m1")
+          yield* repo.retire("nobody")
+        })
+      )
+
+      test(
+        "claimOrphans takes the pending and running jobs of no owner, a stale owner or a retired one, oldest first",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          yield* repo.heartbeat("stale")
+          yield* TestClock.adjust("10 seconds")
+          const create = (id: string, owner: string | undefined, state: JobState) =>
+            Effect.gen(function*() {
+              yield* repo.create({ ...newJob(id), ...(owner === undefined ? {} : { owner }) })
+              yield* moveTo(jobId(id), state)
+            })
+          yield* create("job_1_ownerless", undefined, "pending")
+          yield* TestClock.adjust("1 second")
+          // Created in the same millisecond: by id.
+          yield* create("job_2_z", undefined, "running")
+          yield* create("job_2_a", undefined, "pending")
+          yield* TestClock.adjust("1 second")
+          yield* create("job_3_stale", "stale", "running")
+          yield* TestClock.adjust("1 second")
+          yield* create("job_4_gone", "gone", "pending")
+          yield* TestClock.adjust("1 second")
+          yield* create("job_5_live", "live", "running")
+          yield* create("job_6_mine", "me", "running")
+          yield* create("job_7_paused", undefined, "paused")
+          yield* create("job_8_stale_paused", "stale", "paused")
+          yield* create("job_9_completed", "stale", "completed")
+          yield* create("job_9_failed", undefined, "failed")
+          yield* create("job_9_cancelled", "gone", "cancelled")
+          yield* TestClock.adjust("1 second")
+          yield* repo.heartbeat("live")
+          yield* repo.heartbeat("me")
+          // Reported just before the claim (a store may still hold it in memory).
+          yield* repo.updateProgress(jobId("job_3_stale"), { completedChunks: 3, failedChunks: 1, phase: "finalizing" })
+          const now = base + 10_000 + 5_000
+          const staleBefore = now - 5_000
+          const untouched = ["job_5_live", "job_6_mine", "job_7_paused", "job_8_stale_paused", "job_9_completed", "job_9_failed", "job_9_cancelled"]
+          const before = new Map<string, ReturnType<typeof view>>()
+          for (const id of ["job_3_stale", ...untouched]) before.set(id, yield* getView(jobId(id)))
+
+          const claimed = yield* repo.claimOrphans("me", staleBefore)
+          expect(claimed).toEqual(["job_1_ownerless", "job_2_a", "job_2_z", "job_3_stale", "job_4_gone"])
+          for (const id of claimed) {
+            expect(yield* getView(id)).toMatchObject({ state: "pending", owner: "me", phase: undefined, updatedAt: now })
+          }
+          // The counts and startedAt of a job that was running stay.
+          expect(yield* getView(jobId("job_3_stale"))).toEqual({
+            ...before.get("job_3_stale")!,
+            state: "pending",
+            owner: "me",
+            phase: undefined,
+            updatedAt: now
+          })
+          expect(before.get("job_3_stale")).toMatchObject({ completedChunks: 3, failedChunks: 1, phase: "finalizing" })
+          for (const id of untouched) expect(yield* getView(jobId(id))).toEqual(before.get(id))
+          yield* TestClock.adjust("1 second")
+          expect(yield* getView(jobId("job_3_stale"))).toMatchObject({ phase: undefined, completedChunks: 3 })
+
+          // Claimed jobs are the claimer's: claiming again, or by another live manager, takes nothing.
+          expect(yield* repo.claimOrphans("me", staleBefore)).toEqual([])
+          expect(yield* repo.claimOrphans("live", staleBefore)).toEqual([])
+          // Once `me` retires, its pending and running jobs are free.
+          yield* repo.retire("me")
+          expect(yield* repo.claimOrphans("live", staleBefore)).toEqual([
+            "job_1_ownerless",
+            "job_2_a",
+            "job_2_z",
+            "job_3_stale",
+            "job_4_gone",
+            "job_6_mine"
+          ])
+          expect(yield* getView(jobId("job_6_mine"))).toMatchObject({ state: "pending", owner: "live" })
+        })
+      )
+
+      test(
+        "two managers claiming at once never get the same job",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const ids: Array<string> = []
+          for (let index = 0; index < 30; index++) {
+            const id = `job_orphan_${String(index).padStart(2, "0")}`
+            ids.push(id)
+            yield* repo.create({ ...newJob(id), ...(index % 3 === 0 ? { owner: "dead" } : {}) })
+            if (index % 2 === 0) yield* moveTo(jobId(id), "running")
+          }
+          yield* repo.heartbeat("a")
+          yield* repo.heartbeat("b")
+          const [a, b] = yield* Effect.all([repo.claimOrphans("a", base), repo.claimOrphans("b", base)], {
+            concurrency: "unbounded"
+          })
+          expect(a.filter((id) => b.includes(id))).toEqual([])
+          expect([...a, ...b].sort()).toEqual(ids)
+          for (const [owner, claimed] of [["a", a], ["b", b]] as const) {
+            for (const id of claimed) expect((yield* getView(id)).owner).toBe(owner)
+          }
+        })
+      )
+    })
+
+    describe("stop requests", () => {
+      test(
+        "a request for a running job reaches its owner's stream once, and no other owner's; other jobs are ignored",
+        Effect.scoped(Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const a = yield* startJob("job_a", "m1")
+          const b = yield* startJob("job_b", "m1")
+          const c = yield* startJob("job_c", "m2")
+          yield* repo.create({ ...newJob("job_pending"), owner: "m1" })
+          yield* repo.create({ ...newJob("job_paused"), owner: "m1" })
+          yield* moveTo(jobId("job_paused"), "paused")
+          yield* repo.create({ ...newJob("job_done"), owner: "m1" })
+          yield* moveTo(jobId("job_done"), "completed")
+          yield* startJob("job_ownerless", undefined)
+          const m1 = yield* collectStops("m1")
+          const m2 = yield* collectStops("m2")
+
+          yield* repo.requestStop({ id: a, kind: "cancel" })
+          yield* eventually(() => m1.length > 0, "the request for job_a arrives")
+          for (const id of ["job_pending", "job_paused", "job_done", "job_ownerless", "job_unknown"]) {
+            yield* repo.requestStop({ id: jobId(id), kind: "cancel" })
+          }
+          // Time passes (a store may look again on a timer): nothing new comes.
+          yield* TestClock.adjust("3 seconds")
+          // Requests are delivered in order, so once job_b's arrives nothing else is on the way.
+          yield* repo.requestStop({ id: b, kind: "pause" })
+          yield* eventually(() => m1.length > 1, "the request for job_b arrives")
+          yield* repo.requestStop({ id: c, kind: "pause" })
+          yield* eventually(() => m2.length > 0, "the request for job_c arrives")
+          expect(m1).toEqual([{ id: "job_a", kind: "cancel" }, { id: "job_b", kind: "pause" }])
+          expect(m2).toEqual([{ id: "job_c", kind: "pause" }])
+          // A request changes no status.
+          expect(yield* getView(a)).toMatchObject({ state: "running", owner: "m1" })
+        }))
+      )
+
+      test(
+        "a transition clears the stored request",
+        Effect.scoped(Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const a = yield* startJob("job_a", "m1")
+          const b = yield* startJob("job_b", "m1")
+          yield* repo.requestStop({ id: a, kind: "cancel" })
+          yield* repo.transition(a, ["running"], "pending")
+          yield* repo.transition(a, ["pending"], "running")
+          const m1 = yield* collectStops("m1")
+          yield* TestClock.adjust("3 seconds")
+          yield* repo.requestStop({ id: b, kind: "pause" })
+          yield* eventually(() => m1.length > 0, "the request for job_b arrives")
+          expect(m1).toEqual([{ id: "job_b", kind: "pause" }])
+        }))
       )
     })
   })
