@@ -112,9 +112,10 @@ describe("effect-jobs CLI", () => {
   })
 
   it("watch follows a job until it ends", async () => {
+    const before = worker.started.length
     const id = await manager.submitJob({ name: "short", chunks: [{ id: 0, payload: null }] })
     const watching = cli(["watch", id, "--db", db])
-    await worker.startedAtLeast(worker.started.length + 1)
+    await worker.startedAtLeast(before + 1)
     worker.release(0)
     const { code, stdout } = await watching
     expect(code).toBe(0)

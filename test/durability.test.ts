@@ -101,16 +101,18 @@ describe("SQLite store durability", () => {
   it("1,000 chunks at concurrency 16 while another process polls getJob/listJobs: no error, no torn record", async () => {
     const db = join(dir, "poll.db")
     await using manager = await createJobManager({
-      worker: () => new Promise<void>((resolve) => setImmediate(resolve)),
+      worker: () => new Promise<void>((resolve) => setTimeout(resolve, 1)),
       concurrency: 16,
       store: { sqlite: db }
     })
-    const id = await manager.submitJob({ chunks: { start: 0, end: 999, size: 1 } })
-    const reader = fixture("reader", [db, id])
+    const reader = fixture("reader", [db])
     let output = ""
     reader.stdout.setEncoding("utf8").on("data", (text: string) => (output += text))
     let errors = ""
     reader.stderr.setEncoding("utf8").on("data", (text: string) => (errors += text))
+    await until(() => errors.includes("ready\n"), "the reader to open the store")
+    errors = ""
+    const id = await manager.submitJob({ chunks: { start: 0, end: 999, size: 1 } })
     const status = await manager.waitForJob(id)
     expect(status).toMatchObject({ state: "completed", completedChunks: 1000 })
     const code = await new Promise((resolve) => reader.once("exit", resolve))
