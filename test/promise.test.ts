@@ -320,3 +320,31 @@ describe("Abort.whenAborted", () => {
       expect(failed).toBe(reason)
     }))
 })
+
+describe("Promise facade stores", () => {
+  it("an SQLite store keeps jobs across managers; a bad store option or an unreachable server rejects clearly", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs")
+    const { tmpdir } = await import("node:os")
+    const { join } = await import("node:path")
+    const dir = mkdtempSync(join(tmpdir(), "effect-jobs-facade-"))
+    try {
+      const db = join(dir, "jobs.db")
+      const first = await createJobManager({ worker: async () => {}, store: { sqlite: db } })
+      const status = await first.runJob({ name: "kept", chunks: { start: 0, end: 9, size: 1 } })
+      await first.close()
+      const second = await createJobManager({ worker: async () => {}, store: { sqlite: db } })
+      expect(await second.getJob(status.id)).toMatchObject({ name: "kept", state: "completed", completedChunks: 10 })
+      await second.close()
+
+      expect(await rejection(createJobManager({ worker: async () => {}, store: { sqlite: "" } })))
+        .toMatchObject({ _tag: "InvalidOption" })
+      expect(await rejection(createJobManager({ worker: async () => {}, store: "mysql://localhost/jobs" })))
+        .toMatchObject({ _tag: "InvalidOption" })
+      const unreachable = await rejection(createJobManager({ worker: async () => {}, store: "postgres://127.0.0.1:1/none" }))
+      expect(unreachable).toBeInstanceOf(Error)
+      expect(unreachable).toMatchObject({ _tag: "RepositoryError" })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
