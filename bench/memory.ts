@@ -30,7 +30,14 @@ const program = Effect.gen(function*() {
   const status = yield* run(chunks)
   clearInterval(sampler)
   if (status.state !== "completed") throw new Error(`job ended ${status.state}`)
-  return { peakGrowthMb: mb(peakRss - baseline.rss), heapGrowthMb: mb(peakHeap - baseline.heapUsed), chunks }
+  gc()
+  const retained = process.memoryUsage()
+  return {
+    peakGrowthMb: mb(peakRss - baseline.rss),
+    heapGrowthMb: mb(peakHeap - baseline.heapUsed),
+    retainedHeapMb: mb(retained.heapUsed - baseline.heapUsed),
+    chunks
+  }
 })
 
 const layer = JobManager.layer({ concurrency: 16, retry: { attempts: 3 }, chunkTimeout: "30 seconds" }).pipe(

@@ -189,7 +189,9 @@ const s3 = async () => {
     unit: "MB peak RSS growth",
     median: result.peakGrowthMb!,
     samples: [result.peakGrowthMb!],
-    note: `heap growth ${result.heapGrowthMb!.toFixed(1)} MB`
+    note: `peak heap growth ${result.heapGrowthMb!.toFixed(1)} MB; heap retained after the job and a GC ${
+      result.retainedHeapMb!.toFixed(1)
+    } MB`
   })
 }
 
