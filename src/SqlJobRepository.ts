@@ -94,7 +94,7 @@ export interface MakeOptions {
   readonly schema?: string | undefined
   /**
    * How often `stopRequests` looks for requests made by other processes: SQLite checks whether the file
-   * changed this often (default 50 millis); PostgreSQL, which is notified of them, re-reads them this
+   * changed this often (default 10 millis); PostgreSQL, which is notified of them, re-reads them this
    * often in case a notification was lost (default 1 second). A positive, finite duration.
    */
   readonly stopPollInterval?: Duration.DurationInput | undefined
@@ -110,7 +110,7 @@ export interface SqliteOptions {
   readonly filename: string
   /** How often buffered progress is written (default 200 millis). */
   readonly flushInterval?: Duration.DurationInput | undefined
-  /** How often other processes' stop requests are looked for (default 50 millis). */
+  /** How often other processes' stop requests are looked for (default 10 millis). */
   readonly stopPollInterval?: Duration.DurationInput | undefined
 }
 
@@ -134,7 +134,7 @@ export interface PgOptions {
 
 const defaultFlushInterval = Duration.millis(200)
 const defaultConnectTimeout = Duration.seconds(5)
-const defaultStopPollInterval = { sqlite: Duration.millis(50), pg: Duration.seconds(1) } as const
+const defaultStopPollInterval = { sqlite: Duration.millis(10), pg: Duration.seconds(1) } as const
 
 /** How a store is opened: what to call it in errors, whether it must hold nothing else, and its journal. */
 interface OpenOptions {
