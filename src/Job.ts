@@ -234,6 +234,29 @@ export class JobStatus extends Schema.Class<JobStatus>("effect-jobs/JobStatus")(
 }) {}
 
 /**
+ * The same status with new chunk counts (and phase), as of `now`; its state is unchanged.
+ *
+ * @since 0.1.0
+ */
+export const withProgress = (
+  status: JobStatus,
+  progress: {
+    readonly completedChunks: number
+    readonly failedChunks: number
+    readonly phase?: "finalizing" | undefined
+  },
+  now: Date
+): JobStatus =>
+  new JobStatus({
+    ...status,
+    completedChunks: progress.completedChunks,
+    failedChunks: progress.failedChunks,
+    progress: progressOf(status.totalChunks, progress.completedChunks, progress.failedChunks, status.state),
+    updatedAt: now,
+    ...(progress.phase === undefined ? {} : { phase: progress.phase })
+  }, true)
+
+/**
  * Filters and paging of a job listing. Jobs come newest first (by `createdAt`, then by id), `limit` at a
  * time (default 50, at most 1000); pass the `nextCursor` of a page as `cursor` to get the next one.
  * Paging while jobs are added never repeats or skips a job that existed when paging began.

@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
 import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from "./internal/cursor.js"
+import { LazyStatus } from "./internal/lazyStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
 import type { JobId, JobPage, JobSpec, JobState, ListQuery } from "./Job.js"
 import { canTransition, isTerminal, JobStatus, progressOf } from "./Job.js"
@@ -208,21 +209,6 @@ export const newJobStatus = (job: NewJob, now: Date): JobStatus => {
 }
 
 /**
- * The same status with new chunk counts (state unchanged).
- *
- * @since 0.1.0
- */
-export const withProgress = (status: JobStatus, progress: ProgressUpdate, now: Date): JobStatus =>
-  new JobStatus({
-    ...status,
-    completedChunks: progress.completedChunks,
-    failedChunks: progress.failedChunks,
-    progress: progressOf(status.totalChunks, progress.completedChunks, progress.failedChunks, status.state),
-    updatedAt: now,
-    ...(progress.phase === undefined ? {} : { phase: progress.phase })
-  }, true)
-
-/**
  * The error for counts that no job can have: a count, or a chunk id, that is not a non-negative integer;
  * `undefined` when they are fine. Shared by every store, which check them before anything else.
  *
@@ -301,7 +287,7 @@ const statesOf = (query: ListQuery): ReadonlySet<JobState> | undefined =>
   query.state === undefined ? undefined : new Set(typeof query.state === "string" ? [query.state] : query.state)
 
 interface MemoryEntry {
-  status: JobStatus
+  readonly status: LazyStatus
   readonly spec: JobSpec
   readonly checkpoint: RangeSet
 }
@@ -327,7 +313,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       if (entry === undefined) return Effect.fail(new JobNotFound({ jobId: id }))
       const current = entry.status.state
       if (!from.includes(current) || !canTransition(current, to)) {
-        return Effect.succeed<TransitionResult>({ applied: false, status: entry.status })
+        return Effect.succeed<TransitionResult>({ applied: false, status: entry.status.current })
       }
       const over = countsOverTotal(
         "transition",
@@ -337,8 +323,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         entry.status.totalChunks
       )
       if (over !== undefined) return Effect.fail(over)
-      entry.status = applyTransition(entry.status, to, patch, date)
-      return Effect.succeed<TransitionResult>({ applied: true, status: entry.status })
+      entry.status.set(applyTransition(entry.status.current, to, patch, date))
+      return Effect.succeed<TransitionResult>({ applied: true, status: entry.status.current })
     })
 
   const isOrphanOf = (owner: string, staleBefore: number) => (status: JobStatus): boolean => {
@@ -357,13 +343,13 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         if (jobs.has(job.id)) return Effect.fail(duplicateJob(job.id))
         const status = newJobStatus(job, date)
         jobs.set(job.id, {
-          status,
+          status: new LazyStatus(status),
           spec: job.spec,
           checkpoint: job.completed?.copy() ?? RangeSet.empty()
         })
         return Effect.succeed(status)
       }),
-    get: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.status)),
+    get: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.status.current)),
     getSpec: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.spec)),
     list: (query) =>
       Effect.map(
@@ -373,7 +359,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           const limit = query.limit ?? defaultListLimit
           const keyOf = (status: JobStatus) => ({ createdAt: status.createdAt.getTime(), id: status.id })
           const matching: Array<JobStatus> = []
-          for (const { status } of jobs.values()) {
+          for (const entry of jobs.values()) {
+            const status = entry.status.current
             if (states !== undefined && !states.has(status.state)) continue
             if (cursor !== undefined && !isAfterCursor(keyOf(status), cursor)) continue
             matching.push(status)
@@ -388,7 +375,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       ),
     transition,
     updateProgress: (id, progress) =>
-      Effect.flatMap(now, (date) => {
+      Effect.flatMap(Clock.currentTimeMillis, (millis) => {
         const invalid = invalidCounts("updateProgress", progress)
         if (invalid !== undefined) return Effect.fail(invalid)
         const entry = jobs.get(id)
@@ -401,7 +388,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           entry.status.totalChunks
         )
         if (over !== undefined) return Effect.fail(over)
-        entry.status = withProgress(entry.status, progress, date)
+        entry.status.progress(progress, millis)
         if (progress.completedChunkId !== undefined) entry.checkpoint.add(progress.completedChunkId)
         return Effect.void
       }),
@@ -420,9 +407,9 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         const isOrphan = isOrphanOf(owner, staleBefore)
         const claimed: Array<JobStatus> = []
         for (const entry of jobs.values()) {
-          if (!isOrphan(entry.status)) continue
-          entry.status = applyTransition(entry.status, "pending", { owner }, date)
-          claimed.push(entry.status)
+          if (!isOrphan(entry.status.current)) continue
+          entry.status.set(applyTransition(entry.status.current, "pending", { owner }, date))
+          claimed.push(entry.status.current)
         }
         claimed.sort((a, b) => -compareNewestFirst(
           { createdAt: a.createdAt.getTime(), id: a.id },
@@ -433,10 +420,11 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
     requestStop: (request) =>
       Effect.suspend(() => {
         const entry = jobs.get(request.id)
-        if (entry === undefined || entry.status.state !== "running" || entry.status.owner === undefined) {
+        const owner = entry?.status.current.owner
+        if (entry === undefined || entry.status.state !== "running" || owner === undefined) {
           return Effect.void
         }
-        return PubSub.publish(stops, { ...request, owner: entry.status.owner })
+        return PubSub.publish(stops, { ...request, owner })
       }),
     stopRequests: (owner) =>
       Stream.fromPubSub(stops).pipe(

@@ -64,7 +64,8 @@ import {
   JobState as JobStateSchema,
   JobStatus,
   progressOf,
-  terminalStates
+  terminalStates,
+  withProgress
 } from "./Job.js"
 import { describeError, InvalidOption, JobNotFound, RepositoryError } from "./JobError.js"
 import type { NewJob, ProgressUpdate, StopRequest, TransitionPatch, TransitionResult } from "./JobRepository.js"
@@ -75,8 +76,7 @@ import {
   invalidCounts,
   invalidNewJob,
   JobRepository,
-  newJobStatus,
-  withProgress
+  newJobStatus
 } from "./JobRepository.js"
 
 /**

@@ -9,7 +9,7 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type { JobId, JobSpec, JobStatus } from "../Job.js"
 import type { ProgressUpdate } from "../JobRepository.js"
-import { withProgress } from "../JobRepository.js"
+import { LazyStatus } from "./lazyStatus.js"
 
 /** Why a job's fiber is being stopped; read by the manager to choose the state an interruption stores. */
 export type StopReason = "cancel" | "pause" | "shutdown"
@@ -18,33 +18,27 @@ export class LiveJob {
   stopReason: StopReason | undefined = undefined
   /** Set on a graceful shutdown: no further chunk starts. */
   draining = false
-  #status: JobStatus
-  #progress: ProgressUpdate | undefined = undefined
-  #progressAt = 0
+  readonly #status: LazyStatus
   #version = 0
   #ended = false
   #changed: Deferred.Deferred<void> | undefined = undefined
   #endedSignal: Deferred.Deferred<void> | undefined = undefined
 
   constructor(readonly id: JobId, readonly spec: JobSpec, status: JobStatus) {
-    this.#status = status
+    this.#status = new LazyStatus(status)
   }
 
   /** The newest status, chunk counts included. */
   get status(): JobStatus {
-    if (this.#progress !== undefined) {
-      this.#status = withProgress(this.#status, this.#progress, new Date(this.#progressAt))
-      this.#progress = undefined
-    }
-    return this.#status
+    return this.#status.current
   }
 
   get completedChunks(): number {
-    return this.#progress?.completedChunks ?? this.#status.completedChunks
+    return this.#status.completedChunks
   }
 
   get failedChunks(): number {
-    return this.#progress?.failedChunks ?? this.#status.failedChunks
+    return this.#status.failedChunks
   }
 
   /** Bumped on every change; watchers compare it with the last one they saw. */
@@ -58,14 +52,12 @@ export class LiveJob {
   }
 
   setStatus(status: JobStatus): void {
-    this.#status = status
-    this.#progress = undefined
+    this.#status.set(status)
     this.#changed_()
   }
 
   setProgress(progress: ProgressUpdate, atMillis: number): void {
-    this.#progress = progress
-    this.#progressAt = atMillis
+    this.#status.progress(progress, atMillis)
     this.#changed_()
   }
 
