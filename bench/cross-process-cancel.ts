@@ -28,7 +28,8 @@ const owner = async (file: string) => {
 }
 
 const canceller = async (runs: number, file: string) => {
-  const child = spawn(process.execPath, ["--import", "tsx", import.meta.filename, "owner", file], {
+  const compiled = import.meta.filename.endsWith(".js")
+  const child = spawn(process.execPath, [...(compiled ? [] : ["--import", "tsx"]), import.meta.filename, "owner", file], {
     stdio: ["pipe", "pipe", "inherit"]
   })
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()

@@ -170,9 +170,12 @@ const s2 = async () => {
 /** Runs a scenario script in a fresh process (so its memory is its own) and returns its JSON output. */
 const runIsolated = (script: string, args: ReadonlyArray<string>): Promise<Record<string, number>> =>
   new Promise((resolve, reject) => {
+    // `npm run bench` runs the compiled scripts with plain node; `tsx bench/run.ts` runs the sources.
+    const compiled = import.meta.filename.endsWith(".js")
+    const file = join(import.meta.dirname, compiled ? script.replace(/\.ts$/, ".js") : script)
     const child = spawn(
       process.execPath,
-      ["--expose-gc", "--import", "tsx", join(import.meta.dirname, script), ...args],
+      ["--expose-gc", ...(compiled ? [] : ["--import", "tsx"]), file, ...args],
       { stdio: ["ignore", "pipe", "inherit"] }
     )
     let out = ""
@@ -281,7 +284,7 @@ const main = async () => {
     `| BullMQ / effect-jobs SQLite (S2, per chunk) | ${ratio("S2 durable", "BullMQ (local Redis)", "effect-jobs SQLite store")} |`
   ]
   console.log(lines.join("\n"))
-  const resultsDir = join(import.meta.dirname, "results")
+  const resultsDir = join(process.cwd(), "bench", "results")
   mkdirSync(resultsDir, { recursive: true })
   const file = join(resultsDir, `${new Date().toISOString().replaceAll(":", "-")}${quick ? "-quick" : ""}.json`)
   writeFileSync(file, JSON.stringify({
