@@ -238,50 +238,6 @@ const readCheckpoint = (operation: string, id: JobId, stored: unknown): Effect.E
   )
 }
 
-/** The flat `[start, end, ...]` bounds of a set, read from its text form. */
-const boundsOf = (set: RangeSet): Array<number> => {
-  const bounds: Array<number> = []
-  const text = set.toString()
-  if (text === "") return bounds
-  for (const part of text.split(",")) {
-    const dash = part.indexOf("-")
-    const start = Number(dash < 0 ? part : part.slice(0, dash))
-    bounds.push(start, dash < 0 ? start : Number(part.slice(dash + 1)))
-  }
-  return bounds
-}
-
-/** The union of two sets, range by range (their sizes do not matter, only their numbers of ranges). */
-const union = (a: RangeSet, b: RangeSet): RangeSet => {
-  if (b.size === 0) return a.copy()
-  if (a.size === 0) return b.copy()
-  const left = boundsOf(a)
-  const right = boundsOf(b)
-  const parts: Array<string> = []
-  let start = -1
-  let end = -2
-  const push = () => {
-    if (start >= 0) parts.push(start === end ? `${start}` : `${start}-${end}`)
-  }
-  let i = 0
-  let j = 0
-  while (i < left.length || j < right.length) {
-    const fromLeft = j >= right.length || (i < left.length && left[i]! <= right[j]!)
-    const [nextStart, nextEnd] = fromLeft ? [left[i]!, left[i + 1]!] : [right[j]!, right[j + 1]!]
-    if (fromLeft) i += 2
-    else j += 2
-    if (nextStart <= end + 1) {
-      end = Math.max(end, nextEnd)
-    } else {
-      push()
-      start = nextStart
-      end = nextEnd
-    }
-  }
-  push()
-  return RangeSet.parse(parts.join(","))!
-}
-
 /** An error's message followed by the messages of its causes. */
 const explain = (error: unknown): string => {
   const messages: Array<string> = []
@@ -496,7 +452,7 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
     }
     const giveBack = (taken: Taken) => {
       if (taken.chunks.size > 0 && buffer.get(taken.id) === taken.entry) {
-        taken.entry.chunks = union(taken.entry.chunks, taken.chunks)
+        taken.entry.chunks = taken.entry.chunks.union(taken.chunks)
       }
     }
     /** Marks what `taken` held as written, unless newer reports came in meanwhile. */
@@ -530,7 +486,7 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
     /** Merges chunk ids into the stored checkpoint of a job whose row the current transaction has locked. */
     const mergeCheckpoint = (operation: string, id: JobId, stored: unknown, chunks: RangeSet) =>
       Effect.flatMap(readCheckpoint(operation, id, stored), (checkpoint) =>
-        sql`UPDATE ${jobs} SET checkpoint = ${union(checkpoint, chunks).toString()} WHERE id = ${id}`.pipe(
+        sql`UPDATE ${jobs} SET checkpoint = ${checkpoint.union(chunks).toString()} WHERE id = ${id}`.pipe(
           Effect.mapError(sqlFailure(operation))
         ))
 
@@ -972,7 +928,7 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
           const stored = yield* readCheckpoint("getCheckpoint", id, rows[0].checkpoint)
           const entry = buffer.get(id)
-          return entry === undefined ? stored : union(stored, entry.chunks)
+          return entry === undefined ? stored : stored.union(entry.chunks)
         }))
       }),
       delete: Effect.fn("SqlJobRepository.delete")(function*(id: JobId) {

@@ -19,6 +19,22 @@ describe("RangeSet (compact checkpoint of completed chunk ids)", () => {
     expect(parsed && [...parsed.values()]).toEqual([...set.values()])
   }, { fastCheck: { numRuns: 300 } })
 
+  it.prop("union holds the values of both sets, as few ranges as they make", [
+    fc.array(fc.nat({ max: 100 }), { maxLength: 80 }),
+    fc.array(fc.nat({ max: 100 }), { maxLength: 80 })
+  ], ([a, b]) => {
+    const left = RangeSet.empty()
+    const right = RangeSet.empty()
+    const model = RangeSet.empty()
+    for (const value of a) left.add(value)
+    for (const value of b) right.add(value)
+    for (const value of [...a, ...b]) model.add(value)
+    const union = left.union(right)
+    expect([...union.values()]).toEqual([...model.values()])
+    expect(union.size).toBe(model.size)
+    expect(union.toString()).toBe(model.toString())
+  }, { fastCheck: { numRuns: 300 } })
+
   it("keeps a million chunks completed nearly in order as a few ranges", () => {
     const set = RangeSet.empty()
     for (let base = 0; base < 1_000_000; base += 16) {

@@ -114,4 +114,34 @@ export class RangeSet {
   copy(): RangeSet {
     return new RangeSet([...this.#bounds], this.#size)
   }
+
+  /** A new set holding the values of both, merged range by range (cost grows with the ranges, not the values). */
+  union(other: RangeSet): RangeSet {
+    if (other.#size === 0) return this.copy()
+    if (this.#size === 0) return other.copy()
+    const left = this.#bounds
+    const right = other.#bounds
+    const bounds: Array<number> = []
+    let size = 0
+    let i = 0
+    let j = 0
+    while (i < left.length || j < right.length) {
+      const fromLeft = j >= right.length || (i < left.length && left[i]! <= right[j]!)
+      const start = fromLeft ? left[i]! : right[j]!
+      const end = fromLeft ? left[i + 1]! : right[j + 1]!
+      if (fromLeft) i += 2
+      else j += 2
+      const last = bounds.length - 1
+      if (last > 0 && start <= bounds[last]! + 1) {
+        if (end > bounds[last]!) {
+          size += end - bounds[last]!
+          bounds[last] = end
+        }
+      } else {
+        bounds.push(start, end)
+        size += end - start + 1
+      }
+    }
+    return new RangeSet(bounds, size)
+  }
 }
