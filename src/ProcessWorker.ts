@@ -330,12 +330,18 @@ export const make = (
         // Registered after the executor's own finalizer, so it runs first: the process is gone before that
         // one looks.
         yield* Effect.addFinalizer(() => stop(child))
-        yield* Effect.ignore(Stream.run(Stream.empty, child.stdin))
+        // Closing stdin waits for the pipe's "finish", which never comes when the process has exited first:
+        // it runs beside the output and ends with the process at the latest.
+        const closeStdin = Effect.raceFirst(
+          Effect.ignore(Stream.run(Stream.empty, child.stdin)),
+          Effect.ignore(child.exitCode)
+        )
         const stdout = new OutputCapture(maxOutputBytes, onOutput !== undefined)
         const stderr = new OutputCapture(maxOutputBytes, onOutput !== undefined)
         const outputFailed = (error: PlatformError) =>
           new ProcessFailed({ reason: "Output", command: name, stderrTail: stderr.text(), detail: error.message })
-        const [, , exitCode] = yield* Effect.all([
+        const [, , , exitCode] = yield* Effect.all([
+          closeStdin,
           Effect.mapError(drain(child.stdout, stdout, "stdout", chunk, context), outputFailed),
           Effect.mapError(drain(child.stderr, stderr, "stderr", chunk, context), outputFailed),
           Effect.mapError(child.exitCode, (error) =>
