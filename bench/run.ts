@@ -10,6 +10,7 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import { spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, tmpdir, totalmem } from "node:os"
@@ -79,6 +80,17 @@ const pQueueRun = async (chunks: number) => {
   await queue.onIdle()
 }
 
+/** The floor of any Effect pool: 16 looping fibers, one `Effect.async` per chunk, nothing else. */
+const effectFloorRun = (chunks: number) => {
+  let next = 0
+  const signal = new AbortController().signal
+  const chunk = Effect.async<void>((resume) => {
+    noop(next, { signal }).then(() => resume(Effect.void))
+  })
+  const loop: Effect.Effect<void> = Effect.suspend(() => next++ < chunks ? Effect.zipRight(chunk, loop) : Effect.void)
+  return Effect.runPromise(Effect.forEach(Array.from({ length: concurrency }), () => loop, { concurrency, discard: true }))
+}
+
 const executorRun = (chunks: number) => {
   let settled = 0
   return Effect.runPromise(
@@ -94,15 +106,23 @@ const managerLayer = JobManager.layer(features).pipe(
   Layer.provide(JobRepository.layerMemory),
   Layer.provide(ChunkWorker.layerPromise(noop))
 )
-const managerRun = (chunks: number) =>
+const managerRun = (chunks: number, tracing = false) =>
   Effect.runPromise(
     Effect.gen(function*() {
       const manager = yield* JobManager.JobManager
       const id = yield* manager.submitJob(range(chunks))
       yield* Stream.runDrain(manager.watchJob(id)) // one watcher subscribed
       return yield* manager.awaitJob(id)
-    }).pipe(Effect.provide(managerLayer))
+    }).pipe(Effect.provide(managerLayer), tracing ? Effect.withTracer(spanTracer) : (effect) => effect)
   )
+
+/** A tracer that makes real (in-memory) spans and keeps none: the cost of tracing without an exporter. */
+const builtIn = Effect.runSync(Effect.tracer)
+const spanTracer = Tracer.make({
+  span: (name, parent, context, links, startTime, kind, options) =>
+    builtIn.span(name, parent, context, links, startTime, kind, options),
+  context: (f) => f()
+})
 
 const facadeRun = async (chunks: number, store?: { readonly sqlite: string }) => {
   await using manager = await createJobManager({ worker: noop, ...features, ...(store ? { store } : {}) })
@@ -149,10 +169,12 @@ const s1 = async () => {
   const n = sizes.s1
   await compare("S1 overhead", "us/chunk", [
     ["Promise pool (hand-written)", () => perChunk(n, () => promisePool(n))],
+    ["Effect floor: 16 fibers, one Effect.async per chunk", () => perChunk(n, () => effectFloorRun(n))],
     ["p-map", () => perChunk(n, () => pMapRun(n))],
     ["p-queue", () => perChunk(n, () => pQueueRun(n))],
     ["effect-jobs JobExecutor", () => perChunk(n, () => executorRun(n))],
     ["effect-jobs JobManager (memory)", () => perChunk(n, () => managerRun(n))],
+    ["effect-jobs JobManager (memory), tracing on", () => perChunk(n, () => managerRun(n, true))],
     ["effect-jobs Promise facade (memory)", () => perChunk(n, () => facadeRun(n))]
   ])
 }
@@ -278,6 +300,7 @@ const main = async () => {
     "",
     `| ratio | value |`,
     `| --- | ---: |`,
+    `| Effect floor / p-map (S1) | ${ratio("S1 overhead", "Effect floor: 16 fibers, one Effect.async per chunk", "p-map")} |`,
     `| JobExecutor / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobExecutor", "p-map")} |`,
     `| JobManager / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobManager (memory)", "p-map")} |`,
     `| Promise facade / p-map (S1) | ${ratio("S1 overhead", "effect-jobs Promise facade (memory)", "p-map")} |`,

@@ -64,6 +64,11 @@ export const ManagerOptions = Schema.Struct({
   /** How often a watcher re-reads a job that runs in another process (default 500). */
   pollInterval: Schema.optional(Schema.Int.pipe(Schema.positive())),
   /**
+   * The shortest time between two statuses a watcher of a job of this manager receives (default 50; 0
+   * for every change). Statuses in between are skipped; the terminal one is delivered at once.
+   */
+  watchInterval: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  /**
    * How often this manager records that it is alive and looks for jobs to take over: ownerless `pending`
    * jobs (resumed by the CLI, left by a graceful shutdown) and jobs of managers gone stale (default 1,000).
    */
@@ -142,8 +147,9 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
   /** Waits for the job's terminal status. Interrupting the caller does not cancel the job. */
   readonly awaitJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
   /**
-   * The job's status now, then each change, ending with its terminal status. A slow consumer skips
-   * intermediate statuses (it always gets the newest), never the terminal one.
+   * The job's status now, then its changes, ending with its terminal status: at most one status per
+   * `watchInterval` (the newest), and the terminal one as soon as it is stored. A slow consumer skips
+   * intermediate statuses too, never the terminal one.
    */
   readonly watchJob: (id: string) => Stream.Stream<JobStatus, JobNotFound | RepositoryError>
   /** This manager's owner id, as stored on the jobs it runs. */
@@ -201,6 +207,7 @@ export const make = (
       pollInterval = 500,
       shutdownGracePeriod = 5_000,
       staleAfter = 5_000,
+      watchInterval = 50,
       finalizers = {},
       ...execution
     } = validated
@@ -382,13 +389,18 @@ export const make = (
         const job = live.get(jobId)
         if (job === undefined) return client.watchJob(jobId)
         let last: JobStatus | undefined
+        // After each status, wait out `watchInterval` (cut short by the job's end), then for a change.
+        const pause = watchInterval === 0 ? Effect.void : Effect.raceFirst(Effect.sleep(watchInterval), job.awaitEnd)
         const here = Stream.unfoldEffect(-1, (seen: number) =>
-          Effect.map(job.changedSince(seen), () => {
-            const version = job.version
-            if (version === seen || (last !== undefined && isTerminal(last.state))) return Option.none()
-            last = job.status
-            return Option.some([last, version] as const)
-          }))
+          Effect.zipRight(
+            seen === -1 ? Effect.void : pause,
+            Effect.map(job.changedSince(seen), () => {
+              const version = job.version
+              if (version === seen || (last !== undefined && isTerminal(last.state))) return Option.none()
+              last = job.status
+              return Option.some([last, version] as const)
+            })
+          ))
         const afterwards = Stream.suspend(() =>
           last !== undefined && isTerminal(last.state) ? Stream.empty : client.watchJob(jobId)
         )

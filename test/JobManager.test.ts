@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -228,7 +229,7 @@ describe("JobManager", () => {
 
   it.effect("watchJob streams the status changes and ends with the terminal one", () => {
     const recorder = makeRecorder()
-    return withManager(recorder, sleep(10), { concurrency: 1 }, Effect.gen(function*() {
+    return withManager(recorder, sleep(10), { concurrency: 1, watchInterval: 0 }, Effect.gen(function*() {
       const manager = yield* JobManager
       const id = yield* manager.submitJob(frames(4))
       const watcher = yield* Stream.runCollect(manager.watchJob(id)).pipe(Effect.fork)
@@ -244,6 +245,28 @@ describe("JobManager", () => {
       expect(statuses.length).toBeGreaterThanOrEqual(4)
       const after = Chunk.toReadonlyArray(yield* Stream.runCollect(manager.watchJob(id)))
       expect(after.map((status) => status.state)).toEqual(["completed"])
+    }))
+  })
+
+  it.effect("watchJob sends at most one status per watchInterval, and the terminal one at once", () => {
+    const recorder = makeRecorder()
+    return withManager(recorder, sleep(1), { concurrency: 1, watchInterval: 50 }, Effect.gen(function*() {
+      const manager = yield* JobManager
+      const id = yield* manager.submitJob(frames(70))
+      const received: Array<readonly [number, number]> = []
+      const watcher = yield* manager.watchJob(id).pipe(
+        Stream.runForEach((status) =>
+          Effect.map(Clock.currentTimeMillis, (now) => void received.push([now, status.completedChunks]))
+        ),
+        Effect.fork
+      )
+      yield* settle
+      yield* TestClock.adjust(Duration.millis(100))
+      yield* Fiber.join(watcher)
+      // 70 chunks of 1 ms: statuses at 0 and 50 ms, then the terminal one as the job ends at 70 ms.
+      expect(received.map(([at]) => at)).toEqual([0, 50, 70])
+      expect(received.at(-1)).toEqual([70, 70])
+      expect((yield* manager.getJob(id)).state).toBe("completed")
     }))
   })
 
