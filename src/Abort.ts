@@ -5,8 +5,9 @@
  *   interrupts the fiber, and an already-aborted signal starts nothing. {@link whenAborted} is an Effect
  *   that fails when a signal aborts, for use with `Effect.raceFirst` / `Stream.interruptWhen`.
  * - Interruption -> signal: {@link LazyAbortController} gives work started from Effect a signal that fires
- *   when its fiber is interrupted (the executor aborts it in an `onInterrupt` finalizer, so a Promise
- *   worker's signal fires on cancel, on fail-fast and on a chunk timeout).
+ *   when its fiber is interrupted (the executor aborts it when an attempt is interrupted, so a Promise
+ *   worker's signal fires on cancel, on fail-fast and on a chunk timeout); {@link SignalLane} lets the
+ *   attempts of one worker loop share a controller while none is aborted.
  *
  * Every listener this module adds to a signal is removed when the run it serves ends, so one long-lived
  * signal can serve any number of runs.
@@ -14,6 +15,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import { getEventListeners } from "node:events"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import { describeError } from "./JobError.js"
@@ -97,8 +99,36 @@ export const runPromise = <A, E, R = never>(
 }
 
 /**
- * An `AbortController` made only when its signal is first read, so work that never looks at the signal
- * costs no allocation. A signal first read after `abort` is already aborted.
+ * The abort signals of a sequence of attempts that never overlap (one worker loop of an execution).
+ * Creating an `AbortController` costs about a microsecond and a heap object with listeners' bookkeeping;
+ * when an attempt ends without being aborted and without leaving a listener on its signal, the next
+ * attempt of the lane gets the same controller. An aborted controller, or one with listeners left on it,
+ * is never handed out again.
+ *
+ * @since 0.1.0
+ */
+export class SignalLane {
+  #spare: AbortController | undefined = undefined
+
+  /** A controller for the next attempt: the spare one, or a new one. */
+  take(): AbortController {
+    const spare = this.#spare
+    this.#spare = undefined
+    return spare ?? new AbortController()
+  }
+
+  /** Gives back the controller of an attempt that ended without an abort. */
+  giveBack(controller: AbortController): void {
+    if (!controller.signal.aborted && getEventListeners(controller.signal, "abort").length === 0) {
+      this.#spare = controller
+    }
+  }
+}
+
+/**
+ * The abort signal of one attempt, made (or taken from its {@link SignalLane}) only when first read, so
+ * work that never looks at the signal costs nothing. A signal first read after `abort` is already
+ * aborted. Read the signal while the attempt runs: after `release`, it may serve a later attempt.
  *
  * @since 0.1.0
  */
@@ -106,19 +136,31 @@ export class LazyAbortController {
   #controller: AbortController | undefined = undefined
   #aborted = false
   #reason: unknown = undefined
+  readonly #lane: SignalLane | undefined
+
+  constructor(lane?: SignalLane) {
+    this.#lane = lane
+  }
 
   get signal(): AbortSignal {
     if (this.#controller === undefined) {
-      this.#controller = new AbortController()
+      this.#controller = this.#aborted ? new AbortController() : this.#lane?.take() ?? new AbortController()
       if (this.#aborted) this.#controller.abort(this.#reason)
     }
     return this.#controller.signal
   }
 
+  /** Fires the signal (if it was read; a later read gets an aborted signal). */
   abort(reason?: unknown): void {
     if (this.#aborted) return
     this.#aborted = true
     this.#reason = reason
     this.#controller?.abort(reason)
+  }
+
+  /** The attempt ended without an abort: its controller may serve the lane's next attempt. */
+  release(): void {
+    if (this.#aborted || this.#controller === undefined || this.#lane === undefined) return
+    this.#lane.giveBack(this.#controller)
   }
 }

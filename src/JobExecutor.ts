@@ -13,7 +13,7 @@ import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import { LazyAbortController } from "./Abort.js"
+import { LazyAbortController, SignalLane } from "./Abort.js"
 import { DurationInput } from "./internal/duration.js"
 import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
@@ -151,9 +151,15 @@ const noTags: ReadonlyArray<never> = []
 const builtInTracer = Effect.runSync(Effect.tracer)
 
 class AttemptContext extends LazyAbortController implements ChunkContext {
-  constructor(readonly jobId: JobId, readonly attempt: number) {
-    super()
+  constructor(readonly jobId: JobId, readonly attempt: number, lane: SignalLane) {
+    super(lane)
   }
+}
+
+/** What one worker loop of an execution owns: its timeout slot and its lane of abort signals. */
+interface Lane {
+  readonly slot: DeadlineSlot | undefined
+  readonly signals: SignalLane
 }
 
 /**
@@ -246,15 +252,17 @@ export const executeValidated = (
       run: (chunk: Chunk, context: ChunkContext) => PromiseLike<unknown>,
       chunk: Chunk,
       attempt: number,
-      slot: DeadlineSlot | undefined
+      lane: Lane
     ): Effect.Effect<unknown, unknown> =>
       Effect.async<unknown, unknown>((resume) => {
-        const context = new AttemptContext(jobId, attempt)
+        const context = new AttemptContext(jobId, attempt, lane.signals)
+        const slot = lane.slot
         let settled = false
         const settle = (result: Effect.Effect<unknown, unknown>) => {
           if (settled) return
           settled = true
           if (slot !== undefined) slot.disarm()
+          context.release()
           resume(result)
         }
         if (slot !== undefined) {
@@ -279,24 +287,27 @@ export const executeValidated = (
         })
       })
 
-    const attemptOnce = (chunk: Chunk, attempt: number, slot: DeadlineSlot | undefined): Effect.Effect<unknown, unknown> => {
-      if (worker.promise !== undefined) return promiseAttempt(worker.promise, chunk, attempt, slot)
-      const context = new AttemptContext(jobId, attempt)
-      const run = Effect.onInterrupt(worker.run(chunk, context), () => Effect.sync(() => context.abort()))
+    const attemptOnce = (chunk: Chunk, attempt: number, lane: Lane): Effect.Effect<unknown, unknown> => {
+      if (worker.promise !== undefined) return promiseAttempt(worker.promise, chunk, attempt, lane)
+      const context = new AttemptContext(jobId, attempt, lane.signals)
+      const run = Effect.onExit(
+        worker.run(chunk, context),
+        (exit) => Effect.sync(() => Exit.isInterrupted(exit) ? context.abort() : context.release())
+      )
       return timeout === undefined ? run : Effect.timeoutFail(run, {
         duration: timeout,
         onTimeout: () => new ChunkTimeout({ chunkId: chunk.id, timeoutMillis })
       })
     }
 
-    const attemptFrom = (chunk: Chunk, attempt: number, slot: DeadlineSlot | undefined): Effect.Effect<unknown, ChunkFailed> =>
-      Effect.catchAll(attemptOnce(chunk, attempt, slot), (error) =>
+    const attemptFrom = (chunk: Chunk, attempt: number, lane: Lane): Effect.Effect<unknown, ChunkFailed> =>
+      Effect.catchAll(attemptOnce(chunk, attempt, lane), (error) =>
         attempt < maxAttempts && isRetryable(error)
           ? Effect.zipRight(
             Effect.flatMap(retryDelay(attempt), (millis) => Effect.sleep(millis)),
             Effect.suspend(() => {
               JobMetrics.chunkRetries.unsafeUpdate(1, noTags)
-              return attemptFrom(chunk, attempt + 1, slot)
+              return attemptFrom(chunk, attempt + 1, lane)
             })
           )
           : Effect.fail(
@@ -308,10 +319,10 @@ export const executeValidated = (
         ? Effect.void
         : onChunkSettled({ chunkId, outcome, completedChunks: completed, failedChunks: failed, totalChunks: total })
 
-    const runChunk = (chunk: Chunk, slot: DeadlineSlot | undefined): Effect.Effect<void, ChunkFailed | JobFailed> => {
+    const runChunk = (chunk: Chunk, lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> => {
       const startedAt = clock.unsafeCurrentTimeMillis()
       JobMetrics.chunksStarted.unsafeUpdate(1, noTags)
-      const attempts = attemptFrom(chunk, 1, slot)
+      const attempts = attemptFrom(chunk, 1, lane)
       return Effect.matchEffect(traced ? Effect.withSpan(attempts, "effect-jobs.chunk", spanOptions(chunk)) : attempts, {
         onSuccess: () => {
           completed++
@@ -335,10 +346,10 @@ export const executeValidated = (
       })
     }
 
-    const workerLoop = (slot: DeadlineSlot | undefined): Effect.Effect<void, ChunkFailed | JobFailed> =>
+    const workerLoop = (lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> =>
       Effect.suspend(() => {
         const chunk = pull()
-        return chunk === undefined ? Effect.void : Effect.zipRight(runChunk(chunk, slot), workerLoop(slot))
+        return chunk === undefined ? Effect.void : Effect.zipRight(runChunk(chunk, lane), workerLoop(lane))
       })
 
     const concurrency = Math.max(1, Math.min(options.concurrency ?? defaults.concurrency, total))
@@ -348,16 +359,18 @@ export const executeValidated = (
       failedChunks: failed,
       skippedChunks: skipped
     }))
-    const pool = (slotOf: (index: number) => DeadlineSlot | undefined) =>
-      Effect.zipRight(
+    const pool = (slotOf: (index: number) => DeadlineSlot | undefined) => {
+      const laneOf = (index: number): Lane => ({ slot: slotOf(index), signals: new SignalLane() })
+      return Effect.zipRight(
         concurrency === 1
-          ? workerLoop(slotOf(0))
-          : Effect.forEach(Array.from({ length: concurrency }, (_, index) => index), (index) => workerLoop(slotOf(index)), {
+          ? workerLoop(laneOf(0))
+          : Effect.forEach(Array.from({ length: concurrency }, (_, index) => index), (index) => workerLoop(laneOf(index)), {
             concurrency,
             discard: true
           }),
         summary
       )
+    }
     if (timeout === undefined || worker.promise === undefined) return pool(() => undefined)
     // Promise workers with a timeout: one watchdog fiber for the whole execution, interrupted when it ends.
     return Effect.flatMap(Deadlines.make(concurrency), (deadlines) =>

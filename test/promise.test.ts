@@ -348,3 +348,35 @@ describe("Promise facade stores", () => {
     }
   })
 })
+
+describe("Abort.SignalLane", () => {
+  it("hands a controller to the next attempt only if it was not aborted and no listener was left on it", () => {
+    const lane = new Abort.SignalLane()
+    const clean = new Abort.LazyAbortController(lane)
+    const first = clean.signal
+    clean.release()
+    const reused = new Abort.LazyAbortController(lane)
+    expect(reused.signal).toBe(first)
+    const onAbort = () => {}
+    reused.signal.addEventListener("abort", onAbort)
+    reused.release()
+    const afterListener = new Abort.LazyAbortController(lane)
+    expect(afterListener.signal).not.toBe(first)
+    const second = afterListener.signal
+    afterListener.abort()
+    afterListener.release()
+    expect(second.aborted).toBe(true)
+    const afterAbort = new Abort.LazyAbortController(lane)
+    expect(afterAbort.signal).not.toBe(second)
+    expect(afterAbort.signal.aborted).toBe(false)
+    expect(first.aborted).toBe(false)
+  })
+
+  it("a signal first read after its attempt was aborted is already aborted", () => {
+    const controller = new Abort.LazyAbortController(new Abort.SignalLane())
+    controller.abort(new Error("timed out"))
+    expect(controller.signal.aborted).toBe(true)
+    expect(controller.signal.reason).toEqual(new Error("timed out"))
+    expect(controller.signal).toBe(controller.signal)
+  })
+})
