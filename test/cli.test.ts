@@ -2,29 +2,16 @@
  * The `effect-jobs` CLI, run as a user runs it (a child process, no shell), against an SQLite store that a
  * manager in this test process is using.
  */
-import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { PromiseJobManager } from "../src/promise.js"
 import { createJobManager } from "../src/promise.js"
 import { GatedWorker } from "./contract/managerCases.js"
+import { runTsx } from "./support/tsxProcess.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const tsxCli = fileURLToPath(new URL("../node_modules/tsx/dist/cli.mjs", import.meta.url))
-
-const cli = (args: ReadonlyArray<string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [tsxCli, "src/cli.ts", ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
-    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
+const cli = (args: ReadonlyArray<string>) => runTsx("src/cli.ts", args)
 
 describe("effect-jobs CLI", () => {
   const dir = mkdtempSync(join(tmpdir(), "effect-jobs-cli-"))

@@ -6,30 +6,29 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import { spawn } from "node:child_process"
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import Database from "better-sqlite3"
 import { afterAll, describe, expect, it } from "vitest"
 import * as ChunkWorker from "../src/ChunkWorker.js"
 import * as JobManager from "../src/JobManager.js"
 import * as SqlJobRepository from "../src/SqlJobRepository.js"
 import { createJobManager } from "../src/promise.js"
+import { killAll, startTsx } from "./support/tsxProcess.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const tsxCli = fileURLToPath(new URL("../node_modules/tsx/dist/cli.mjs", import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), "effect-jobs-durability-"))
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
+afterAll(() => {
+  killAll()
+  rmSync(dir, { recursive: true, force: true })
+})
 
 /** The same options as test/fixtures/owner.ts. */
 const concurrency = 4
 const flushInterval = 50
 const chunkMillis = { min: 3, max: 8 }
 
-const fixture = (name: string, args: ReadonlyArray<string>) =>
-  spawn(process.execPath, [tsxCli, `test/fixtures/${name}.ts`, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+const fixture = (name: string, args: ReadonlyArray<string>) => startTsx(`test/fixtures/${name}.ts`, args)
 
 const until = async (condition: () => boolean, what: string, timeoutMillis = 15_000) => {
   const deadline = Date.now() + timeoutMillis
@@ -54,10 +53,9 @@ describe("SQLite store durability", () => {
       const log = join(dir, `kill-${index}.log`)
       const idFile = join(dir, `kill-${index}.id`)
       const owner = fixture("owner", [db, log, idFile, String(chunks)])
-      const exited = new Promise((resolve) => owner.once("exit", resolve))
       await until(() => executions(log).length >= Math.floor(chunks * instant), "the owner's progress")
-      owner.kill("SIGKILL")
-      await exited
+      owner.child.kill("SIGKILL")
+      await owner.exited
       const beforeKill = executions(log).length
       const id = readFileSync(idFile, "utf8")
 
@@ -106,19 +104,14 @@ describe("SQLite store durability", () => {
       store: { sqlite: db }
     })
     const reader = fixture("reader", [db])
-    let output = ""
-    reader.stdout.setEncoding("utf8").on("data", (text: string) => (output += text))
-    let errors = ""
-    reader.stderr.setEncoding("utf8").on("data", (text: string) => (errors += text))
-    await until(() => errors.includes("ready\n"), "the reader to open the store")
-    errors = ""
+    await until(() => reader.stderr().includes("ready\n"), "the reader to open the store")
     const id = await manager.submitJob({ chunks: { start: 0, end: 999, size: 1 } })
     const status = await manager.waitForJob(id)
     expect(status).toMatchObject({ state: "completed", completedChunks: 1000 })
-    const code = await new Promise((resolve) => reader.once("exit", resolve))
-    expect(errors).toBe("")
+    const code = await reader.exited
+    expect(reader.stderr()).toBe("ready\n")
     expect(code).toBe(0)
-    const result = JSON.parse(output) as { reads: number; errors: Array<string>; regressions: number; final: string }
+    const result = JSON.parse(reader.stdout()) as { reads: number; errors: Array<string>; regressions: number; final: string }
     expect(result.errors).toEqual([])
     expect(result.regressions).toBe(0)
     expect(result.final).toBe("completed")

@@ -2,62 +2,17 @@
  * The examples run as a user runs them: `tsx examples/<name>.ts` in a child process, output piped (so not
  * a TTY), Ctrl+C sent as SIGINT.
  */
-import { type ChildProcessByStdio, spawn } from "node:child_process"
-import type { Readable } from "node:stream"
-import { fileURLToPath } from "node:url"
 import { afterEach, describe, expect, it } from "vitest"
+import type { TsxProcess } from "./support/tsxProcess.js"
+import { killAll, runTsx, startTsx } from "./support/tsxProcess.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const tsxCli = fileURLToPath(new URL("../node_modules/tsx/dist/cli.mjs", import.meta.url))
+afterEach(killAll)
 
-interface Example {
-  readonly child: ChildProcessByStdio<null, Readable, Readable>
-  readonly stdout: () => string
-  readonly stderr: () => string
-  /** The exit code once the process has exited and its output is read. */
-  readonly exited: Promise<number | null>
-}
-
-const running = new Set<Example>()
-
-afterEach(() => {
-  for (const example of running) example.child.kill("SIGKILL")
-  running.clear()
-})
-
-const start = (file: string, args: ReadonlyArray<string> = []): Example => {
-  const child = spawn(process.execPath, [tsxCli, `examples/${file}`, ...args], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let stdout = ""
-  let stderr = ""
-  child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
-  child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
-  const example: Example = {
-    child,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited: new Promise((resolve, reject) => {
-      child.on("error", reject)
-      child.on("close", (code) => {
-        running.delete(example)
-        resolve(code)
-      })
-    })
-  }
-  running.add(example)
-  return example
-}
-
-const run = async (file: string, args: ReadonlyArray<string> = []) => {
-  const example = start(file, args)
-  const code = await example.exited
-  return { code, stdout: example.stdout(), stderr: example.stderr() }
-}
+const start = (file: string, args: ReadonlyArray<string> = []) => startTsx(`examples/${file}`, args)
+const run = (file: string, args: ReadonlyArray<string> = []) => runTsx(`examples/${file}`, args)
 
 /** Resolves once stdout matches `pattern`; fails if the process exits first or `timeoutMillis` passes. */
-const waitForOutput = (example: Example, pattern: RegExp, timeoutMillis = 10_000): Promise<void> =>
+const waitForOutput = (example: TsxProcess, pattern: RegExp, timeoutMillis = 10_000): Promise<void> =>
   new Promise((resolve, reject) => {
     const check = () => {
       if (!pattern.test(example.stdout())) return

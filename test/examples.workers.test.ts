@@ -3,26 +3,13 @@
  * Ctrl+C sent as SIGINT. video-render runs real ffmpeg processes; the test checks the video it writes with
  * ffmpeg, and looks for leftover ffmpeg processes by the unique directory their arguments name.
  */
-import { type ChildProcessByStdio, spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { accessSync, constants, existsSync, mkdtempSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
-import type { Readable } from "node:stream"
-import { fileURLToPath } from "node:url"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { exitCode, killAll, startTsx } from "./support/tsxProcess.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const tsxCli = fileURLToPath(new URL("../node_modules/tsx/dist/cli.mjs", import.meta.url))
-
-interface Example {
-  readonly child: ChildProcessByStdio<null, Readable, Readable>
-  readonly stdout: () => string
-  readonly stderr: () => string
-  /** The exit code once the process has exited and its output is read. */
-  readonly exited: Promise<number | null>
-}
-
-const running = new Set<Example>()
 let dir = ""
 
 beforeEach(() => {
@@ -31,49 +18,11 @@ beforeEach(() => {
 
 afterEach(() => {
   // The example and tsx's child process that runs it; ffmpeg processes have groups of their own.
-  for (const example of running) process.kill(-example.child.pid!, "SIGKILL")
-  running.clear()
+  killAll()
   rmSync(dir, { recursive: true, force: true })
 })
 
-const start = (file: string, args: ReadonlyArray<string> = []): Example => {
-  const child = spawn(process.execPath, [tsxCli, `examples/${file}`, ...args], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true
-  })
-  let stdout = ""
-  let stderr = ""
-  child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
-  child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
-  const example: Example = {
-    child,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited: new Promise((resolve, reject) => {
-      child.on("error", reject)
-      child.on("close", (code) => {
-        running.delete(example)
-        resolve(code)
-      })
-    })
-  }
-  running.add(example)
-  return example
-}
-
-/** The example's exit code; fails if it has not exited within `timeoutMillis`. */
-const exitCode = async (example: Example, timeoutMillis = 10_000): Promise<number | null> => {
-  let timer: NodeJS.Timeout | undefined
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no exit within ${timeoutMillis} ms:\n${example.stdout()}${example.stderr()}`)),
-      timeoutMillis
-    )
-  })
-  return Promise.race([example.exited, timedOut]).finally(() => clearTimeout(timer))
-}
-
+const start = (file: string, args: ReadonlyArray<string> = []) => startTsx(`examples/${file}`, args, { detached: true })
 const run = async (file: string, args: ReadonlyArray<string> = []) => {
   const example = start(file, args)
   const code = await exitCode(example)
@@ -140,7 +89,8 @@ describe("examples/video-render.ts", () => {
 
     example.child.kill("SIGINT")
     expect(await exitCode(example)).toBe(130)
-    expect(example.stdout()).toMatch(/^render\s+[█░]+\s+\d+\/21 chunks\s+\d+%\s+cancelled$/m)
+    const output = `stdout:\n${example.stdout()}\nstderr:\n${example.stderr()}`
+    expect(example.stdout(), output).toMatch(/^render\s+[█░]+\s+\d+\/21 chunks\s+\d+%\s+cancelled$/m)
     expect(example.stdout()).toContain("Render cancelled (Ctrl+C)")
     expect(processesNaming(`${out}.parts/`)).toEqual([])
     for (const pid of ffmpegPids) expect(() => process.kill(pid, 0)).toThrow(expect.objectContaining({ code: "ESRCH" }))
