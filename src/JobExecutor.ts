@@ -113,8 +113,12 @@ export interface ChunkSettled {
  */
 export interface ExecuteOptions extends ExecutionOptions {
   readonly jobId: JobId
-  /** Chunk ids already completed (by an earlier run): they are not run again and count as completed. */
-  readonly skip?: { readonly has: (chunkId: number) => boolean } | undefined
+  /**
+   * Chunk ids already completed (by an earlier run, e.g. a checkpoint): they are not run again and count as
+   * completed from the start, so progress continues from where the earlier run left it. Every id in it
+   * must be an id of the spec's chunks.
+   */
+  readonly skip?: { readonly has: (chunkId: number) => boolean; readonly size: number } | undefined
   /** Called after each chunk settles, in the fiber that ran it. */
   readonly onChunkSettled?: ((event: ChunkSettled) => Effect.Effect<void>) | undefined
   /**
@@ -223,7 +227,7 @@ export const executeValidated = (
       : Math.floor((policy.maxFailedPercent * total) / 100)
 
     let nextIndex = 0
-    let completed = 0
+    let completed = skip?.size ?? 0
     let failed = 0
     let skipped = 0
     let halted = false
@@ -235,7 +239,6 @@ export const executeValidated = (
         const chunk = chunkAt(spec, nextIndex++)
         if (skip === undefined || !skip.has(chunk.id)) return chunk
         skipped++
-        completed++
       }
       return undefined
     }

@@ -179,6 +179,9 @@ export const validateOptions = (input: unknown): Effect.Effect<ManagerOptions, I
         : Effect.fail(new InvalidOption({ path: ["staleAfter"], detail: "must be longer than heartbeatInterval" }))
   )
 
+/** Retries of the write that records how a job ended: after 0.1 s, 0.2 s, ... 3.2 s (6.3 s in all). */
+const endWriteRetry = Schedule.exponential(100).pipe(Schedule.intersect(Schedule.recurs(6)))
+
 /** Whether every chunk settled (an execution drained by a shutdown or pause ends before that). */
 const isFinished = (summary: ExecutionSummary): boolean =>
   summary.completedChunks + summary.failedChunks >= summary.totalChunks
@@ -269,10 +272,12 @@ export const make = (
           (result) => result.status
         )
       return stored.pipe(
+        // A passing store error must not leave the job `running`: try again for a few seconds.
+        Effect.retry(endWriteRetry),
         Effect.catchAll((error) => Effect.as(Effect.logError("could not record the end of a job", error), job.status)),
         Effect.flatMap((status) =>
           Effect.sync(() => {
-            live.delete(job.id)
+            if (live.get(job.id) === job) live.delete(job.id)
             job.end(status)
           })
         )
@@ -288,7 +293,10 @@ export const make = (
           phase: "finalizing" as const
         }
         job.setProgress(progress, clock.unsafeCurrentTimeMillis())
-        yield* repository.updateProgress(job.id, progress)
+        yield* Effect.catchAll(
+          repository.updateProgress(job.id, progress),
+          (error) => Effect.logWarning("could not record the finalizing phase", error)
+        )
         const finalizer = Object.hasOwn(finalizers, step.name) ? finalizers[step.name] : undefined
         if (finalizer === undefined) {
           return yield* new FinalizeFailed({ name: step.name, cause: "this manager has no finalizer of that name" })
@@ -426,7 +434,8 @@ export const make = (
       Effect.flatMap(FiberMap.has(fibers, id), (has) => {
         const job = live.get(id)
         if (!has || job === undefined) return Effect.succeed(false)
-        job.stopReason ??= reason
+        // A cancel wins over a pause or a shutdown under way; otherwise the first reason stands.
+        if (reason === "cancel" || job.stopReason === undefined) job.stopReason = reason
         return Effect.as(FiberMap.remove(fibers, id), true)
       })
 
@@ -449,9 +458,13 @@ export const make = (
         return fromWaiting.status
       }
       if (fromWaiting.status.state !== "running") return fromWaiting.status
-      // Interrupts the job fiber and waits for it: its finalizer has stored `cancelled` when this returns.
-      if (yield* stopLocal(jobId, "cancel")) return yield* client.getJob(jobId)
-      return yield* client.stopRunning(fromWaiting.status, "cancel")
+      // Interrupts the job fiber and waits for it: its finalizer has stored `cancelled` when this returns
+      // (or `paused`, when a pause got there first: then the cancel applies to the paused job).
+      const stopped = (yield* stopLocal(jobId, "cancel"))
+        ? yield* client.getJob(jobId)
+        : yield* client.stopRunning(fromWaiting.status, "cancel")
+      if (stopped.state !== "paused") return stopped
+      return (yield* repository.transition(jobId, ["paused"], "cancelled")).status
     })
 
     const pauseJob = Effect.fn("JobManager.pauseJob")(function*(id: string) {
@@ -532,7 +545,8 @@ export const make = (
     )
     yield* repository.stopRequests(owner).pipe(
       Stream.runForEach((request) => stopLocal(request.id, request.kind)),
-      logFailure("listening for stop requests failed"),
+      Effect.tapError((error) => Effect.logWarning("listening for stop requests failed; listening again", error)),
+      Effect.retry(Schedule.spaced(heartbeatInterval)),
       Effect.forkScoped
     )
 

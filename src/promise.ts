@@ -13,7 +13,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { abortError, runPromise, whenAborted } from "./Abort.js"
+import { abortError, causeToError, runPromise, whenAborted } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import * as ChunkWorker from "./ChunkWorker.js"
 import type { Chunk, JobId, JobPage, JobSpecInput, JobState, JobStatus } from "./Job.js"
@@ -120,7 +120,11 @@ export interface PromiseJobManager extends AsyncDisposable {
    * the iteration throw the abort reason; breaking out of the loop stops watching.
    */
   watchJob(id: string, options?: { readonly signal?: AbortSignal | undefined }): AsyncIterable<JobStatus>
-  /** Interrupts the running jobs (stored `cancelled`) and releases everything. Calling it again is a no-op. */
+  /**
+   * Stops the running jobs and releases everything: with the memory store they are stored `cancelled`;
+   * with a durable store they finish their chunks in flight (within `shutdownGracePeriod`) and are left
+   * `pending`, to be resumed by the next manager on the store. Calling it again is a no-op.
+   */
   close(): Promise<void>
 }
 
@@ -207,7 +211,10 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
     watchJob: (id, options) => {
       if (closed) throw new ManagerClosed()
       const signal = options?.signal
-      const statuses = Stream.unwrap(Effect.map(JobManager, (manager) => manager.watchJob(id)))
+      // Failures reach the loop as the Errors `causeToError` makes (interruption: an AbortError).
+      const statuses = Stream.unwrap(Effect.map(JobManager, (manager) => manager.watchJob(id))).pipe(
+        Stream.catchAllCause((cause) => Stream.fail(causeToError(cause)))
+      )
       return Stream.toAsyncIterableRuntime(
         signal === undefined ? statuses : Stream.interruptWhen(statuses, whenAborted(signal)),
         rt

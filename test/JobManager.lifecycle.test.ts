@@ -70,6 +70,24 @@ describe("JobManager: pause, resume, retry", () => {
       expect(startedIds(recorder).slice(4).sort()).toEqual([2, 3, 4, 5])
     }))
 
+  it.effect("a cancel racing a pause wins: the job ends cancelled, never paused", () =>
+    Effect.gen(function*() {
+      const recorder = makeRecorder()
+      const repository = yield* JobRepositoryModule.makeMemory
+      const { manager } = yield* startManager(repository, recorder, sleep(1000), { concurrency: 2 })
+      const id = yield* manager.submitJob(frames(4))
+      yield* settle
+      const [paused, cancelled] = yield* Effect.all([manager.pauseJob(id), manager.cancelJob(id)], {
+        concurrency: "unbounded"
+      })
+      expect(cancelled.state).toBe("cancelled")
+      expect(["paused", "cancelled"]).toContain(paused.state)
+      expect((yield* manager.getJob(id)).state).toBe("cancelled")
+      yield* TestClock.adjust(Duration.seconds(10))
+      expect((yield* manager.getJob(id)).state).toBe("cancelled")
+      expect(recorder.started).toHaveLength(2)
+    }))
+
   it.effect("a pending job can be held (paused) and a paused job can be cancelled", () =>
     Effect.gen(function*() {
       const recorder = makeRecorder()

@@ -46,11 +46,6 @@ export class LiveJob {
     return this.#version
   }
 
-  /** Whether the manager is done with the job (its last status is set). */
-  get ended(): boolean {
-    return this.#ended
-  }
-
   setStatus(status: JobStatus): void {
     this.#status.set(status)
     this.#changed_()

@@ -2,7 +2,7 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { RepositoryError } from "../JobError.js"
+import { describeError, RepositoryError } from "../JobError.js"
 import type { JobRepository } from "../JobRepository.js"
 import * as JobRepositoryModule from "../JobRepository.js"
 
@@ -21,7 +21,12 @@ export type StoreOption = typeof StoreOption.Type
  */
 export const storeLayer = (store: StoreOption | undefined): Layer.Layer<JobRepository, RepositoryError> => {
   if (store === undefined || store === "memory") return JobRepositoryModule.layerMemory
-  return Layer.unwrapEffect(Effect.map(Effect.promise(() => import("../SqlJobRepository.js")), (Sql) => {
+  const load = Effect.tryPromise({
+    try: () => import("../SqlJobRepository.js"),
+    catch: (error) =>
+      new RepositoryError({ operation: "open", detail: `could not load the SQL store: ${describeError(error)}` })
+  })
+  return Layer.unwrapEffect(Effect.map(load, (Sql) => {
     const opened = typeof store === "string"
       ? Sql.layerPg({ url: store })
       : "sqlite" in store
