@@ -21,7 +21,7 @@ import * as Schema from "effect/Schema"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk, Json } from "./Job.js"
-import { DurationInput } from "./internal/duration.js"
+import { DurationInput } from "./internal/schemas.js"
 import { describeError, firstIssue, formatPath, InvalidOption, NonRetryable } from "./JobError.js"
 import {
   ErrorBody,

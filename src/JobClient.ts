@@ -65,6 +65,15 @@ export interface JobClient {
   ) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
 }
 
+/**
+ * Whether two statuses of a job record the same change (same state, same update time): a watcher that
+ * reads a job from several sources emits such a status once.
+ *
+ * @since 0.1.0
+ */
+export const sameChange = (a: JobStatus, b: JobStatus): boolean =>
+  a === b || (a.state === b.state && a.updatedAt.getTime() === b.updatedAt.getTime())
+
 const decodeId = Schema.decodeUnknownOption(JobId)
 const decodeQuery = Schema.decodeUnknown(ListQuery, { onExcessProperty: "error" })
 
@@ -102,7 +111,7 @@ export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, J
           if (!first) yield* Effect.sleep(pollInterval)
           const status = yield* getJob(id)
           return [status, isTerminal(status.state) ? Option.none() : Option.some(false)] as const
-        })).pipe(Stream.changesWith((a, b) => a.updatedAt.getTime() === b.updatedAt.getTime() && a.state === b.state))
+        })).pipe(Stream.changesWith(sameChange))
 
     const ownerGone = (status: JobStatus) =>
       Effect.gen(function*() {

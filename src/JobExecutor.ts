@@ -14,7 +14,7 @@ import * as Schema from "effect/Schema"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { LazyAbortController, SignalLane } from "./Abort.js"
-import { DurationInput } from "./internal/duration.js"
+import { DurationInput, FunctionInput } from "./internal/schemas.js"
 import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
 import * as Deadlines from "./internal/deadlines.js"
@@ -24,10 +24,7 @@ import type { Chunk, JobId, JobSpec } from "./Job.js"
 import { chunkAt, totalChunks } from "./Job.js"
 import { ChunkFailed, ChunkTimeout, firstIssue, InvalidOption, isNonRetryable, JobFailed } from "./JobError.js"
 
-const RetryableFunction = Schema.declare(
-  (input: unknown): input is (error: unknown) => boolean => typeof input === "function",
-  { message: () => "expected a function (error) => boolean" }
-)
+const RetryableFunction = FunctionInput<(error: unknown) => boolean>("a function (error) => boolean")
 
 /**
  * When and how a failed chunk attempt is tried again.

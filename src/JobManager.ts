@@ -50,6 +50,7 @@ import * as JobMetrics from "./JobMetrics.js"
 import { JobRepository } from "./JobRepository.js"
 import type { StopReason } from "./internal/liveJob.js"
 import { LiveJob } from "./internal/liveJob.js"
+import { FunctionInput } from "./internal/schemas.js"
 
 /**
  * Options of a manager: how each job's chunks run, how many jobs run at once, and the timings of
@@ -87,9 +88,7 @@ export const ManagerOptions = Schema.Struct({
   /** The finalize steps jobs may name in their spec's `finalize`, by name. */
   finalizers: Schema.optional(Schema.Record({
     key: Schema.String,
-    value: Schema.declare((input: unknown): input is Finalizer => typeof input === "function", {
-      message: () => "a finalizer must be a function"
-    })
+    value: FunctionInput<Finalizer>("a finalizer: a function (context) => Effect")
   }))
 }).annotations({ identifier: "ManagerOptions" })
 /** @since 0.1.0 */
@@ -413,7 +412,7 @@ export const make = (
           last !== undefined && isTerminal(last.state) ? Stream.empty : client.watchJob(jobId)
         )
         return Stream.concat(here, afterwards).pipe(
-          Stream.changesWith((a, b) => a === b || (a.state === b.state && a.updatedAt.getTime() === b.updatedAt.getTime()))
+          Stream.changesWith(JobClient.sameChange)
         )
       }))
 

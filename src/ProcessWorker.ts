@@ -21,7 +21,7 @@ import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk } from "./Job.js"
 import { describeError, firstIssue, formatPath, InvalidOption, NonRetryable } from "./JobError.js"
-import { DurationInput } from "./internal/duration.js"
+import { DurationInput, FunctionInput } from "./internal/schemas.js"
 
 /**
  * A chunk attempt's process failed. `reason` says how:
@@ -135,10 +135,7 @@ const NoNul = Schema.String.pipe(
   Schema.filter((value) => !value.includes("\u0000") || "must not contain a NUL character")
 )
 const Env = Schema.Record({ key: NoNul, value: NoNul })
-const AnyFunction = Schema.declare(
-  (input: unknown): input is (...args: ReadonlyArray<never>) => unknown => typeof input === "function",
-  { message: () => "expected a function" }
-)
+const AnyFunction = FunctionInput<(...args: ReadonlyArray<never>) => unknown>("a function")
 
 const OptionsSchema = Schema.Struct({
   command: AnyFunction,

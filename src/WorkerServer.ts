@@ -45,7 +45,7 @@ import { LazyAbortController } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { JobId, Json } from "./Job.js"
-import { DurationInput } from "./internal/duration.js"
+import { DurationInput } from "./internal/schemas.js"
 import { describeError, firstIssue, InvalidOption, isNonRetryable, NonRetryable } from "./JobError.js"
 import {
   constantTimeEqual,

@@ -25,6 +25,7 @@ import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExec
 import * as JobExecutor from "./JobExecutor.js"
 import { JobManager } from "./JobManager.js"
 import * as JobManagerModule from "./JobManager.js"
+import { FunctionInput } from "./internal/schemas.js"
 import { StoreOption, storeLayer } from "./internal/store.js"
 
 /**
@@ -128,10 +129,7 @@ export interface PromiseJobManager extends AsyncDisposable {
   close(): Promise<void>
 }
 
-const functionOption = (name: string) =>
-  Schema.declare((input: unknown): input is (...args: Array<any>) => any => typeof input === "function", {
-    message: () => `${name} must be a function`
-  })
+const functionOption = (name: string) => FunctionInput<(...args: Array<any>) => any>(`${name} to be a function`)
 
 const FacadeOptions = Schema.Struct({
   ...JobManagerModule.ManagerOptions.fields,

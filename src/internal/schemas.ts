@@ -1,4 +1,4 @@
-/** The schema of a duration option, shared by every module that takes one. */
+/** Schemas of option values shared by the modules that take them. */
 import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -17,3 +17,9 @@ export const DurationInput = Schema.declare(
     message: () => "expected a finite, non-negative duration (milliseconds, or a string such as \"2 seconds\")"
   }
 )
+
+/** A function option: only that it is a function can be checked; `description` says which one. */
+export const FunctionInput = <F extends (...args: Array<any>) => unknown>(description: string) =>
+  Schema.declare((input: unknown): input is F => typeof input === "function", {
+    message: () => `expected ${description}`
+  })
