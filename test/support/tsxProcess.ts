@@ -1,13 +1,13 @@
 /**
- * Runs a TypeScript file of this repository as a user runs it, `tsx <file>` in a child process (never a
- * shell), with its output piped (so not a TTY). Every process started here is killed by `killAll`.
+ * Runs a TypeScript file of this repository in a child process (never a shell) with its output piped (so
+ * not a TTY): `node --import tsx <file>`, one process, so a signal sent to it (SIGINT, SIGKILL) reaches the
+ * program itself, not a launcher in front of it. Every process started here is killed by `killAll`.
  */
 import { type ChildProcessByStdio, spawn } from "node:child_process"
 import type { Readable } from "node:stream"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
-const tsxCli = fileURLToPath(new URL("../../node_modules/tsx/dist/cli.mjs", import.meta.url))
 
 export interface TsxProcess {
   readonly child: ChildProcessByStdio<null, Readable, Readable>
@@ -29,7 +29,11 @@ export const startTsx = (
   options: { readonly detached?: boolean } = {}
 ): TsxProcess => {
   const detached = options.detached ?? false
-  const child = spawn(process.execPath, [tsxCli, file, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"], detached })
+  const child = spawn(process.execPath, ["--import", "tsx", file, ...args], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached
+  })
   let stdout = ""
   let stderr = ""
   child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
