@@ -15,6 +15,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { RangeSet } from "../src/internal/rangeSet.js"
+import { migrations, tablesIn } from "../src/internal/sqlMigrations.js"
 import type { JobId, JobStatus } from "../src/Job.js"
 import { JobRepository } from "../src/JobRepository.js"
 import * as SqlJobRepository from "../src/SqlJobRepository.js"
@@ -204,64 +205,6 @@ const raceBetweenStores = (a: JobRepository["Type"], b: JobRepository["Type"]) =
 const buildService = <E>(layer: Layer.Layer<JobRepository, E>) =>
   Effect.map(Layer.build(layer), Context.get(JobRepository))
 
-/** The tables of schema version 1, created as effect-jobs created them before version 2 existed. */
-const createV1Tables = (schema: string | undefined) =>
-  Effect.gen(function*() {
-    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    const jobs = sql(qualified(schema, "effect_jobs"))
-    const meta = sql(qualified(schema, "effect_jobs_meta"))
-    yield* sql.onDialectOrElse({
-      pg: () =>
-        sql`CREATE TABLE ${jobs} (
-          id TEXT COLLATE "C" PRIMARY KEY,
-          name TEXT,
-          state TEXT NOT NULL
-            CHECK (state IN ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled')),
-          spec TEXT NOT NULL,
-          total_chunks BIGINT NOT NULL CHECK (total_chunks >= 0),
-          completed_chunks BIGINT NOT NULL DEFAULT 0 CHECK (completed_chunks >= 0),
-          failed_chunks BIGINT NOT NULL DEFAULT 0 CHECK (failed_chunks >= 0),
-          error TEXT,
-          created_at BIGINT NOT NULL,
-          updated_at BIGINT NOT NULL,
-          started_at BIGINT,
-          finished_at BIGINT,
-          owner TEXT,
-          heartbeat_at BIGINT,
-          checkpoint TEXT,
-          cancel_requested BOOLEAN NOT NULL DEFAULT FALSE
-        )`,
-      orElse: () =>
-        sql`CREATE TABLE ${jobs} (
-          id TEXT PRIMARY KEY NOT NULL,
-          name TEXT,
-          state TEXT NOT NULL
-            CHECK (state IN ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled')),
-          spec TEXT NOT NULL,
-          total_chunks INTEGER NOT NULL CHECK (total_chunks >= 0),
-          completed_chunks INTEGER NOT NULL DEFAULT 0 CHECK (completed_chunks >= 0),
-          failed_chunks INTEGER NOT NULL DEFAULT 0 CHECK (failed_chunks >= 0),
-          error TEXT,
-          created_at INTEGER NOT NULL,
-          updated_at INTEGER NOT NULL,
-          started_at INTEGER,
-          finished_at INTEGER,
-          owner TEXT,
-          heartbeat_at INTEGER,
-          checkpoint TEXT,
-          cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1))
-        ) STRICT`
-    })
-    yield* sql`CREATE INDEX effect_jobs_newest ON ${jobs} (created_at DESC, id DESC)`
-    yield* sql`CREATE INDEX effect_jobs_state_newest ON ${jobs} (state, created_at DESC, id DESC)`
-    yield* sql`CREATE TABLE ${meta} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)`
-    yield* sql`INSERT INTO ${meta} ${
-      sql.insert([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "1" }])
-    }`
-  })
-
-const qualified = (schema: string | undefined, table: string) => (schema === undefined ? table : `${schema}.${table}`)
-
 /** Jobs as a version 1 store holds them. */
 const v1Jobs = [
   {
@@ -313,11 +256,13 @@ const makeV1Store = (schema: string | undefined) =>
   Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
     if (schema !== undefined) yield* sql`CREATE SCHEMA ${sql(schema)}`
+    // Only migration 1: the store as effect-jobs left it before version 2 existed (migrations never change).
+    const tables = tablesIn(schema)
     yield* Migrator.make({})({
-      loader: Migrator.fromRecord({ "1_create_jobs": createV1Tables(schema) }),
-      table: qualified(schema, "effect_jobs_migrations")
+      loader: Effect.map(migrations(tables), (all) => all.filter(([id]) => id === 1)),
+      table: tables.migrations
     })
-    yield* sql`INSERT INTO ${sql(qualified(schema, "effect_jobs"))} ${sql.insert(v1Jobs.map((job) => ({ ...job })))}`
+    yield* sql`INSERT INTO ${sql(tables.jobs)} ${sql.insert(v1Jobs.map((job) => ({ ...job })))}`
   })
 
 /** What the v1 jobs read as, now. */
