@@ -23,6 +23,7 @@ import * as JobExecutor from "../src/JobExecutor.js"
 import * as HttpWorker from "../src/HttpWorker.js"
 import { sign, signatureHeader } from "../src/internal/workerProtocol.js"
 import * as WorkerServer from "../src/WorkerServer.js"
+import { eventually } from "./util.js"
 
 const jobId = "job_http" as JobId
 
@@ -68,15 +69,6 @@ const startServer = (worker: ChunkWorker.ChunkWorker["Type"], options: WorkerSer
     return { url: `http://127.0.0.1:${address.port}`, scope, node: node! }
   })
 
-/** Polls `condition` every 5 ms until it holds; fails after `millis`. */
-const eventually = (condition: () => boolean, millis = 1_500) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    while (!condition()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error("condition not met in time"))
-      yield* Effect.sleep(5)
-    }
-  })
 
 const chunks = (count: number): JobSpec => ({
   chunks: Array.from({ length: count }, (_, id) => ({ id, payload: { start: id * 10, end: id * 10 + 9 } }))
@@ -121,6 +113,26 @@ const stateOf = (url: string, executionId: string, credentials: { readonly token
     )),
     (response) => response.json
   )
+
+/**
+ * A pool of two servers, A (whose worker never finishes) and B, and an execution of one chunk whose first
+ * attempt is running on A.
+ */
+const oneChunkHangingOnA = Effect.gen(function*() {
+  const a = probe(() => Effect.never)
+  const b = probe((chunk) => Effect.succeed(chunk.id))
+  const serverA = yield* startServer(a.worker)
+  const serverB = yield* startServer(b.worker)
+  const workerLayer = HttpWorker.layerPool([
+    { url: serverA.url, concurrency: 1 },
+    { url: serverB.url, concurrency: 1 }
+  ])
+  const fiber = yield* Effect.fork(
+    Effect.provide(JobExecutor.execute(chunks(1), { jobId, retry: fastRetry }), workerLayer)
+  )
+  yield* eventually(() => a.started.length === 1)
+  return { a, b, fiber, serverA }
+})
 
 layer(NodeHttpClient.layer, { excludeTestServices: true })("HttpWorker", (it) => {
   it.scoped("JobExecutor runs chunks on a pool of two servers, never more than an endpoint's concurrency", () =>
@@ -208,18 +220,7 @@ layer(NodeHttpClient.layer, { excludeTestServices: true })("HttpWorker", (it) =>
 
   it.scoped("a server killed mid-chunk fails the attempt, and the retry goes to the other endpoint", () =>
     Effect.gen(function*() {
-      const a = probe(() => Effect.never)
-      const b = probe((chunk) => Effect.succeed(chunk.id))
-      const serverA = yield* startServer(a.worker)
-      const serverB = yield* startServer(b.worker)
-      const workerLayer = HttpWorker.layerPool([
-        { url: serverA.url, concurrency: 1 },
-        { url: serverB.url, concurrency: 1 }
-      ])
-      const fiber = yield* Effect.fork(
-        Effect.provide(JobExecutor.execute(chunks(1), { jobId, retry: fastRetry }), workerLayer)
-      )
-      yield* eventually(() => a.started.length === 1)
+      const { a, b, fiber, serverA } = yield* oneChunkHangingOnA
       serverA.node.close()
       serverA.node.closeAllConnections()
       const summary = yield* Fiber.join(fiber)
@@ -230,18 +231,7 @@ layer(NodeHttpClient.layer, { excludeTestServices: true })("HttpWorker", (it) =>
 
   it.scoped("a server stopped mid-chunk answers 503, and the retry goes to the other endpoint", () =>
     Effect.gen(function*() {
-      const a = probe(() => Effect.never)
-      const b = probe((chunk) => Effect.succeed(chunk.id))
-      const serverA = yield* startServer(a.worker)
-      const serverB = yield* startServer(b.worker)
-      const workerLayer = HttpWorker.layerPool([
-        { url: serverA.url, concurrency: 1 },
-        { url: serverB.url, concurrency: 1 }
-      ])
-      const fiber = yield* Effect.fork(
-        Effect.provide(JobExecutor.execute(chunks(1), { jobId, retry: fastRetry }), workerLayer)
-      )
-      yield* eventually(() => a.started.length === 1)
+      const { a, b, fiber, serverA } = yield* oneChunkHangingOnA
       yield* Scope.close(serverA.scope, Exit.void)
       assert.deepStrictEqual(a.aborted, [0])
       const summary = yield* Fiber.join(fiber)

@@ -21,6 +21,7 @@ import type { InvalidOption } from "../src/JobError.js"
 import { NonRetryable } from "../src/JobError.js"
 import * as ProcessWorker from "../src/ProcessWorker.js"
 import * as WorkerServer from "../src/WorkerServer.js"
+import { eventually } from "./util.js"
 
 interface Probe {
   readonly started: Array<number>
@@ -57,15 +58,6 @@ const startServer = (worker: ChunkWorker.ChunkWorker["Type"], options: WorkerSer
     return { url: `http://127.0.0.1:${address.port}`, scope }
   })
 
-/** Polls `condition` every 5 ms until it holds; fails after `millis`. */
-const eventually = (condition: () => boolean, millis = 1_500) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    while (!condition()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error("condition not met in time"))
-      yield* Effect.sleep(5)
-    }
-  })
 
 interface Answer {
   readonly status: number

@@ -42,3 +42,16 @@ export const recordingWorker = (
 export const settle = Effect.repeatN(Effect.yieldNow(), 50)
 
 export const startedIds = (recorder: Recorder): Array<number> => recorder.started.map((s) => s.chunkId)
+
+/**
+ * Polls `condition` every 5 ms of the live clock until it holds; dies after `millis`. For real processes
+ * and sockets, where no TestClock applies.
+ */
+export const eventually = (condition: () => boolean, millis = 1_500) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + millis
+    while (!condition()) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error("condition not met in time"))
+      yield* Effect.sleep(5)
+    }
+  })
