@@ -227,6 +227,12 @@ export class JobStatus extends Schema.Class<JobStatus>("effect-jobs/JobStatus")(
   finishedAt: Schema.optional(Schema.Date),
   /** The manager instance that runs (or last ran) the job: `host:pid:random`. */
   owner: Schema.optional(Schema.String),
+  /**
+   * The job's fencing token: 0 when created, incremented by every change of state (start, takeover, resume,
+   * stop). An owner holds the lease it started the job with, and the store refuses its writes once the
+   * lease has moved on, so a stalled owner can never overwrite the work of the one that took over.
+   */
+  lease: Schema.Int.pipe(Schema.nonNegative()),
   /** Set while the job runs its finalize step, after every chunk succeeded. */
   phase: Schema.optional(Schema.Literal("finalizing")),
   /** The failed job this one re-drives (see `retryJob`). */

@@ -27,8 +27,13 @@ import { JobRepository } from "./JobRepository.js"
  * @since 0.1.0
  */
 export interface ClientOptions {
-  /** How often a watched or stopping job is re-read (default 500). */
+  /**
+   * The longest a watcher or a stop waits before it re-reads the job (default 500). They re-read sooner
+   * whenever the store signals a change (see `JobRepository.changes`): this is the safety net.
+   */
   readonly pollInterval?: number | undefined
+  /** The shortest time between two statuses a watcher receives (default 50; 0 for every change seen). */
+  readonly watchInterval?: number | undefined
   /** An owner silent this long is gone (default 5,000): its jobs are stopped directly. */
   readonly staleAfter?: number | undefined
 }
@@ -41,7 +46,10 @@ export interface ClientOptions {
 export interface JobClient {
   readonly getJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
   readonly listJobs: (query?: unknown) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
-  /** The job's status now, then each change seen by polling, ending with its terminal status. */
+  /**
+   * The job's status now, then each change the store signals (at most one per `watchInterval`, and at least
+   * a look every `pollInterval`), ending with its terminal status.
+   */
   readonly watchJob: (id: string) => Stream.Stream<JobStatus, JobNotFound | RepositoryError>
   /**
    * `pending` or `paused`: stored `cancelled`. `running`: the owner is asked to interrupt it, and this
@@ -96,7 +104,12 @@ export const parseJobId = (id: string): Effect.Effect<JobId, JobNotFound> =>
 export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, JobRepository> =>
   Effect.map(JobRepository, (repository) => {
     const pollInterval = options?.pollInterval ?? 500
+    const watchInterval = options?.watchInterval ?? 50
     const staleAfter = options?.staleAfter ?? 5_000
+    const changes = repository.changes
+
+    /** Waits until the store signals a change after `seen`, or `pollInterval` has passed. */
+    const nextChange = (seen: number) => Effect.raceFirst(changes.changedSince(seen), Effect.sleep(pollInterval))
 
     const getJob = (id: string) =>
       Effect.flatMap(parseJobId(id), (jobId) =>
@@ -106,11 +119,15 @@ export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, J
         })))
 
     const watchJob = (id: string): Stream.Stream<JobStatus, JobNotFound | RepositoryError> =>
-      Stream.paginateEffect(true, (first: boolean) =>
+      Stream.paginateEffect(undefined as number | undefined, (seen: number | undefined) =>
         Effect.gen(function*() {
-          if (!first) yield* Effect.sleep(pollInterval)
+          if (seen !== undefined) {
+            if (watchInterval > 0) yield* Effect.sleep(watchInterval)
+            yield* nextChange(seen)
+          }
+          const version = changes.version
           const status = yield* getJob(id)
-          return [status, isTerminal(status.state) ? Option.none() : Option.some(false)] as const
+          return [status, isTerminal(status.state) ? Option.none() : Option.some(version)] as const
         })).pipe(Stream.changesWith(sameChange))
 
     const ownerGone = (status: JobStatus) =>
@@ -124,17 +141,20 @@ export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, J
       Effect.gen(function*() {
         const to: JobState = kind === "cancel" ? "cancelled" : "paused"
         let current = status
+        let seen = changes.version
         let requested = false
         while (current.state === "running") {
           if (yield* ownerGone(current)) {
+            // Unfenced: the transition takes a new lease, so whatever the gone owner still writes is refused.
             const forced = yield* repository.transition(current.id, ["running"], to, {
               owner: to === "paused" ? null : undefined
             })
             return forced.status
           }
-          if (requested) yield* Effect.sleep(pollInterval)
+          if (requested) yield* nextChange(seen)
           else yield* repository.requestStop({ id: current.id, kind })
           requested = true
+          seen = changes.version
           current = yield* getJob(current.id)
         }
         return current

@@ -119,6 +119,21 @@ export class RepositoryError extends Schema.TaggedError<RepositoryError>()("Repo
 }
 
 /**
+ * A write of a job's owner was refused because the job's lease has moved on: another manager took the job
+ * over, or another process stopped it. The owner stops running the job and records nothing more of it.
+ *
+ * @since 0.2.0
+ */
+export class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", {
+  jobId: Schema.String,
+  lease: Schema.Number
+}) {
+  override get message(): string {
+    return `job ${this.jobId} is no longer held under lease ${this.lease}: another manager or process changed it`
+  }
+}
+
+/**
  * The operation does not apply to the job in its current state (e.g. re-driving a job that did not fail).
  *
  * @since 0.1.0

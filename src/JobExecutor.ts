@@ -18,6 +18,7 @@ import { DurationInput, FunctionInput } from "./internal/schemas.js"
 import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
 import * as Deadlines from "./internal/deadlines.js"
+import { MacrotaskYield } from "./internal/macrotaskYield.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk, JobId, JobSpec } from "./Job.js"
@@ -124,6 +125,11 @@ export interface ExecuteOptions extends ExecutionOptions {
    * A graceful drain, unlike interruption, which stops the chunks in flight too.
    */
   readonly shouldStop?: (() => boolean) | undefined
+  /**
+   * Read before each chunk is pulled: when it returns an effect, the pull waits for it, then asks again (a
+   * manager holds its pulls while it cannot prove that it still owns the job). `undefined`: pull.
+   */
+  readonly beforePull?: (() => Effect.Effect<void> | undefined) | undefined
 }
 
 /**
@@ -149,6 +155,11 @@ const defaults = {
 } as const
 
 const noTags: ReadonlyArray<never> = []
+/**
+ * The longest a job's worker loops run (once they have pulled 32 chunks) without letting the event loop take
+ * a turn (timers, I/O).
+ */
+const macrotaskTurn = { everyMillis: 4, minPulls: 32 } as const
 const builtInTracer = Effect.runSync(Effect.tracer)
 
 class AttemptContext extends LazyAbortController implements ChunkContext {
@@ -172,6 +183,9 @@ interface Lane {
  *
  * Interruption: pulling stops at once, every in-flight attempt is interrupted and its signal fires, and no
  * chunk starts after interruption has begun.
+ *
+ * Fairness: the worker loops let the event loop take a turn (timers, I/O) at least every 4 ms of continuous
+ * work, so a job of instant chunks never starves the rest of the process.
  *
  * @since 0.1.0
  */
@@ -346,8 +360,12 @@ export const executeValidated = (
       })
     }
 
+    const turns = new MacrotaskYield(macrotaskTurn.everyMillis, macrotaskTurn.minPulls)
+    const beforePull = options.beforePull
     const workerLoop = (lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> =>
       Effect.suspend(() => {
+        const wait = turns.due() ?? beforePull?.()
+        if (wait !== undefined) return Effect.zipRight(wait, workerLoop(lane))
         const chunk = pull()
         return chunk === undefined ? Effect.void : Effect.zipRight(runChunk(chunk, lane), workerLoop(lane))
       })

@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as MutableList from "effect/MutableList"
 import * as Option from "effect/Option"
@@ -47,10 +48,13 @@ import {
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
 import * as JobMetrics from "./JobMetrics.js"
+import type { HeldLease } from "./JobRepository.js"
 import { JobRepository } from "./JobRepository.js"
 import type { StopReason } from "./internal/liveJob.js"
 import { LiveJob } from "./internal/liveJob.js"
+import { OwnershipProof } from "./internal/ownershipProof.js"
 import { FunctionInput } from "./internal/schemas.js"
+import { logFailure, loop } from "./internal/supervised.js"
 
 /**
  * Options of a manager: how each job's chunks run, how many jobs run at once, and the timings of
@@ -155,6 +159,7 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
   readonly owner: string
 }>() {}
 
+/** The compare-and-set that records how a job's fiber ended. */
 interface Target {
   readonly from: ReadonlyArray<JobState>
   readonly to: JobState
@@ -178,18 +183,59 @@ export const validateOptions = (input: unknown): Effect.Effect<ManagerOptions, I
         : Effect.fail(new InvalidOption({ path: ["staleAfter"], detail: "must be longer than heartbeatInterval" }))
   )
 
-/** Retries of the write that records how a job ended: after 0.1 s, 0.2 s, ... 3.2 s (6.3 s in all). */
-const endWriteRetry = Schedule.exponential(100).pipe(Schedule.intersect(Schedule.recurs(6)))
+/**
+ * How a store write that must happen (a job's start, its end) is tried again after a fault: 0.1 s, 0.2 s,
+ * ... doubling up to every 5 s, for as long as the manager lives.
+ */
+const storeRetry = Schedule.exponential(100).pipe(Schedule.either(Schedule.spaced(5_000)))
 
 /** Whether every chunk settled (an execution drained by a shutdown or pause ends before that). */
 const isFinished = (summary: ExecutionSummary): boolean =>
   summary.completedChunks + summary.failedChunks >= summary.totalChunks
+
+/**
+ * The state a job fiber's Exit stores: the one place where an outcome becomes a state. `undefined`: the job
+ * never started (another change of state got there first), or the manager lost it: nothing is stored.
+ */
+const targetOf = (
+  stopReason: StopReason | undefined,
+  durable: boolean,
+  exit: Exit.Exit<ExecutionSummary | undefined, unknown>
+): Target | undefined => {
+  if (stopReason === "lost") return undefined
+  const stopped: Target = stopReason === "pause"
+    ? { from: ["running"], to: "paused" }
+    : stopReason === "shutdown" && durable
+    ? { from: ["running"], to: "pending" }
+    : { from: ["pending", "running", "paused"], to: "cancelled" }
+  if (Exit.isSuccess(exit)) {
+    const summary = exit.value
+    if (summary === undefined) return undefined
+    return isFinished(summary) ? { from: ["running"], to: "completed" } : stopped // drained before every chunk ran
+  }
+  return Cause.isInterruptedOnly(exit.cause)
+    ? stopped
+    : { from: ["pending", "running"], to: "failed", error: describeCause(exit.cause) }
+}
 
 const makeOwnerId = (): string =>
   `${hostname()}:${process.pid}:${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`
 
 /**
  * Builds a manager in the current scope.
+ *
+ * Ownership: the manager heartbeats every `heartbeatInterval`, and each heartbeat checks the leases of the
+ * jobs it runs. A job whose lease moved on (another manager took it over after this one stalled, or another
+ * process stopped it) is interrupted here at once, its chunks in flight aborted, and nothing more of it is
+ * stored. A job pulls its next chunk only while this manager's last successful heartbeat is younger than
+ * `staleAfter` by its own clock, so a process resumed after a stall starts nothing until a heartbeat has
+ * proven it still owns the job. When heartbeats keep failing for `staleAfter` (the store is unreachable), the
+ * running jobs are stopped here; once the store answers again they are queued again under a new lease,
+ * unless another manager took them over meanwhile.
+ *
+ * Faults: a store failure or defect on the heartbeat, recovery, stop-request, start or end-of-job path is
+ * logged and retried for as long as the manager lives; no background fiber dies of it. A job whose end
+ * could not be written is kept here and written once the store is back (`awaitJob` waits for that).
  *
  * Closing the scope stops every job of this manager and leaves no fiber behind. With a durable store,
  * running jobs stop pulling chunks, get `shutdownGracePeriod` to finish the chunks in flight, and are left
@@ -216,70 +262,124 @@ export const make = (
     const executionOptions: ExecutionOptions = execution
     const repository = yield* JobRepository
     const clock = yield* Effect.clock
-    const client = yield* JobClient.make({ pollInterval, staleAfter })
+    const client = yield* JobClient.make({ pollInterval, staleAfter, watchInterval })
     const worker = yield* ChunkWorker
     const owner = makeOwnerId()
     const fibers = yield* FiberMap.make<JobId, ExecutionSummary | undefined, unknown>()
+    // Work started on behalf of jobs outside their fibers: end writes retried after a fault, stops of jobs
+    // this manager lost.
+    const background = yield* FiberSet.make<void>()
     const live = new Map<JobId, LiveJob>()
     const waiting = MutableList.empty<LiveJob>()
+    const proof = new OwnershipProof(staleAfter, () => clock.unsafeCurrentTimeMillis())
+    /** Jobs stopped here because ownership could not be proven; queued again once it can, if still ours. */
+    const unproven = new Map<JobId, number>()
     let running = 0
     let closing = false
+
+    const retryingStore = <A, E>(what: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      effect.pipe(
+        Effect.sandbox,
+        Effect.tapError((cause) => Effect.logWarning(`effect-jobs: ${what} failed; trying again`, cause)),
+        Effect.retry({ schedule: storeRetry, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+        Effect.unsandbox
+      )
+
+    // --- Losing jobs: another manager holds the lease, or ownership cannot be proven ---
+
+    /** Stops a job's fiber here without storing anything (the store belongs to whoever holds the lease now). */
+    const lose = (job: LiveJob, why: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (job.stopReason === "lost") return Effect.void
+        job.stopReason = "lost"
+        return Effect.zipRight(
+          Effect.logWarning(`effect-jobs: job ${job.id} is stopped here: ${why}`),
+          FiberSet.run(background, FiberMap.remove(fibers, job.id))
+        )
+      })
+
+    const loseById = (id: JobId, why: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const job = live.get(id)
+        return job === undefined || !FiberMap.unsafeHas(fibers, id) ? Effect.void : lose(job, why)
+      })
+
+    /** The leases this manager runs jobs under (jobs with a fiber that has started). */
+    const heldLeases = (): Array<HeldLease> => {
+      const held: Array<HeldLease> = []
+      for (const job of live.values()) {
+        if (job.status.state === "running" && job.stopReason !== "lost" && FiberMap.unsafeHas(fibers, job.id)) {
+          held.push({ id: job.id, lease: job.lease })
+        }
+      }
+      return held
+    }
+
+    /** Held before each pull: while this manager cannot prove it owns its jobs, none starts a chunk. */
+    const beforePull = (): Effect.Effect<void> | undefined => proof.isFresh() ? undefined : proof.awaitRenewal
+
+    // --- A job's fiber, and the one place its Exit becomes a state ---
 
     const onChunkSettled = (job: LiveJob) => (event: ChunkSettled): Effect.Effect<void> => {
       const progress = {
         completedChunks: event.completedChunks,
         failedChunks: event.failedChunks,
-        completedChunkId: event.outcome === "completed" ? event.chunkId : undefined
+        completedChunkId: event.outcome === "completed" ? event.chunkId : undefined,
+        lease: job.lease
       }
       job.setProgress(progress, clock.unsafeCurrentTimeMillis())
       return Effect.catchAll(
         repository.updateProgress(job.id, progress),
-        (error) => Effect.logWarning("could not record progress", error)
+        (error) =>
+          error._tag === "LeaseLost"
+            ? lose(job, "another manager holds its lease")
+            : Effect.logWarning("effect-jobs: could not record progress", error)
       )
     }
 
-    /** The state a job fiber's Exit stores: the one place where an outcome becomes a state. */
-    const targetOf = (job: LiveJob, exit: Exit.Exit<ExecutionSummary | undefined, unknown>): Target | undefined => {
-      const stopped: Target = job.stopReason === "pause"
-        ? { from: ["running"], to: "paused" }
-        : job.stopReason === "shutdown" && repository.durable
-        ? { from: ["running"], to: "pending" }
-        : { from: ["pending", "running", "paused"], to: "cancelled" }
-      if (Exit.isSuccess(exit)) {
-        const summary = exit.value
-        if (summary === undefined) return undefined // it never started: someone else changed its state
-        return isFinished(summary)
-          ? { from: ["running"], to: "completed" }
-          : stopped // drained before every chunk ran
-      }
-      return Cause.isInterruptedOnly(exit.cause)
-        ? stopped
-        : { from: ["pending", "running"], to: "failed", error: describeCause(exit.cause) }
+    /** The job leaves the manager with `status` (its stored status, or the last one seen if it was lost). */
+    const finish = (job: LiveJob, status: JobStatus): void => {
+      if (live.get(job.id) === job) live.delete(job.id)
+      job.end(status)
     }
 
+    /** Writes how the job ended; a store fault is retried in the background until it is written. */
     const settle = (job: LiveJob, exit: Exit.Exit<ExecutionSummary | undefined, unknown>): Effect.Effect<void> => {
-      const target = targetOf(job, exit)
-      const stored = target === undefined
-        ? Effect.map(repository.get(job.id), Option.getOrElse(() => job.status))
-        : Effect.map(
-          repository.transition(job.id, target.from, target.to, {
-            completedChunks: job.completedChunks,
-            failedChunks: job.failedChunks,
-            error: target.error,
-            owner: target.to === "pending" || target.to === "paused" ? null : undefined
-          }),
-          (result) => result.status
+      const target = targetOf(job.stopReason, repository.durable, exit)
+      if (target === undefined) {
+        if (job.stopReason === "lost") return Effect.sync(() => finish(job, job.status))
+        return repository.get(job.id).pipe(
+          Effect.map(Option.getOrElse(() => job.status)),
+          Effect.orElseSucceed(() => job.status),
+          Effect.flatMap((status) => Effect.sync(() => finish(job, status)))
         )
-      return stored.pipe(
-        // A passing store error must not leave the job `running`: try again for a few seconds.
-        Effect.retry(endWriteRetry),
-        Effect.catchAll((error) => Effect.as(Effect.logError("could not record the end of a job", error), job.status)),
-        Effect.flatMap((status) =>
-          Effect.sync(() => {
-            if (live.get(job.id) === job) live.delete(job.id)
-            job.end(status)
+      }
+      const write = Effect.flatMap(
+        repository.transition(job.id, target.from, target.to, {
+          completedChunks: job.completedChunks,
+          failedChunks: job.failedChunks,
+          error: target.error,
+          owner: target.to === "pending" || target.to === "paused" ? null : undefined,
+          lease: job.lease
+        }),
+        (result) =>
+          Effect.gen(function*() {
+            if (!result.applied && result.status.lease !== job.lease && !isTerminal(result.status.state)) {
+              yield* Effect.logWarning(
+                `effect-jobs: the end of job ${job.id} was not recorded: another manager holds its lease`
+              )
+            }
+            finish(job, result.status)
           })
-        )
+      )
+      return write.pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.zipRight(
+            Effect.logError(`effect-jobs: could not record the end of job ${job.id}; retrying until the store answers`, cause),
+            FiberSet.run(background, retryingStore(`recording the end of job ${job.id}`, write))
+          )
+        ),
+        Effect.asVoid
       )
     }
 
@@ -289,12 +389,16 @@ export const make = (
         const progress = {
           completedChunks: summary.completedChunks,
           failedChunks: summary.failedChunks,
-          phase: "finalizing" as const
+          phase: "finalizing" as const,
+          lease: job.lease
         }
         job.setProgress(progress, clock.unsafeCurrentTimeMillis())
         yield* Effect.catchAll(
           repository.updateProgress(job.id, progress),
-          (error) => Effect.logWarning("could not record the finalizing phase", error)
+          (error) =>
+            error._tag === "LeaseLost"
+              ? lose(job, "another manager holds its lease")
+              : Effect.logWarning("effect-jobs: could not record the finalizing phase", error)
         )
         const finalizer = Object.hasOwn(finalizers, step.name) ? finalizers[step.name] : undefined
         if (finalizer === undefined) {
@@ -319,18 +423,30 @@ export const make = (
 
     const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown> =>
       Effect.gen(function*() {
-        const started = yield* repository.transition(job.id, ["pending"], "running", { owner })
+        // The start is fenced by the lease the job was queued under: a job claimed or stopped by another
+        // process since then does not start here.
+        const started = yield* retryingStore(
+          `starting job ${job.id}`,
+          repository.transition(job.id, ["pending"], "running", { owner, lease: job.lease })
+        )
         if (!started.applied) return undefined
         job.setStatus(started.status)
-        const completed = started.status.completedChunks > 0 ? yield* repository.getCheckpoint(job.id) : undefined
+        const completed = started.status.completedChunks > 0
+          ? yield* retryingStore(`reading the checkpoint of job ${job.id}`, repository.getCheckpoint(job.id))
+          : undefined
         const summary = yield* JobExecutor.executeValidated(job.spec, {
           ...executionOptions,
           jobId: job.id,
           skip: completed,
           shouldStop: () => job.draining,
+          beforePull,
           onChunkSettled: onChunkSettled(job)
         })
-        if (job.spec.finalize !== undefined && isFinished(summary)) yield* finalize(job, job.spec.finalize, summary)
+        if (job.spec.finalize !== undefined && isFinished(summary)) {
+          const hold = beforePull()
+          if (hold !== undefined) yield* hold
+          yield* finalize(job, job.spec.finalize, summary)
+        }
         return summary
       }).pipe(
         Effect.provideService(ChunkWorker, worker),
@@ -344,18 +460,23 @@ export const make = (
         Effect.annotateLogs("jobId", job.id)
       )
 
+    // --- The queue: jobs wait for a slot under `maxConcurrentJobs`, in submission order ---
+
     /** Starts waiting jobs, in submission order, while there are free slots. */
     const dispatch: Effect.Effect<void> = Effect.suspend(() => {
       if (closing || running >= maxConcurrentJobs) return Effect.void
       const job = MutableList.shift(waiting)
       if (job === undefined) return Effect.void
-      if (job.status.state !== "pending" || live.get(job.id) !== job) return dispatch
+      // A job no longer pending, replaced, or whose previous fiber is still stopping is not started (again).
+      if (job.status.state !== "pending" || live.get(job.id) !== job || FiberMap.unsafeHas(fibers, job.id)) {
+        return dispatch
+      }
       running++
       JobMetrics.jobsRunning.unsafeUpdate(running, [])
-      return Effect.zipRight(FiberMap.run(fibers, job.id, jobFiber(job), { onlyIfMissing: true }), dispatch)
+      return Effect.zipRight(FiberMap.run(fibers, job.id, jobFiber(job)), dispatch)
     })
 
-    /** Queues a stored `pending` job owned by this manager. */
+    /** Queues a stored `pending` job owned by this manager (under the lease of `status`). */
     const enqueue = (spec: JobSpec, status: JobStatus): Effect.Effect<void> =>
       Effect.suspend(() => {
         const job = new LiveJob(status.id, spec, status)
@@ -372,6 +493,8 @@ export const make = (
           yield* enqueue(spec.value, status.value)
         }
       })
+
+    // --- The operations ---
 
     const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
       const spec = yield* Effect.mapError(decodeSpec(input), (error) => new InvalidJobSpec(firstIssue(error)))
@@ -423,19 +546,23 @@ export const make = (
         yield* job.awaitEnd
         if (isTerminal(job.status.state)) return job.status
       }
-      // Not here (or paused / handed over): follow it in the store.
+      // Not here (or paused / handed over / lost): follow it in the store.
       const last = yield* Stream.runLast(client.watchJob(jobId))
       return Option.isSome(last) ? last.value : yield* client.getJob(jobId)
     })
 
-    /** Interrupts a job fiber of this manager for `reason` and waits until its end is stored. */
+    /**
+     * Interrupts a job fiber of this manager for `reason` and waits until its end is stored (or, for a job
+     * whose end write waits for the store, until it is). `false`: no fiber of this job runs here.
+     */
     const stopLocal = (id: JobId, reason: StopReason): Effect.Effect<boolean> =>
-      Effect.flatMap(FiberMap.has(fibers, id), (has) => {
+      Effect.suspend(() => {
         const job = live.get(id)
-        if (!has || job === undefined) return Effect.succeed(false)
+        if (!FiberMap.unsafeHas(fibers, id) || job === undefined) return Effect.succeed(false)
         // A cancel wins over a pause or a shutdown under way; otherwise the first reason stands.
-        if (reason === "cancel" || job.stopReason === undefined) job.stopReason = reason
-        return Effect.as(FiberMap.remove(fibers, id), true)
+        if (reason === "cancel" && job.stopReason !== "lost") job.stopReason = reason
+        else job.stopReason ??= reason
+        return Effect.as(Effect.zipRight(FiberMap.remove(fibers, id), job.awaitEnd), true)
       })
 
     /** Removes a job that another transition took out of the queue. */
@@ -443,8 +570,7 @@ export const make = (
       Effect.suspend(() => {
         const job = live.get(status.id)
         if (job === undefined) return Effect.void
-        live.delete(status.id)
-        job.end(status)
+        finish(job, status)
         // A fiber may have been started for it; it finds the job's state changed and ends without running.
         return FiberMap.remove(fibers, status.id)
       })
@@ -462,6 +588,7 @@ export const make = (
       const stopped = (yield* stopLocal(jobId, "cancel"))
         ? yield* client.getJob(jobId)
         : yield* client.stopRunning(fromWaiting.status, "cancel")
+      if (stopped.state === "running") return yield* client.stopRunning(stopped, "cancel") // lost here meanwhile
       if (stopped.state !== "paused") return stopped
       return (yield* repository.transition(jobId, ["paused"], "cancelled")).status
     })
@@ -474,8 +601,8 @@ export const make = (
         return held.status
       }
       if (held.status.state !== "running") return held.status
-      if (yield* stopLocal(jobId, "pause")) return yield* client.getJob(jobId)
-      return yield* client.stopRunning(held.status, "pause")
+      const stopped = (yield* stopLocal(jobId, "pause")) ? yield* client.getJob(jobId) : held.status
+      return stopped.state === "running" ? yield* client.stopRunning(stopped, "pause") : stopped
     })
 
     const resumeJob = Effect.fn("JobManager.resumeJob")(function*(id: string) {
@@ -519,6 +646,41 @@ export const make = (
       )
     })
 
+    // --- Ownership: heartbeats that check the leases held, recovery of orphans, stop requests ---
+
+    /** Queues again the jobs stopped for lack of proof, under a new lease, unless another manager took them. */
+    const requeueUnproven = Effect.forEach([...unproven], ([id, lease]) =>
+      Effect.gen(function*() {
+        const result = yield* repository.transition(id, ["running", "pending"], "pending", { owner, lease }).pipe(
+          Effect.catchTag("JobNotFound", () => Effect.succeed(undefined))
+        )
+        unproven.delete(id)
+        if (result?.applied === true) yield* adopt(id)
+      }), { discard: true })
+
+    const heartbeat = Effect.gen(function*() {
+      const at = clock.unsafeCurrentTimeMillis()
+      const lost = yield* repository.heartbeat(owner, heldLeases())
+      // The losses are acted on before the renewal lets the pulls of the other jobs go on.
+      yield* Effect.forEach(lost, (id) => loseById(id, "another manager or process changed it"), { discard: true })
+      proof.renewed(at)
+      if (unproven.size > 0) yield* requeueUnproven
+    }).pipe(
+      Effect.tapErrorCause(() =>
+        Effect.suspend(() => {
+          if (proof.isFresh()) return Effect.void
+          // No heartbeat for `staleAfter`: another manager may take the jobs over now. Stop them here.
+          return Effect.forEach(live.values(), (job) => {
+            if (!FiberMap.unsafeHas(fibers, job.id) || job.stopReason === "lost" || job.status.state !== "running") {
+              return Effect.void
+            }
+            unproven.set(job.id, job.lease)
+            return lose(job, `this manager could not reach the store for ${staleAfter} ms`)
+          }, { discard: true })
+        })
+      )
+    )
+
     /** Takes over the jobs of managers that stopped heartbeating, and queues them. */
     const recover = Effect.gen(function*() {
       const staleBefore = (yield* Clock.currentTimeMillis) - staleAfter
@@ -526,28 +688,27 @@ export const make = (
       yield* Effect.forEach(claimed, adopt, { discard: true })
     })
 
-    const logFailure = (what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.catchAll(effect, (error) => Effect.logWarning(what, error))
+    /** Carries out stop requests stored by any process for jobs whose fiber runs here (each on its own). */
+    const listenForStops = repository.stopRequests.pipe(
+      Stream.runForEach((request) =>
+        FiberMap.unsafeHas(fibers, request.id)
+          ? FiberSet.run(background, Effect.asVoid(stopLocal(request.id, request.kind)))
+          : Effect.void
+      )
+    )
 
+    // The first heartbeat and recovery fail the layer if the store cannot be reached.
+    const startedAt = clock.unsafeCurrentTimeMillis()
     yield* repository.heartbeat(owner)
+    proof.renewed(startedAt)
     yield* recover
-    yield* repository.heartbeat(owner).pipe(
-      logFailure("heartbeat failed"),
-      Effect.repeat(Schedule.spaced(heartbeatInterval)),
-      Effect.forkScoped
-    )
-    yield* recover.pipe(
-      logFailure("recovery of orphaned jobs failed"),
-      Effect.repeat(Schedule.spaced(heartbeatInterval)),
-      Effect.delay(heartbeatInterval),
-      Effect.forkScoped
-    )
-    yield* repository.stopRequests(owner).pipe(
-      Stream.runForEach((request) => stopLocal(request.id, request.kind)),
-      Effect.tapError((error) => Effect.logWarning("listening for stop requests failed; listening again", error)),
-      Effect.retry(Schedule.spaced(heartbeatInterval)),
-      Effect.forkScoped
-    )
+    const ownership = yield* Effect.all([
+      Effect.forkScoped(loop(heartbeat, { module: "JobManager", name: "heartbeat", spacing: heartbeatInterval, delayFirst: true })),
+      Effect.forkScoped(loop(recover, { module: "JobManager", name: "recovery of orphaned jobs", spacing: heartbeatInterval, delayFirst: true })),
+      Effect.forkScoped(loop(listenForStops, { module: "JobManager", name: "listening for stop requests", spacing: heartbeatInterval }))
+    ])
+
+    // --- Shutdown ---
 
     // Finalizers run in reverse order: this one runs before the FiberMap's and the background fibers'.
     yield* Effect.addFinalizer(() =>
@@ -559,14 +720,17 @@ export const make = (
           job.draining = true
         }
         if (repository.durable && shutdownGracePeriod > 0) {
-          // Draining jobs end on their own once their chunks in flight are done. (Finalizers run
-          // uninterruptibly: the wait must be made interruptible for the timeout to cut it short.)
+          // Draining jobs end on their own once their chunks in flight are done; the heartbeat goes on
+          // meanwhile. (Finalizers run uninterruptibly: the wait must be made interruptible for the timeout
+          // to cut it short.)
           yield* Effect.forEach(jobs, (job) => Effect.ignore(Effect.flatMap(FiberMap.get(fibers, job.id), Fiber.await)), {
             concurrency: "unbounded",
             discard: true
           }).pipe(Effect.interruptible, Effect.timeout(shutdownGracePeriod), Effect.ignore)
         }
         yield* FiberMap.clear(fibers)
+        // No heartbeat may land after the owner is retired.
+        yield* Fiber.interruptAll(ownership)
         yield* logFailure("could not retire this manager")(repository.retire(owner))
       })
     )

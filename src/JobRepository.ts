@@ -15,10 +15,11 @@ import * as Stream from "effect/Stream"
 import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from "./internal/cursor.js"
 import { LazyStatus } from "./internal/lazyStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
+import { VersionSignal } from "./internal/versionSignal.js"
 import type { JobId, JobPage, JobSpec, JobState, ListQuery } from "./Job.js"
 import { canTransition, isTerminal, JobStatus, progressOf } from "./Job.js"
 import type { InvalidOption } from "./JobError.js"
-import { JobNotFound, RepositoryError } from "./JobError.js"
+import { JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
 
 /**
  * A job to store, in state `pending`.
@@ -50,10 +51,16 @@ export interface TransitionPatch {
   readonly owner?: string | null | undefined
   /** `"finalizing"` while the finalize step runs, `null` to clear it. */
   readonly phase?: "finalizing" | null | undefined
+  /**
+   * Fencing: the transition applies only while the job's lease is this one. An owner passes the lease it
+   * holds; a result that did not apply and whose status has another lease means the owner lost the job.
+   */
+  readonly lease?: number | undefined
 }
 
 /**
- * The outcome of a compare-and-set: whether it applied, and the stored status either way.
+ * The outcome of a compare-and-set: whether it applied, and the stored status either way (with the new
+ * lease when it applied).
  *
  * @since 0.1.0
  */
@@ -74,6 +81,8 @@ export interface ProgressUpdate {
   readonly completedChunkId?: number | undefined
   /** Set when the job enters its finalize step. */
   readonly phase?: "finalizing" | undefined
+  /** Fencing: the lease the writer holds; the update is refused (`LeaseLost`) once the job's lease moved on. */
+  readonly lease?: number | undefined
 }
 
 /**
@@ -87,14 +96,36 @@ export interface StopRequest {
 }
 
 /**
+ * A job an owner runs, and the lease it runs it under.
+ *
+ * @since 0.2.0
+ */
+export interface HeldLease {
+  readonly id: JobId
+  readonly lease: number
+}
+
+/**
+ * A sign that jobs in a store may have changed, from this process or any other sharing the store: read
+ * `version`, read what you watch, then `changedSince(version)` completes at the next change (at once if one
+ * happened in between). How soon another process's change is seen depends on the store (see each one).
+ *
+ * @since 0.2.0
+ */
+export interface ChangeSignal {
+  readonly version: number
+  readonly changedSince: (version: number) => Effect.Effect<void>
+}
+
+/**
  * The job store service.
  *
  * @since 0.1.0
  */
 export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobRepository, {
   /**
-   * Stores a new `pending` job (with its spec as given) and returns its status. An id that is already
-   * stored, or a `completed` checkpoint larger than `totalChunks`, fails with `RepositoryError` and
+   * Stores a new `pending` job (with its spec as given, and lease 0) and returns its status. An id that is
+   * already stored, or a `completed` checkpoint larger than `totalChunks`, fails with `RepositoryError` and
    * changes nothing.
    */
   readonly create: (job: NewJob) => Effect.Effect<JobStatus, RepositoryError>
@@ -104,11 +135,12 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   /** Newest first, filtered by state, paged by an opaque cursor (see `ListQuery`). */
   readonly list: (query: ListQuery) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
   /**
-   * Atomic compare-and-set: moves the job to `to` (writing `patch`) only if its current state is in `from`
-   * and the move is legal (see `transitions`). Returns the stored status whether or not it applied.
-   * Sets `startedAt` on the first move to `running` and `finishedAt` on a move to a terminal state, and
-   * clears any stop request. Counts that are not non-negative integers, or that would exceed the job's
-   * total (with its current counts for those the patch leaves out), fail with `RepositoryError`.
+   * Atomic compare-and-set: moves the job to `to` (writing `patch`) only if its current state is in `from`,
+   * the move is legal (see `transitions`) and, when `patch.lease` is given, the job's lease is that one.
+   * Returns the stored status whether or not it applied. An applied transition increments the lease, sets
+   * `startedAt` on the first move to `running` and `finishedAt` on a move to a terminal state, and clears
+   * any stop request. Counts that are not non-negative integers, or that would exceed the job's total (with
+   * its current counts for those the patch leaves out), fail with `RepositoryError`.
    */
   readonly transition: (
     id: JobId,
@@ -119,38 +151,52 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   /**
    * Records chunk counts of a job that is not terminal (ignored once it is) and adds `completedChunkId`
    * to its checkpoint. A store may coalesce these writes (a crash then loses at most one flush window);
-   * reads in the same process always see them, and a transition writes them first. Counts or a chunk id
-   * that are not non-negative integers, or counts adding up to more than the job's total, fail with
+   * reads in the same process always see them, and a transition writes them first. With `lease`, nothing
+   * is recorded once the job's lease has moved on: the update fails with `LeaseLost` when the store knows it
+   * (a coalesced write that finds it later drops what it held, and the next update fails). Counts or a chunk
+   * id that are not non-negative integers, or counts adding up to more than the job's total, fail with
    * `RepositoryError`.
    */
-  readonly updateProgress: (id: JobId, progress: ProgressUpdate) => Effect.Effect<void, RepositoryError>
+  readonly updateProgress: (id: JobId, progress: ProgressUpdate) => Effect.Effect<void, LeaseLost | RepositoryError>
   /** The ids of the job's completed chunks, as recorded so far. */
   readonly getCheckpoint: (id: JobId) => Effect.Effect<RangeSet, JobNotFound | RepositoryError>
   /** Removes a job; `false` if there was none. */
   readonly delete: (id: JobId) => Effect.Effect<boolean, RepositoryError>
   /** Whether jobs outlive the process (a file or a server), so a stopped manager's jobs can be resumed. */
   readonly durable: boolean
-  /** Records that `owner` is alive now. */
-  readonly heartbeat: (owner: string) => Effect.Effect<void, RepositoryError>
+  /**
+   * Records that `owner` is alive now, and returns the ids of the `held` jobs whose lease is no longer the
+   * one given (another manager took them over, another process stopped them, or they were deleted).
+   */
+  readonly heartbeat: (
+    owner: string,
+    held?: ReadonlyArray<HeldLease>
+  ) => Effect.Effect<ReadonlyArray<JobId>, RepositoryError>
   /** Forgets `owner`'s heartbeat (a manager shutting down): its pending and running jobs become claimable. */
   readonly retire: (owner: string) => Effect.Effect<void, RepositoryError>
   /** The time of `owner`'s last heartbeat (epoch millis), if it has one. */
   readonly lastHeartbeat: (owner: string) => Effect.Effect<Option.Option<number>, RepositoryError>
   /**
    * Atomically takes over every `pending` or `running` job whose owner is not `owner` and has no heartbeat
-   * since `staleBefore` (or no owner at all): each becomes `pending`, owned by `owner`. Returns their ids,
-   * oldest first. Two managers claiming at once never get the same job.
+   * since `staleBefore` (or no owner at all): each becomes `pending`, owned by `owner`, under a new lease.
+   * Returns their ids, oldest first. Two managers claiming at once never get the same job.
    */
   readonly claimOrphans: (owner: string, staleBefore: number) => Effect.Effect<ReadonlyArray<JobId>, RepositoryError>
   /** Stores a request that the owner of a running job stop it (the owner sees it in `stopRequests`). */
   readonly requestStop: (request: StopRequest) => Effect.Effect<void, RepositoryError>
-  /** The stop requests of `owner`'s running jobs, as they are made (from any process sharing the store). */
-  readonly stopRequests: (owner: string) => Stream.Stream<StopRequest, RepositoryError>
+  /**
+   * The stop requests of running jobs, whoever owns them, as they are made (from any process sharing the
+   * store). Keyed by job, not by owner, so an owner that lost a job it still runs hears them too.
+   */
+  readonly stopRequests: Stream.Stream<StopRequest, RepositoryError>
+  /** Signals that jobs may have changed (see {@link ChangeSignal}). */
+  readonly changes: ChangeSignal
 }>() {}
 
 /**
  * The status a transition leads to: the same job with the new state, the patch applied, the timestamps
- * set and the progress recomputed. Shared by every store so they agree on what a transition writes.
+ * set, the progress recomputed and the next lease. Shared by every store so they agree on what a
+ * transition writes.
  *
  * @since 0.1.0
  */
@@ -181,6 +227,7 @@ export const applyTransition = (
     ...(startedAt === undefined ? {} : { startedAt }),
     ...(finishedAt === undefined ? {} : { finishedAt }),
     ...(owner === undefined ? {} : { owner }),
+    lease: status.lease + 1,
     ...(phase === undefined ? {} : { phase }),
     ...(status.retryOf === undefined ? {} : { retryOf: status.retryOf })
   }, true)
@@ -204,6 +251,7 @@ export const newJobStatus = (job: NewJob, now: Date): JobStatus => {
     createdAt: now,
     updatedAt: now,
     ...(job.owner === undefined ? {} : { owner: job.owner }),
+    lease: 0,
     ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf })
   }, true)
 }
@@ -302,7 +350,8 @@ interface MemoryEntry {
 export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(function*() {
   const jobs = new Map<JobId, MemoryEntry>()
   const heartbeats = new Map<string, number>()
-  const stops = yield* PubSub.unbounded<StopRequest & { readonly owner: string }>()
+  const stops = yield* PubSub.unbounded<StopRequest>()
+  const changes = new VersionSignal()
   const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
   const transition = (id: JobId, from: ReadonlyArray<JobState>, to: JobState, patch?: TransitionPatch) =>
@@ -312,7 +361,10 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       const entry = jobs.get(id)
       if (entry === undefined) return Effect.fail(new JobNotFound({ jobId: id }))
       const current = entry.status.state
-      if (!from.includes(current) || !canTransition(current, to)) {
+      if (
+        !from.includes(current) || !canTransition(current, to) ||
+        (patch?.lease !== undefined && patch.lease !== entry.status.lease)
+      ) {
         return Effect.succeed<TransitionResult>({ applied: false, status: entry.status.current })
       }
       const over = countsOverTotal(
@@ -324,6 +376,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       )
       if (over !== undefined) return Effect.fail(over)
       entry.status.set(applyTransition(entry.status.current, to, patch, date))
+      changes.bump()
       return Effect.succeed<TransitionResult>({ applied: true, status: entry.status.current })
     })
 
@@ -347,6 +400,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           spec: job.spec,
           checkpoint: job.completed?.copy() ?? RangeSet.empty()
         })
+        changes.bump()
         return Effect.succeed(status)
       }),
     get: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.status.current)),
@@ -375,10 +429,13 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       ),
     transition,
     updateProgress: (id, progress) =>
-      Effect.flatMap(Clock.currentTimeMillis, (millis) => {
+      Effect.flatMap(Clock.currentTimeMillis, (millis): Effect.Effect<void, LeaseLost | RepositoryError> => {
         const invalid = invalidCounts("updateProgress", progress)
         if (invalid !== undefined) return Effect.fail(invalid)
         const entry = jobs.get(id)
+        if (entry !== undefined && progress.lease !== undefined && progress.lease !== entry.status.lease) {
+          return Effect.fail(new LeaseLost({ jobId: id, lease: progress.lease }))
+        }
         if (entry === undefined || isTerminal(entry.status.state)) return Effect.void
         const over = countsOverTotal(
           "updateProgress",
@@ -390,6 +447,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         if (over !== undefined) return Effect.fail(over)
         entry.status.progress(progress, millis)
         if (progress.completedChunkId !== undefined) entry.checkpoint.add(progress.completedChunkId)
+        changes.bump()
         return Effect.void
       }),
     getCheckpoint: (id) =>
@@ -397,9 +455,18 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         const entry = jobs.get(id)
         return entry === undefined ? Effect.fail(new JobNotFound({ jobId: id })) : Effect.succeed(entry.checkpoint.copy())
       }),
-    delete: (id) => Effect.sync(() => jobs.delete(id)),
+    delete: (id) =>
+      Effect.sync(() => {
+        const deleted = jobs.delete(id)
+        if (deleted) changes.bump()
+        return deleted
+      }),
     durable: false,
-    heartbeat: (owner) => Effect.map(Clock.currentTimeMillis, (millis) => void heartbeats.set(owner, millis)),
+    heartbeat: (owner, held = []) =>
+      Effect.map(Clock.currentTimeMillis, (millis) => {
+        heartbeats.set(owner, millis)
+        return held.filter((job) => jobs.get(job.id)?.status.lease !== job.lease).map((job) => job.id)
+      }),
     retire: (owner) => Effect.sync(() => void heartbeats.delete(owner)),
     lastHeartbeat: (owner) => Effect.sync(() => Option.fromNullable(heartbeats.get(owner))),
     claimOrphans: (owner, staleBefore) =>
@@ -411,6 +478,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           entry.status.set(applyTransition(entry.status.current, "pending", { owner }, date))
           claimed.push(entry.status.current)
         }
+        if (claimed.length > 0) changes.bump()
         claimed.sort((a, b) => -compareNewestFirst(
           { createdAt: a.createdAt.getTime(), id: a.id },
           { createdAt: b.createdAt.getTime(), id: b.id }
@@ -420,17 +488,14 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
     requestStop: (request) =>
       Effect.suspend(() => {
         const entry = jobs.get(request.id)
-        const owner = entry?.status.current.owner
-        if (entry === undefined || entry.status.state !== "running" || owner === undefined) {
+        if (entry === undefined || entry.status.state !== "running" || entry.status.current.owner === undefined) {
           return Effect.void
         }
-        return PubSub.publish(stops, { ...request, owner })
+        changes.bump()
+        return PubSub.publish(stops, { id: request.id, kind: request.kind })
       }),
-    stopRequests: (owner) =>
-      Stream.fromPubSub(stops).pipe(
-        Stream.filter((request) => request.owner === owner),
-        Stream.map(({ id, kind }): StopRequest => ({ id, kind }))
-      )
+    stopRequests: Stream.fromPubSub(stops),
+    changes
   })
 })
 

@@ -44,15 +44,17 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import * as PubSub from "effect/PubSub"
-import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
+import * as ChangeFeed from "./internal/changeFeed.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
+import type { Taken } from "./internal/progressBuffer.js"
+import { ProgressBuffer } from "./internal/progressBuffer.js"
 import { RangeSet } from "./internal/rangeSet.js"
+import { logFailure, loop } from "./internal/supervised.js"
 import type { Tables } from "./internal/sqlMigrations.js"
 import { applicationName, migrations, schemaVersion, tableNames, tablesIn } from "./internal/sqlMigrations.js"
 import type { JobId, JobPage, JobState, ListQuery } from "./Job.js"
@@ -64,11 +66,17 @@ import {
   JobState as JobStateSchema,
   JobStatus,
   progressOf,
-  terminalStates,
-  withProgress
+  terminalStates
 } from "./Job.js"
-import { describeError, InvalidOption, JobNotFound, RepositoryError } from "./JobError.js"
-import type { NewJob, ProgressUpdate, StopRequest, TransitionPatch, TransitionResult } from "./JobRepository.js"
+import { describeError, InvalidOption, JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
+import type {
+  HeldLease,
+  NewJob,
+  ProgressUpdate,
+  StopRequest,
+  TransitionPatch,
+  TransitionResult
+} from "./JobRepository.js"
 import {
   countsOverTotal,
   defaultListLimit,
@@ -162,12 +170,13 @@ const JobRow = Schema.Struct({
   finished_at: Schema.NullOr(Integer),
   owner: Schema.NullOr(Schema.String),
   phase: Schema.NullOr(Schema.Literal("finalizing")),
-  retry_of: Schema.NullOr(JobIdSchema)
+  retry_of: Schema.NullOr(JobIdSchema),
+  lease: Integer
 })
 type JobRow = typeof JobRow.Type
 
 const jobColumns = "id, name, state, total_chunks, completed_chunks, failed_chunks, error, created_at, updated_at," +
-  " started_at, finished_at, owner, phase, retry_of"
+  " started_at, finished_at, owner, phase, retry_of, lease"
 
 const decodeJobRow = Schema.decodeUnknown(JobRow)
 const encodeSpec = Schema.encode(Schema.parseJson(JobSpec))
@@ -191,6 +200,7 @@ const statusOf = (row: JobRow) =>
         ...(row.started_at === null ? {} : { startedAt: new Date(row.started_at) }),
         ...(row.finished_at === null ? {} : { finishedAt: new Date(row.finished_at) }),
         ...(row.owner === null ? {} : { owner: row.owner }),
+        lease: row.lease,
         ...(row.phase === null ? {} : { phase: row.phase }),
         ...(row.retry_of === null ? {} : { retryOf: row.retry_of })
       }),
@@ -213,6 +223,9 @@ const decodeHeartbeatRow = Schema.decodeUnknown(HeartbeatRow)
 
 const ClaimedRow = Schema.Struct({ id: JobIdSchema, created_at: Integer })
 const decodeClaimedRows = Schema.decodeUnknown(Schema.Array(ClaimedRow))
+
+const LeaseRow = Schema.Struct({ id: JobIdSchema, lease: Integer })
+const decodeLeaseRows = Schema.decodeUnknown(Schema.Array(LeaseRow))
 
 const StopRow = Schema.Struct({
   id: JobIdSchema,
@@ -298,13 +311,14 @@ const decodeOptions = (options: MakeOptions): Effect.Effect<Settings, InvalidOpt
   })
 
 /**
- * The PostgreSQL channel of a schema's stop requests (channel names are identifiers: at most 63 bytes).
+ * The PostgreSQL channel on which the stores of a schema announce changes (channel names are identifiers:
+ * at most 63 bytes).
  */
-const stopChannel = (schema: string): string => {
-  const name = `effect_jobs_stop_${schema}`
+const changeChannel = (schema: string): string => {
+  const name = `effect_jobs_changes_${schema}`
   return /^[A-Za-z0-9_]{1,63}$/.test(name)
     ? name
-    : `effect_jobs_stop_${createHash("sha256").update(schema).digest("hex").slice(0, 40)}`
+    : `effect_jobs_changes_${createHash("sha256").update(schema).digest("hex").slice(0, 40)}`
 }
 /**
  * Checks, reading only, that the database is empty or an effect-jobs store this code can use.
@@ -361,114 +375,47 @@ const verifyStore = (
     }
   })
 
-/** Progress of one job reported in this process: the latest counts and the chunk ids not yet written. */
-interface Pending {
-  completedChunks: number
-  failedChunks: number
-  /** When the counts were reported (millis). */
-  at: number
-  /** `"finalizing"` once reported, until written. */
-  phase: "finalizing" | undefined
-  /** Completed chunk ids reported since the last write. */
-  chunks: RangeSet
-  /** Bumped by every report; `written` is the version the database has. */
-  version: number
-  written: number
-}
-
-/** What one write takes out of a {@link Pending}: given back if the write does not happen. */
-interface Taken {
-  readonly id: JobId
-  readonly entry: Pending
-  readonly version: number
-  readonly completedChunks: number
-  readonly failedChunks: number
-  readonly at: number
-  readonly phase: "finalizing" | undefined
-  readonly chunks: RangeSet
-}
-
-/** How `stopRequests` learns that requests may have changed. */
-interface StopWatch {
-  readonly dialect: Dialect
-  readonly pollInterval: Duration.Duration
-  /** PostgreSQL with a `PgClient`: the channel it is notified on, and how to listen to it. */
-  readonly notify: { readonly channel: string; readonly listen: PgClient.PgClient["listen"] } | undefined
-}
-
-const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Duration.Duration, watch: StopWatch) =>
+const makeService = (
+  sql: SqlClient.SqlClient,
+  tables: Tables,
+  flushInterval: Duration.Duration,
+  source: ChangeFeed.ChangeSource
+) =>
   Effect.gen(function*() {
     const jobs = sql(tables.jobs)
+    const specs = sql(tables.specs)
     const owners = sql(tables.owners)
     const columns = sql.literal(jobColumns)
     const notTerminal = sql`NOT (${sql.in("state", terminalStates)})`
 
-    // Progress per job, written by the flush fiber. Entries already written stay while a read is running,
-    // so a read whose SELECT ran before the write still returns them and progress never goes back.
-    const buffer = new Map<JobId, Pending>()
+    const buffer = new ProgressBuffer()
     // The totals of jobs this process knows not to be terminal (a total never changes), so that
     // `updateProgress` can check its counts without a read.
     const totals = new Map<JobId, number>()
-    let readers = 0
-    /** Reports the database does not have yet (a flush writes these). */
-    const hasNews = (entry: Pending) => entry.version !== entry.written
-    /** Anything not in the database: news, or chunk ids a flush could not merge (a corrupt checkpoint). */
-    const isPending = (entry: Pending) => hasNews(entry) || entry.chunks.size > 0
-    const prune = () => {
-      if (readers > 0) return
-      for (const [id, entry] of buffer) {
-        if (!isPending(entry)) buffer.delete(id)
-      }
-    }
-    const overlay = (status: JobStatus): JobStatus => {
-      const entry = buffer.get(status.id)
-      return entry === undefined || isTerminal(status.state) ? status : withProgress(status, entry, new Date(entry.at))
-    }
+    const feed = yield* ChangeFeed.make(sql, source)
+
     const reading = <A, E>(read: Effect.Effect<A, E>): Effect.Effect<A, E> =>
       Effect.acquireUseRelease(
-        Effect.sync(() => {
-          readers++
-        }),
+        Effect.sync(() => buffer.startRead()),
         () => read,
-        () =>
-          Effect.sync(() => {
-            readers--
-            prune()
-          })
+        () => Effect.sync(() => buffer.endRead())
       )
-    const take = (id: JobId, entry: Pending): Taken => {
-      const chunks = entry.chunks
-      entry.chunks = RangeSet.empty()
-      return {
-        id,
-        entry,
-        version: entry.version,
-        completedChunks: entry.completedChunks,
-        failedChunks: entry.failedChunks,
-        at: entry.at,
-        phase: entry.phase,
-        chunks
-      }
-    }
-    const giveBack = (taken: Taken) => {
-      if (taken.chunks.size > 0 && buffer.get(taken.id) === taken.entry) {
-        taken.entry.chunks = taken.entry.chunks.union(taken.chunks)
-      }
-    }
-    /** Marks what `taken` held as written, unless newer reports came in meanwhile. */
-    const markWritten = (taken: Taken) => {
-      if (buffer.get(taken.id) === taken.entry && taken.entry.version === taken.version) {
-        taken.entry.written = taken.version
-        taken.entry.phase = undefined
-      }
-    }
     // On SQLite every statement runs synchronously, on the one thread: a transaction that yielded to another
     // fiber between its statements could leave a second connection to the same file (another store in this
     // process) blocked on the thread until its busy timeout. So a transaction runs without yielding.
-    const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      watch.dialect === "sqlite"
+    const transaction = <A, E, R>(
+      operation: string,
+      effect: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, Exclude<E, SqlError> | RepositoryError, R> =>
+      (source.dialect === "sqlite"
         ? Effect.withMaxOpsBeforeYield(sql.withTransaction(effect), Number.MAX_SAFE_INTEGER)
-        : sql.withTransaction(effect)
+        : sql.withTransaction(effect)).pipe(
+          Effect.mapError((error) =>
+            Predicate.isTagged(error, "SqlError")
+              ? sqlFailure(operation)(error as SqlError)
+              : error as Exclude<E, SqlError>
+          )
+        )
     // Serializes flushes, transitions and checkpoint reads of this process: a flush never writes counts older
     // than a transition's, and a checkpoint read sees every chunk id either stored or buffered.
     const writeLock = yield* Effect.makeSemaphore(1)
@@ -480,7 +427,7 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
         )
         return rows[0] === undefined
           ? Option.none<JobStatus>()
-          : Option.some(overlay(yield* decodeStatus(operation, rows[0])))
+          : Option.some(buffer.overlay(yield* decodeStatus(operation, rows[0])))
       }))
 
     /** Merges chunk ids into the stored checkpoint of a job whose row the current transaction has locked. */
@@ -490,10 +437,16 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           Effect.mapError(sqlFailure(operation))
         ))
 
+    /** The condition that a write holds `lease` (none for an unfenced write). */
+    const fenced = (lease: number | undefined): ReadonlyArray<Fragment> => lease === undefined ? [] : [sql`lease = ${lease}`]
+
+    // --- Progress flush: the buffered progress of every job, in one transaction each `flushInterval` ---
+
     /**
-     * Writes one job's progress: its counts unless it is terminal, and its chunk ids into its checkpoint in
-     * any state (they completed before it ended). The first statement writes, so on SQLite the transaction
-     * holds the write lock before it reads the checkpoint.
+     * Writes one job's progress, fenced by the lease it was reported under: its counts unless it is terminal,
+     * and its chunk ids into its checkpoint in any state (they completed before it ended). The first statement
+     * writes, so on SQLite the transaction holds the write lock before it reads the checkpoint. `"lost"`: the
+     * job's lease moved on, and nothing was written.
      */
     const writeProgress = (taken: Taken) =>
       Effect.gen(function*() {
@@ -502,10 +455,14 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
             failed_chunks = CASE WHEN ${notTerminal} THEN ${taken.failedChunks} ELSE failed_chunks END,
             updated_at = CASE WHEN ${notTerminal} THEN ${taken.at} ELSE updated_at END,
             phase = CASE WHEN ${notTerminal} THEN COALESCE(${taken.phase ?? null}, phase) ELSE phase END
-          WHERE id = ${taken.id}
+          WHERE ${sql.and([sql`id = ${taken.id}`, ...fenced(taken.lease)])}
           RETURNING state, checkpoint`.pipe(Effect.mapError(sqlFailure("flush")))
         const row = rows[0]
-        if (row === undefined) return { taken, outcome: "gone" } as const
+        if (row === undefined) {
+          if (taken.lease === undefined) return { taken, outcome: "gone" } as const
+          const exists = yield* sql`SELECT id FROM ${jobs} WHERE id = ${taken.id}`.pipe(Effect.mapError(sqlFailure("flush")))
+          return { taken, outcome: exists.length === 0 ? "gone" : "lost" } as const
+        }
         if (taken.chunks.size > 0) {
           const merged = yield* Effect.either(mergeCheckpoint("flush", taken.id, row.checkpoint, taken.chunks))
           // A corrupt checkpoint keeps its chunk ids buffered (and is reported); the other jobs are written.
@@ -515,63 +472,78 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
       })
 
     const flush = writeLock.withPermits(1)(Effect.suspend(() => {
-      prune()
-      const batch: Array<Taken> = []
-      for (const [id, entry] of buffer) {
-        if (hasNews(entry)) batch.push(take(id, entry))
-      }
+      const batch = buffer.takeNews()
       if (batch.length === 0) return Effect.void
-      return transaction(Effect.forEach(batch, writeProgress)).pipe(
-        Effect.mapError((error) => error._tag === "SqlError" ? sqlFailure("flush")(error) : error),
-        Effect.onError(() => Effect.sync(() => batch.forEach(giveBack))),
+      return transaction("flush", Effect.forEach(batch, writeProgress)).pipe(
+        // Any failure, a defect included (a failed COMMIT is one), gives the batch back for the next flush.
+        Effect.onError(() => Effect.sync(() => batch.forEach((taken) => buffer.giveBack(taken)))),
+        Effect.annotateLogs("jobIds", batch.map((taken) => taken.id).join(",")),
         Effect.flatMap((results) => {
           const failures: Array<RepositoryError> = []
+          const lost: Array<JobId> = []
           for (const result of results) {
-            const { id, entry } = result.taken
+            const taken = result.taken
             switch (result.outcome) {
               case "gone": {
-                if (buffer.get(id) === entry) buffer.delete(id)
-                totals.delete(id)
+                buffer.forget(taken.id, taken.entry)
+                totals.delete(taken.id)
+                break
+              }
+              case "lost": {
+                buffer.markLost(taken.id, taken.lease!)
+                totals.delete(taken.id)
+                lost.push(taken.id)
                 break
               }
               case "failed": {
                 // The counts are written; the chunk ids stay, and are tried again with the next report.
-                giveBack(result.taken)
-                markWritten(result.taken)
+                buffer.giveBack(taken)
+                buffer.markWritten(taken)
                 failures.push(result.error)
                 break
               }
               case "terminal": {
-                totals.delete(id)
-                markWritten(result.taken)
+                totals.delete(taken.id)
+                buffer.markWritten(taken)
                 break
               }
               case "written": {
-                markWritten(result.taken)
+                buffer.markWritten(taken)
               }
             }
           }
-          prune()
-          return failures.length === 0
-            ? Effect.void
-            : Effect.logWarning("effect-jobs: some checkpoints could not be written; their chunk ids stay buffered", failures)
+          buffer.prune()
+          return Effect.all([
+            feed.announce("*"),
+            failures.length === 0 ? Effect.void : Effect.logWarning(
+              "effect-jobs: some checkpoints could not be written; their chunk ids stay buffered",
+              failures
+            ),
+            lost.length === 0 ? Effect.void : Effect.logWarning(
+              `effect-jobs: jobs ${lost.join(", ")} are held by a newer lease (another manager took them over);` +
+                " this process's progress of them is dropped"
+            )
+          ], { discard: true })
         })
       )
     }))
-    const flushOrWarn = flush.pipe(
-      Effect.catchAll((error) =>
-        Effect.logWarning("effect-jobs: writing buffered progress failed; it stays buffered", error)
-      )
-    )
+    // Uninterruptible: a shutdown waits for a flush under way instead of cutting it off.
+    const flushNow = Effect.uninterruptible(flush)
     // Finalizers run last-added first: the flush fiber is interrupted, then the final flush runs.
-    yield* Effect.addFinalizer(() => flushOrWarn)
-    yield* Effect.forkScoped(Effect.forever(Effect.delay(flushOrWarn, flushInterval)))
+    yield* Effect.addFinalizer(() =>
+      logFailure("writing buffered progress at shutdown failed; the last flush window is lost")(flushNow)
+    )
+    yield* Effect.forkScoped(
+      loop(flushNow, { module: "SqlJobRepository", name: "writing buffered progress", spacing: flushInterval, delayFirst: true })
+    )
+
+    // --- Transitions: one compare-and-set each, fenced when the caller holds a lease ---
 
     /**
-     * The compare-and-set of a transition, with this process's buffered progress of the job: its counts
-     * (unless the patch has its own) in the same statement, its chunk ids merged into the checkpoint in the
-     * same transaction. `none` when it did not apply: the state is not in `allowed`, the job is gone, or
-     * the counts would exceed the total.
+     * The compare-and-set of a transition, with this process's buffered progress of the job (reported under
+     * the same lease): its counts (unless the patch has its own) in the same statement, its chunk ids merged
+     * into the checkpoint in the same transaction. `none` when it did not apply: the state is not in
+     * `allowed`, the lease is not the patch's, the job is gone, or the counts would exceed the total.
      */
     const writeTransition = (
       id: JobId,
@@ -581,7 +553,9 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
     ) =>
       writeLock.withPermits(1)(Effect.gen(function*() {
         const entry = buffer.get(id)
-        const taken = entry !== undefined && isPending(entry) ? take(id, entry) : undefined
+        const sameLease = entry !== undefined &&
+          (patch?.lease === undefined || entry.lease === undefined || entry.lease === patch.lease)
+        const taken = entry !== undefined && sameLease && ProgressBuffer.isPending(entry) ? buffer.take(id, entry) : undefined
         const now = yield* Clock.currentTimeMillis
         const completed = patch?.completedChunks ?? taken?.completedChunks
         const failed = patch?.failedChunks ?? taken?.failedChunks
@@ -611,12 +585,13 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
               error = COALESCE(${patch?.error ?? null}, error),
               owner = ${owner},
               phase = ${phase},
+              lease = lease + 1,
               stop_requested = NULL,
               stop_request_id = NULL,
               updated_at = ${now},
               started_at = COALESCE(started_at, ${to === "running" ? now : null}),
               finished_at = ${isTerminal(to) ? now : null}
-            WHERE ${sql.and([sql`id = ${id}`, sql.in("state", allowed), ...withinTotal])}
+            WHERE ${sql.and([sql`id = ${id}`, sql.in("state", allowed), ...fenced(patch?.lease), ...withinTotal])}
             RETURNING ${columns}, checkpoint`.pipe(Effect.mapError(sqlFailure("transition")))
           const row = rows[0]
           if (row === undefined) return Option.none<JobStatus>()
@@ -625,15 +600,11 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           }
           return Option.some(yield* decodeStatus("transition", row))
         })
-        const result = yield* (taken !== undefined && taken.chunks.size > 0
-          ? transaction(write).pipe(
-            Effect.mapError((error) => error._tag === "SqlError" ? sqlFailure("transition")(error) : error)
-          )
-          : write).pipe(
-            Effect.onError(() => Effect.sync(() => taken !== undefined && giveBack(taken)))
-          )
+        const result = yield* (taken !== undefined && taken.chunks.size > 0 ? transaction("transition", write) : write).pipe(
+          Effect.onError(() => Effect.sync(() => taken !== undefined && buffer.giveBack(taken)))
+        )
         if (Option.isNone(result)) {
-          if (taken !== undefined) giveBack(taken)
+          if (taken !== undefined) buffer.giveBack(taken)
           return result
         }
         const status = result.value
@@ -648,6 +619,7 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           entry.failedChunks = status.failedChunks
           entry.at = now
           entry.phase = undefined
+          entry.lease = status.lease
           entry.written = entry.version
         }
         return result
@@ -674,98 +646,28 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
       )
     }
 
-    const record = (id: JobId, progress: ProgressUpdate, total: number): Effect.Effect<void, RepositoryError> => {
+    const record = (
+      id: JobId,
+      progress: ProgressUpdate,
+      total: number
+    ): Effect.Effect<void, LeaseLost | RepositoryError> => {
       const over = countsOverTotal("updateProgress", id, progress.completedChunks, progress.failedChunks, total)
       if (over !== undefined) return Effect.fail(over)
-      return Effect.map(Clock.currentTimeMillis, (at) => {
-        let entry = buffer.get(id)
-        if (entry === undefined) {
-          entry = {
-            completedChunks: 0,
-            failedChunks: 0,
-            at,
-            phase: undefined,
-            chunks: RangeSet.empty(),
-            version: 0,
-            written: 0
-          }
-          buffer.set(id, entry)
-        }
-        entry.completedChunks = progress.completedChunks
-        entry.failedChunks = progress.failedChunks
-        entry.at = at
-        if (progress.phase !== undefined) entry.phase = progress.phase
-        if (progress.completedChunkId !== undefined) entry.chunks.add(progress.completedChunkId)
-        entry.version++
-      })
+      return Effect.flatMap(Clock.currentTimeMillis, (at) =>
+        buffer.record(id, progress, at) ? Effect.void : Effect.fail(new LeaseLost({ jobId: id, lease: progress.lease! })))
     }
 
-    // Wakes this store's `stopRequests` streams after a request made through it (SQLite does not see its
-    // own connection's writes in `data_version`).
-    const wakeups = yield* PubSub.unbounded<void>()
+    // --- Ownership: heartbeats (which also check the leases an owner holds) and claims ---
 
-    const dataVersion = sql<{ readonly data_version: number }>`PRAGMA data_version`.pipe(
-      Effect.map((rows) => rows[0]?.data_version),
-      Effect.mapError(sqlFailure("stopRequests"))
-    )
-
-    /** The stored requests of `owner`'s running jobs, with the id of each stored request. */
-    const selectStopRequests = (owner: string) =>
-      sql`SELECT id, stop_requested, stop_request_id FROM ${jobs}
-        WHERE owner = ${owner} AND stop_requested IS NOT NULL AND state = 'running'
-        ORDER BY created_at, id`.pipe(
-        Effect.mapError(sqlFailure("stopRequests")),
-        Effect.flatMap((rows) =>
-          Effect.mapError(decodeStopRows(rows), rowFailure("stopRequests", "a stored stop request"))
-        )
-      )
-
-    const stopRequests = (owner: string): Stream.Stream<StopRequest, RepositoryError> =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        // A pending check is one element: triggers that come while one is pending add nothing.
-        const triggers = yield* Queue.sliding<void>(1)
-        const trigger = Queue.offer(triggers, undefined)
-        const warn = (what: string) => <A, E>(effect: Effect.Effect<A, E>) =>
-          Effect.catchAll(effect, (error) => Effect.logWarning(`effect-jobs: ${what}`, error))
-        const local = yield* PubSub.subscribe(wakeups)
-        yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(local), trigger)))
-        if (watch.dialect === "sqlite") {
-          let seen = yield* dataVersion
-          yield* Effect.forkScoped(Effect.forever(Effect.delay(
-            warn("looking for stop requests failed")(Effect.flatMap(dataVersion, (version) => {
-              if (version === seen) return Effect.void
-              seen = version
-              return trigger
-            })),
-            watch.pollInterval
-          )))
-        } else {
-          const notify = watch.notify
-          if (notify !== undefined) {
-            yield* Effect.forkScoped(
-              warn("listening for stop requests failed; they are still polled")(
-                Stream.runForEach(notify.listen(notify.channel), () => trigger)
-              )
-            )
-          }
-          yield* Effect.forkScoped(Effect.forever(Effect.delay(trigger, watch.pollInterval)))
-        }
-        yield* trigger
-        // The ids of the stored requests already emitted; a request is emitted once.
-        let emitted = new Set<string>()
-        const check = selectStopRequests(owner).pipe(
-          Effect.map((rows) => {
-            const fresh = rows.filter((row) => !emitted.has(row.stop_request_id))
-            emitted = new Set(rows.map((row) => row.stop_request_id))
-            return fresh.map((row): StopRequest => ({ id: row.id, kind: row.stop_requested }))
-          }),
-          // A failed look is retried at the next trigger: the stream outlives a passing database error.
-          Effect.catchAll((error) =>
-            Effect.as(Effect.logWarning("effect-jobs: reading stop requests failed", error), [])
+    const leasesOf = (held: ReadonlyArray<HeldLease>) =>
+      Effect.forEach(
+        Array.from({ length: Math.ceil(held.length / 500) }, (_, index) => held.slice(index * 500, index * 500 + 500)),
+        (part) =>
+          sql`SELECT id, lease FROM ${jobs} WHERE ${sql.in("id", part.map((job) => job.id))}`.pipe(
+            Effect.mapError(sqlFailure("heartbeat")),
+            Effect.flatMap((rows) => Effect.mapError(decodeLeaseRows(rows), rowFailure("heartbeat", "a job's lease")))
           )
-        )
-        return Stream.fromQueue(triggers).pipe(Stream.mapEffect(() => check), Stream.flattenIterables)
-      }))
+      ).pipe(Effect.map((parts) => new Map(parts.flat().map((row) => [row.id, row.lease]))))
 
     const claim = (owner: string, staleBefore: number) =>
       Effect.gen(function*() {
@@ -776,6 +678,7 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
             state = 'pending',
             owner = ${owner},
             phase = NULL,
+            lease = lease + 1,
             stop_requested = NULL,
             stop_request_id = NULL,
             updated_at = ${now},
@@ -794,10 +697,45 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           const entry = buffer.get(row.id)
           if (entry !== undefined) entry.phase = undefined
         }
+        if (claimed.length > 0) yield* feed.announce("*")
         return [...claimed]
           .sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
           .map((row) => row.id)
       })
+
+    // --- Stop requests: read by job whenever the store may have changed ---
+
+    const selectStopRequests = sql`SELECT id, stop_requested, stop_request_id FROM ${jobs}
+      WHERE stop_requested IS NOT NULL AND state = 'running'
+      ORDER BY created_at, id`.pipe(
+      Effect.mapError(sqlFailure("stopRequests")),
+      Effect.flatMap((rows) => Effect.mapError(decodeStopRows(rows), rowFailure("stopRequests", "a stored stop request")))
+    )
+
+    const stopRequests: Stream.Stream<StopRequest, RepositoryError> = Stream.suspend(() => {
+      // The ids of the stored requests already emitted; a request is emitted once.
+      let emitted = new Set<string>()
+      let seen: number | undefined
+      const check = selectStopRequests.pipe(
+        Effect.map((rows) => {
+          const fresh = rows.filter((row) => !emitted.has(row.stop_request_id))
+          emitted = new Set(rows.map((row) => row.stop_request_id))
+          return fresh.map((row): StopRequest => ({ id: row.id, kind: row.stop_requested }))
+        }),
+        // A failed look is retried at the next change: the stream outlives a passing database error.
+        Effect.catchAllCause((cause) =>
+          Effect.as(Effect.logWarning("effect-jobs: reading stop requests failed", cause), [])
+        )
+      )
+      const next = Effect.suspend(() => {
+        const wait = seen === undefined ? Effect.void : feed.signal.changedSince(seen)
+        return Effect.zipRight(wait, Effect.suspend(() => {
+          seen = feed.signal.version
+          return check
+        }))
+      })
+      return Stream.repeatEffect(next).pipe(Stream.flattenIterables)
+    })
 
     return JobRepository.of({
       create: Effect.fn("SqlJobRepository.create")(function*(job: NewJob) {
@@ -814,31 +752,40 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
         )
         const now = yield* Clock.currentTimeMillis
         const status = newJobStatus(job, new Date(now))
-        const inserted = yield* sql`INSERT INTO ${jobs} ${
-          sql.insert({
-            id: job.id,
-            name: job.spec.name ?? null,
-            state: "pending",
-            spec,
-            total_chunks: job.totalChunks,
-            completed_chunks: status.completedChunks,
-            failed_chunks: 0,
-            created_at: now,
-            updated_at: now,
-            owner: job.owner ?? null,
-            retry_of: job.retryOf ?? null,
-            checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString()
+        const inserted = yield* transaction(
+          "create",
+          Effect.gen(function*() {
+            const rows = yield* sql`INSERT INTO ${jobs} ${
+              sql.insert({
+                id: job.id,
+                name: job.spec.name ?? null,
+                state: "pending",
+                total_chunks: job.totalChunks,
+                completed_chunks: status.completedChunks,
+                failed_chunks: 0,
+                created_at: now,
+                updated_at: now,
+                owner: job.owner ?? null,
+                retry_of: job.retryOf ?? null,
+                checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString(),
+                lease: 0
+              })
+            } ON CONFLICT (id) DO NOTHING RETURNING id`
+            if (rows.length === 0) return false
+            yield* sql`INSERT INTO ${specs} ${sql.insert({ id: job.id, spec })}`
+            return true
           })
-        } ON CONFLICT (id) DO NOTHING RETURNING id`.pipe(Effect.mapError(sqlFailure("create")))
-        if (inserted.length === 0) return yield* duplicateJob(job.id)
+        )
+        if (!inserted) return yield* duplicateJob(job.id)
         totals.set(job.id, job.totalChunks)
+        yield* feed.announce(job.id)
         return status
       }),
       get: Effect.fn("SqlJobRepository.get")(function*(id: JobId) {
         return yield* selectStatus("get", id)
       }),
       getSpec: Effect.fn("SqlJobRepository.getSpec")(function*(id: JobId) {
-        const rows = yield* sql<{ readonly spec: string }>`SELECT spec FROM ${jobs} WHERE id = ${id}`.pipe(
+        const rows = yield* sql<{ readonly spec: string }>`SELECT spec FROM ${specs} WHERE id = ${id}`.pipe(
           Effect.mapError(sqlFailure("getSpec"))
         )
         if (rows[0] === undefined) return Option.none<JobSpec>()
@@ -866,7 +813,7 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
         const statuses = yield* reading(Effect.gen(function*() {
           const rows = yield* sql`SELECT ${columns} FROM ${jobs} WHERE ${sql.and(conditions)}
             ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`.pipe(Effect.mapError(sqlFailure("list")))
-          return yield* Effect.forEach(rows, (row) => Effect.map(decodeStatus("list", row), overlay))
+          return yield* Effect.forEach(rows, (row) => Effect.map(decodeStatus("list", row), (status) => buffer.overlay(status)))
         }))
         const page = statuses.slice(0, limit)
         const last = page[page.length - 1]
@@ -890,10 +837,18 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           const applied = allowed.length === 0
             ? Option.none<JobStatus>()
             : yield* writeTransition(id, allowed, to, patch)
-          if (Option.isSome(applied)) return { applied: true, status: applied.value } satisfies TransitionResult
+          if (Option.isSome(applied)) {
+            yield* feed.announce(id)
+            return { applied: true, status: applied.value } satisfies TransitionResult
+          }
           const current = yield* selectStatus("transition", id)
           if (Option.isNone(current)) return yield* new JobNotFound({ jobId: id })
           const status = current.value
+          if (patch?.lease !== undefined && status.lease !== patch.lease) {
+            // The caller lost the job: what it buffered under its lease must never land.
+            buffer.markLost(id, patch.lease)
+            return { applied: false, status } satisfies TransitionResult
+          }
           if (!allowed.includes(status.state)) return { applied: false, status } satisfies TransitionResult
           const over = countsOverTotal(
             "transition",
@@ -913,9 +868,10 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
       }),
       // The hot path (one call per chunk): no span, no I/O once the job's total is known.
       updateProgress: (id, progress) =>
-        Effect.suspend(() => {
+        Effect.suspend((): Effect.Effect<void, LeaseLost | RepositoryError> => {
           const invalid = invalidCounts("updateProgress", progress)
           if (invalid !== undefined) return Effect.fail(invalid)
+          if (buffer.isLost(id, progress.lease)) return Effect.fail(new LeaseLost({ jobId: id, lease: progress.lease! }))
           const known = totals.get(id)
           if (known !== undefined) return record(id, progress, known)
           return Effect.flatMap(totalOf(id), (total) => total === undefined ? Effect.void : record(id, progress, total))
@@ -932,23 +888,40 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
         }))
       }),
       delete: Effect.fn("SqlJobRepository.delete")(function*(id: JobId) {
-        const rows = yield* sql`DELETE FROM ${jobs} WHERE id = ${id} RETURNING id`.pipe(
-          Effect.mapError(sqlFailure("delete"))
+        const deleted = yield* transaction(
+          "delete",
+          Effect.gen(function*() {
+            const rows = yield* sql`DELETE FROM ${jobs} WHERE id = ${id} RETURNING id`
+            yield* sql`DELETE FROM ${specs} WHERE id = ${id}`
+            return rows.length > 0
+          })
         )
-        buffer.delete(id)
+        buffer.forget(id)
         totals.delete(id)
-        return rows.length > 0
+        if (deleted) yield* feed.announce(id)
+        return deleted
       }),
       durable: true,
-      heartbeat: Effect.fn("SqlJobRepository.heartbeat")(function*(owner: string) {
+      heartbeat: Effect.fn("SqlJobRepository.heartbeat")(function*(owner: string, held: ReadonlyArray<HeldLease> = []) {
         const now = yield* Clock.currentTimeMillis
-        yield* sql`INSERT INTO ${owners} ${sql.insert({ owner, heartbeat_at: now })}
+        const beat = sql`INSERT INTO ${owners} ${sql.insert({ owner, heartbeat_at: now })}
           ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`.pipe(
           Effect.mapError(sqlFailure("heartbeat"))
         )
+        if (held.length === 0) {
+          yield* beat
+          return []
+        }
+        // The leases are read after the beat, in its transaction: a claim that saw this owner stale has either
+        // committed before (and is seen here) or finds the fresh beat and claims nothing.
+        const leases = yield* transaction("heartbeat", Effect.zipRight(beat, leasesOf(held)))
+        const lost = held.filter((job) => leases.get(job.id) !== job.lease)
+        for (const job of lost) buffer.markLost(job.id, job.lease)
+        return lost.map((job) => job.id)
       }),
       retire: Effect.fn("SqlJobRepository.retire")(function*(owner: string) {
         yield* sql`DELETE FROM ${owners} WHERE owner = ${owner}`.pipe(Effect.mapError(sqlFailure("retire")))
+        yield* feed.announce("*")
       }),
       lastHeartbeat: Effect.fn("SqlJobRepository.lastHeartbeat")(function*(owner: string) {
         const rows = yield* sql`SELECT heartbeat_at FROM ${owners} WHERE owner = ${owner}`.pipe(
@@ -973,17 +946,11 @@ const makeService = (sql: SqlClient.SqlClient, tables: Tables, flushInterval: Du
           SET stop_requested = ${request.kind}, stop_request_id = ${crypto.randomUUID()}
           WHERE id = ${request.id} AND state = 'running' AND owner IS NOT NULL AND ${replaceable}
           RETURNING id`.pipe(Effect.mapError(sqlFailure("requestStop")))
-        if (rows.length === 0) return
-        yield* PubSub.publish(wakeups, undefined)
-        const notify = watch.notify
-        if (notify !== undefined) {
-          // The request is stored: if the notification is lost, the owner's poll still finds it.
-          yield* sql`SELECT pg_notify(${notify.channel}, ${request.id})`.pipe(
-            Effect.catchAll((error) => Effect.logWarning("effect-jobs: notifying a stop request failed", error))
-          )
-        }
+        // The request is stored: if the announcement is lost, the owner's poll still finds it.
+        if (rows.length > 0) yield* feed.announce(request.id)
       }),
-      stopRequests
+      stopRequests,
+      changes: feed.signal
     })
   })
 
@@ -1021,7 +988,7 @@ const build = ({ flushInterval, schema, stopPollInterval }: Settings, open: Open
         new RepositoryError({ operation: "migrate", detail: `${open.label}: ${explain(cause)}`, cause })
       )
     )
-    let notify: StopWatch["notify"] = undefined
+    let notify: ChangeFeed.ChangeSource["notify"] = undefined
     if (dialect === "pg") {
       const pg = yield* Effect.serviceOption(PgClient.PgClient)
       if (Option.isSome(pg)) {
@@ -1029,7 +996,7 @@ const build = ({ flushInterval, schema, stopPollInterval }: Settings, open: Open
           Effect.map((rows) => rows[0]?.name ?? "public"),
           Effect.mapError(sqlFailure("open", `${open.label}: cannot read the current schema`))
         ))
-        notify = { channel: stopChannel(current), listen: pg.value.listen }
+        notify = { channel: changeChannel(current), listen: pg.value.listen }
       }
     }
     return yield* makeService(sql, tables, flushInterval, {

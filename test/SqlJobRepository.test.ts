@@ -160,7 +160,7 @@ const loadTest = Effect.gen(function*() {
       } while (cursor !== undefined)
       observe(Option.getOrThrow(yield* repo.get(ids[polls % jobCount]!)))
       polls++
-      yield* TestClock.adjust("100 millis")
+      yield* TestClock.adjust("20 millis")
     }
   })
   yield* Effect.all([
@@ -298,6 +298,8 @@ const checkMigratedV1 = (repo: JobRepository["Type"]) =>
     expect(yield* repo.claimOrphans("m1", base)).toEqual(["job_v1_pending", "job_v1_running"])
     const running = yield* repo.transition(jobId("job_v1_running"), ["pending"], "running")
     expect(view(running.status)).toMatchObject({ state: "running", owner: "m1", completedChunks: 3, startedAt: base + 2000 })
+    // Migrated jobs start at lease 0: the claim and the start took one each.
+    expect(running.status.lease).toBe(2)
     yield* repo.updateProgress(jobId("job_v1_running"), { completedChunks: 4, failedChunks: 1, completedChunkId: 0 })
     const paused = yield* repo.transition(jobId("job_v1_running"), ["running"], "paused")
     expect(view(paused.status)).toMatchObject({ state: "paused", completedChunks: 4 })
@@ -388,7 +390,7 @@ const millionChunks = (
 // --- SQLite -----------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerSqlite", () => {
-  it.scoped("creates the file on first use, in WAL mode, at schema version 2", () =>
+  it.scoped("creates the file on first use, in WAL mode, at schema version 3", () =>
     Effect.gen(function*() {
       const filename = path.join(yield* tempDir, "new.db")
       expect(fs.existsSync(filename)).toBe(false)
@@ -403,8 +405,8 @@ describe("SqlJobRepository.layerSqlite", () => {
           sql<{ migration_id: number }>`SELECT migration_id FROM effect_jobs_migrations`
         ]))
       expect(mode).toEqual([{ journal_mode: "wal" }])
-      expect(meta).toEqual([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "2" }])
-      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }])
+      expect(meta).toEqual([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "3" }])
+      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }])
     }))
 
   it.scoped("keeps jobs across layer builds; closing the layer writes buffered progress and checkpoints", () =>
@@ -508,12 +510,12 @@ describe("SqlJobRepository.layerSqlite", () => {
         Effect.flatMap(JobRepository, (repo) => repo.create(newJob("job_old"))),
         SqlJobRepository.layerSqlite({ filename })
       )
-      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs_meta SET value = '3' WHERE key = 'schema_version'`)
+      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs_meta SET value = '4' WHERE key = 'schema_version'`)
       backdate(filename)
       const before = snapshot(filename)
       const error = yield* openError(SqlJobRepository.layerSqlite({ filename }))
       expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open" })
-      expect(error.detail).toContain("schema version 3; this version knows up to 2")
+      expect(error.detail).toContain("schema version 4; this version knows up to 3")
       expect(snapshot(filename)).toEqual(before)
     }))
 
@@ -553,8 +555,8 @@ describe("SqlJobRepository.layerSqlite", () => {
           sql<{ migration_id: number }>`SELECT migration_id FROM effect_jobs_migrations ORDER BY migration_id`,
           sql<{ name: string }>`SELECT name FROM pragma_table_info('effect_jobs') ORDER BY name`
         ]))
-      expect(meta).toEqual([{ value: "2" }])
-      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }])
+      expect(meta).toEqual([{ value: "3" }])
+      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }])
       const names = columns.map((column) => column.name)
       expect(names).toEqual(expect.arrayContaining(["owner", "checkpoint", "phase", "retry_of", "stop_requested"]))
       expect(names).not.toContain("cancel_requested")
@@ -751,7 +753,7 @@ describe("SqlJobRepository.layerSqlite", () => {
       )
       // Stored before the stream starts: delivered when it starts.
       yield* client.requestStop({ id: x, kind: "pause" })
-      const received = yield* Effect.provideService(collectStops("m1"), JobRepository, manager)
+      const received = yield* Effect.provideService(collectStops(), JobRepository, manager)
       yield* waitLive(() => received.length > 0, "the stored request")
       expect(received).toEqual([{ id: "job_x", kind: "pause" }])
       // Made through the other store: seen at the next poll, when the file has changed.
@@ -844,7 +846,8 @@ describe("SqlJobRepository.layerPg", () => {
         "effect_jobs",
         "effect_jobs_meta",
         "effect_jobs_migrations",
-        "effect_jobs_owners"
+        "effect_jobs_owners",
+        "effect_jobs_specs"
       ])
       const status = yield* Effect.provide(Effect.flatMap(JobRepository, (repo) => repo.get(jobId("job_pg"))), layer)
       expect(Option.getOrThrow(status).state).toBe("pending")
@@ -859,12 +862,12 @@ describe("SqlJobRepository.layerPg", () => {
         SqlJobRepository.layerPg({ url: pgUrl, schema: newer })
       )
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql`UPDATE ${sql(`${newer}.effect_jobs_meta`)} SET value = '3' WHERE key = 'schema_version'`).pipe(
+        sql`UPDATE ${sql(`${newer}.effect_jobs_meta`)} SET value = '4' WHERE key = 'schema_version'`).pipe(
           Effect.provide(admin)
         )
       const error = yield* openError(SqlJobRepository.layerPg({ url: pgUrl, schema: newer }))
       expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open" })
-      expect(error.detail).toContain("schema version 3; this version knows up to 2")
+      expect(error.detail).toContain("schema version 4; this version knows up to 3")
 
       const collision = yield* tempSchema
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -931,7 +934,7 @@ describe("SqlJobRepository.layerPg", () => {
           sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
             WHERE table_schema = ${schema} AND table_name = 'effect_jobs'`
         ])).pipe(Effect.provide(admin))
-      expect(meta).toEqual([{ value: "2" }])
+      expect(meta).toEqual([{ value: "3" }])
       const names = columns.map((column) => column.column_name)
       expect(names).toEqual(expect.arrayContaining(["owner", "checkpoint", "phase", "retry_of", "stop_requested"]))
       expect(names).not.toContain("cancel_requested")
@@ -978,11 +981,11 @@ describe("SqlJobRepository.layerPg", () => {
       const [x, y] = yield* Effect.all([startJob("job_x", "m1"), startJob("job_y", "m1")]).pipe(
         Effect.provideService(JobRepository, manager)
       )
-      const received = yield* Effect.provideService(collectStops("m1"), JobRepository, manager)
+      const received = yield* Effect.provideService(collectStops(), JobRepository, manager)
       // Waits until the stream's connection listens on the schema's channel.
       const listening = Effect.flatMap(SqlClient.SqlClient, (sql) =>
         sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
-          WHERE query = ${`LISTEN "effect_jobs_stop_${schema}"`} AND state = 'idle'`).pipe(Effect.provide(admin))
+          WHERE query = ${`LISTEN "effect_jobs_changes_${schema}"`} AND state = 'idle'`).pipe(Effect.provide(admin))
       yield* eventually(listening, (rows) => Number(rows[0]!.n) > 0)
       yield* TestServices.provideLive(Effect.sleep("50 millis"))
       // The TestClock stands still from here on: only the notification can bring the request.

@@ -41,6 +41,10 @@ export class LazyStatus {
     return this.#status.state
   }
 
+  get lease(): number {
+    return this.#status.lease
+  }
+
   get totalChunks(): number {
     return this.#status.totalChunks
   }

@@ -10,18 +10,22 @@ import * as FiberId from "effect/FiberId"
 import type { JobId, JobSpec, JobStatus } from "../Job.js"
 import type { ProgressUpdate } from "../JobRepository.js"
 import { LazyStatus } from "./lazyStatus.js"
+import { VersionSignal } from "./versionSignal.js"
 
-/** Why a job's fiber is being stopped; read by the manager to choose the state an interruption stores. */
-export type StopReason = "cancel" | "pause" | "shutdown"
+/**
+ * Why a job's fiber is being stopped; read by the manager to choose the state an interruption stores.
+ * `"lost"`: this manager no longer holds the job's lease (another manager took it over, or this one could not
+ * renew its ownership in time): nothing is stored.
+ */
+export type StopReason = "cancel" | "pause" | "shutdown" | "lost"
 
 export class LiveJob {
   stopReason: StopReason | undefined = undefined
   /** Set on a graceful shutdown: no further chunk starts. */
   draining = false
   readonly #status: LazyStatus
-  #version = 0
+  readonly #changes = new VersionSignal()
   #ended = false
-  #changed: Deferred.Deferred<void> | undefined = undefined
   #endedSignal: Deferred.Deferred<void> | undefined = undefined
 
   constructor(readonly id: JobId, readonly spec: JobSpec, status: JobStatus) {
@@ -41,19 +45,24 @@ export class LiveJob {
     return this.#status.failedChunks
   }
 
+  /** The lease this manager holds the job under (the one of its status as last stored by this manager). */
+  get lease(): number {
+    return this.#status.lease
+  }
+
   /** Bumped on every change; watchers compare it with the last one they saw. */
   get version(): number {
-    return this.#version
+    return this.#changes.version
   }
 
   setStatus(status: JobStatus): void {
     this.#status.set(status)
-    this.#changed_()
+    this.#changes.bump()
   }
 
   setProgress(progress: ProgressUpdate, atMillis: number): void {
     this.#status.progress(progress, atMillis)
-    this.#changed_()
+    this.#changes.bump()
   }
 
   /** The manager's last word on the job (its stored status when it leaves the manager). */
@@ -74,19 +83,6 @@ export class LiveJob {
 
   /** Waits until the version is no longer `seen`, or the job has ended. */
   changedSince(seen: number): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (this.#version !== seen || this.#ended) return Effect.void
-      this.#changed ??= Deferred.unsafeMake<void>(FiberId.none)
-      return Effect.zipRight(Deferred.await(this.#changed), this.changedSince(seen))
-    })
-  }
-
-  #changed_(): void {
-    this.#version++
-    const changed = this.#changed
-    if (changed !== undefined) {
-      this.#changed = undefined
-      Deferred.unsafeDone(changed, Exit.void)
-    }
+    return Effect.suspend(() => this.#ended ? Effect.void : this.#changes.changedSince(seen))
   }
 }

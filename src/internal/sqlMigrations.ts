@@ -17,6 +17,14 @@
  *   `owner` now holds the manager that runs the job; `checkpoint` holds the completed chunk ids as
  *   `RangeSet` text (`0-99,120`; NULL is empty). The unused `heartbeat_at` and `cancel_requested` go.
  * - `effect_jobs_owners`: one row per live manager, `heartbeat_at` its last heartbeat (millis).
+ *
+ * Schema version 3 (fenced ownership):
+ * - `effect_jobs` gains `lease` (0 when created, incremented by every change of state): every write of a
+ *   job's owner names the lease it holds, so a stale owner's writes match no row.
+ * - The spec moves to `effect_jobs_specs` (`id`, `spec`), written once when the job is created: SQLite
+ *   rewrites a whole row on every update, and a job's row is updated on every progress flush.
+ * - Stop requests are read by job, not by owner: the partial index on `owner` becomes one on
+ *   `(created_at, id)` of the jobs with a request.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -26,13 +34,16 @@ import * as Effect from "effect/Effect"
 export const applicationName = "effect-jobs"
 
 /** The newest schema version this code knows; a store with a newer one is refused. */
-export const schemaVersion = 2
+export const schemaVersion = 3
 
 export interface Tables {
   readonly jobs: string
+  readonly specs: string
   readonly owners: string
   readonly meta: string
   readonly migrations: string
+  /** Qualifies the name of another object of the store (an index). */
+  readonly qualify: (name: string) => string
 }
 
 /** The (schema-qualified, when `schema` is given) names of the store's tables. */
@@ -40,9 +51,11 @@ export const tablesIn = (schema: string | undefined): Tables => {
   const qualify = (name: string) => (schema === undefined ? name : `${schema}.${name}`)
   return {
     jobs: qualify("effect_jobs"),
+    specs: qualify("effect_jobs_specs"),
     owners: qualify("effect_jobs_owners"),
     meta: qualify("effect_jobs_meta"),
-    migrations: qualify("effect_jobs_migrations")
+    migrations: qualify("effect_jobs_migrations"),
+    qualify
   }
 }
 
@@ -51,7 +64,8 @@ export const tableNames: ReadonlyArray<string> = [
   "effect_jobs",
   "effect_jobs_meta",
   "effect_jobs_migrations",
-  "effect_jobs_owners"
+  "effect_jobs_owners",
+  "effect_jobs_specs"
 ]
 
 const createTables = (tables: Tables) =>
@@ -142,9 +156,33 @@ const addOwnersCheckpointsAndStops = (tables: Tables) =>
     for (const statement of statements) yield* statement
   })
 
+const addLeasesAndSpecs = (tables: Tables) =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const jobs = sql(tables.jobs)
+    const specs = sql(tables.specs)
+    const statements = [
+      sql.onDialectOrElse({
+        pg: () => sql`ALTER TABLE ${jobs} ADD COLUMN lease BIGINT NOT NULL DEFAULT 0 CHECK (lease >= 0)`,
+        orElse: () => sql`ALTER TABLE ${jobs} ADD COLUMN lease INTEGER NOT NULL DEFAULT 0 CHECK (lease >= 0)`
+      }),
+      sql.onDialectOrElse({
+        pg: () => sql`CREATE TABLE ${specs} (id TEXT COLLATE "C" PRIMARY KEY, spec TEXT NOT NULL)`,
+        orElse: () => sql`CREATE TABLE ${specs} (id TEXT PRIMARY KEY NOT NULL, spec TEXT NOT NULL) STRICT`
+      }),
+      sql`INSERT INTO ${specs} (id, spec) SELECT id, spec FROM ${jobs}`,
+      sql`ALTER TABLE ${jobs} DROP COLUMN spec`,
+      sql`DROP INDEX ${sql(tables.qualify("effect_jobs_stop_requests"))}`,
+      sql`CREATE INDEX effect_jobs_stop_requested ON ${jobs} (created_at, id) WHERE stop_requested IS NOT NULL`,
+      sql`UPDATE ${sql(tables.meta)} SET value = '3' WHERE key = 'schema_version'`
+    ]
+    for (const statement of statements) yield* statement
+  })
+
 /** The migrations, in order; the last one leaves `schema_version` at {@link schemaVersion}. */
 export const migrations = (tables: Tables): Migrator.Loader =>
   Migrator.fromRecord({
     "1_create_jobs": createTables(tables),
-    "2_owners_checkpoints_stops": addOwnersCheckpointsAndStops(tables)
+    "2_owners_checkpoints_stops": addOwnersCheckpointsAndStops(tables),
+    "3_leases_and_specs": addLeasesAndSpecs(tables)
   })

@@ -1,0 +1,83 @@
+/**
+ * How the SQL store learns that jobs may have changed, in this process or another one sharing the database,
+ * as a {@link VersionSignal} that waiters (stop requests, cross-process cancel and watch) wait on.
+ *
+ * - Writes made through this store bump it at once (`announce`).
+ * - SQLite: a background fiber reads `PRAGMA data_version` every `pollInterval` (10 ms by default), which
+ *   changes whenever another connection committed a write to the file.
+ * - PostgreSQL: `announce` also sends `NOTIFY` on the store's channel, which every store on the same schema
+ *   listens to (the listener restarts after a failure), and the signal is bumped every `pollInterval`
+ *   (1 second) in case a notification was lost.
+ *
+ * The background fibers live in the store's scope and log (never die of) a failed read.
+ */
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { logFailure, loop } from "./supervised.js"
+import { VersionSignal } from "./versionSignal.js"
+
+export interface ChangeSource {
+  readonly dialect: "sqlite" | "pg"
+  readonly pollInterval: Duration.Duration
+  /** PostgreSQL with a `PgClient`: the channel changes are notified on, and how to listen to it. */
+  readonly notify: { readonly channel: string; readonly listen: PgClient.PgClient["listen"] } | undefined
+}
+
+export interface ChangeFeed {
+  readonly signal: VersionSignal
+  /** A write through this store changed `id` (or several jobs: `"*"`): bump, and tell the other processes. */
+  readonly announce: (id: string) => Effect.Effect<void>
+}
+
+export const make = (
+  sql: SqlClient.SqlClient,
+  source: ChangeSource
+): Effect.Effect<ChangeFeed, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const signal = new VersionSignal()
+    const fork = (step: Effect.Effect<unknown, unknown>, name: string) =>
+      Effect.forkScoped(loop(step, { module: "SqlJobRepository", name, spacing: source.pollInterval }))
+
+    if (source.dialect === "sqlite") {
+      const dataVersion = Effect.map(
+        sql<{ readonly data_version: number }>`PRAGMA data_version`,
+        (rows) => rows[0]?.data_version
+      )
+      let seen = yield* Effect.orElseSucceed(dataVersion, () => undefined)
+      yield* fork(
+        Effect.map(dataVersion, (version) => {
+          if (version === seen) return
+          seen = version
+          signal.bump()
+        }),
+        "looking for changes by other processes"
+      )
+      return { signal, announce: () => Effect.sync(() => signal.bump()) }
+    }
+
+    const notify = source.notify
+    if (notify !== undefined) {
+      // The listener ends only by failing (a dropped connection): it is started again after `pollInterval`.
+      yield* fork(
+        Stream.runForEach(notify.listen(notify.channel), () => Effect.sync(() => signal.bump())),
+        "listening for changes by other processes"
+      )
+    }
+    yield* fork(Effect.sync(() => signal.bump()), "looking for changes by other processes")
+    return {
+      signal,
+      announce: (id) =>
+        Effect.zipRight(
+          Effect.sync(() => signal.bump()),
+          notify === undefined
+            ? Effect.void
+            : logFailure("notifying other processes of a change failed; they see it at their next poll")(
+              sql`SELECT pg_notify(${notify.channel}, ${id})`
+            )
+        )
+    }
+  })
