@@ -68,8 +68,9 @@ export interface Options {
   /** Sent on every request as `Authorization: Bearer <token>`. */
   readonly token?: string | Redacted.Redacted<string> | undefined
   /**
-   * Signs every request with HMAC-SHA256 over a timestamp, the method, the route and the body, sent in
-   * the `x-effect-jobs-signature` header; the server must be given the same secret.
+   * Signs every request with HMAC-SHA256 over a timestamp, a fresh random nonce, the method, the route and
+   * the body, sent in the `x-effect-jobs-signature` header; the server must be given the same secret, and
+   * then accepts each request once, within its `signatureTolerance` of the timestamp.
    */
   readonly signingSecret?: string | Redacted.Redacted<string> | undefined
   /** How long an interrupted attempt waits for the remote side to acknowledge the cancel (default 2 s). */
@@ -162,6 +163,7 @@ const makeAttempt = (options: {
   Effect.map(HttpClient.HttpClient, (client): Attempt => {
     const { cancelTimeout, signingSecret, token } = options
 
+    /** Adds the token and a signature with a fresh nonce: a `WorkerServer` accepts each request once. */
     const authorize = (
       request: HttpClientRequest.HttpClientRequest,
       path: string,
@@ -169,9 +171,15 @@ const makeAttempt = (options: {
     ): Effect.Effect<HttpClientRequest.HttpClientRequest> =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const withToken = token === undefined ? request : HttpClientRequest.bearerToken(request, token)
-        return signingSecret === undefined
-          ? withToken
-          : HttpClientRequest.setHeader(withToken, signatureHeader, sign(signingSecret, now, request.method, path, body))
+        if (signingSecret === undefined) return withToken
+        const signature = sign(signingSecret, {
+          timestampMillis: now,
+          nonce: crypto.randomUUID(),
+          method: request.method,
+          path,
+          body
+        })
+        return HttpClientRequest.setHeader(withToken, signatureHeader, signature)
       })
 
     /** Best effort: bounded by `cancelTimeout`, and its failures are only logged. */

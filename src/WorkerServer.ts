@@ -14,9 +14,17 @@
  *
  * Requests are refused, with `{ error: { code, message, path? } }`, when they lack the configured token or
  * signature (401), have a body over the size limit (413), are not JSON (400), do not match the schema
- * (400, `path` names the offending value), name an unknown execution (404), reuse an execution id (409)
- * or exceed the concurrency limit (503). Nothing a request holds is ever given to a shell: the chunk goes
- * to the local worker as data.
+ * (400, `path` names the offending value), name an unknown execution (404), reuse an execution id or
+ * repeat a request (409), or exceed the concurrency limit or `maxRememberedRequests` (503). Nothing a
+ * request holds is ever given to a shell: the chunk goes to the local worker as data.
+ *
+ * Replays: with a `signingSecret`, every request is accepted at most once. Its signature covers a fresh
+ * nonce and the execution id, and the nonce is remembered as long as the signature's timestamp is within
+ * `signatureTolerance` (default 1 minute): a replay gets 409 however many executions ran since, and 401
+ * once its timestamp is too old. With only a `token`, a replayed `POST` gets 409 while its execution id is
+ * running, was received within `signatureTolerance` or is among the last `maxFinishedExecutions` finished,
+ * and runs again after that; but then whoever captured a request holds the token and can send anything.
+ * Use a signing secret (and TLS) wherever requests can be captured.
  *
  * @since 0.1.0
  */
@@ -45,6 +53,7 @@ import { LazyAbortController } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { JobId, Json } from "./Job.js"
+import { ReplayCache } from "./internal/replayCache.js"
 import { DurationInput } from "./internal/schemas.js"
 import { describeError, firstIssue, InvalidOption, isNonRetryable, NonRetryable } from "./JobError.js"
 import {
@@ -94,7 +103,10 @@ export interface Options {
   readonly token?: string | Redacted.Redacted<string> | undefined
   /** Every request must carry a valid `x-effect-jobs-signature` made with this secret (see `HttpWorker`). */
   readonly signingSecret?: string | Redacted.Redacted<string> | undefined
-  /** How far a signature's timestamp may be from this server's clock (default 5 minutes). */
+  /**
+   * How far a signature's timestamp may be from this server's clock, and so how long a request is
+   * remembered to refuse its replay (default 1 minute).
+   */
   readonly signatureTolerance?: Duration.DurationInput | undefined
   /** Largest accepted request body (default 1 MiB). */
   readonly maxBodyBytes?: number | undefined
@@ -102,6 +114,12 @@ export interface Options {
   readonly maxConcurrentExecutions?: number | undefined
   /** Finished executions whose state is kept for `GET`/`DELETE`, the oldest forgotten first (default 1000). */
   readonly maxFinishedExecutions?: number | undefined
+  /**
+   * Requests remembered at once to refuse replays: the nonces of signed requests or, without a signing
+   * secret, the execution ids of `POST`s, each for `signatureTolerance`. A request that finds this many is
+   * refused with 503 until the oldest have expired; none is forgotten early (default 100,000: about 10 MB).
+   */
+  readonly maxRememberedRequests?: number | undefined
 }
 
 /**
@@ -120,16 +138,19 @@ const OptionsSchema = Schema.Struct({
   signatureTolerance: Schema.optional(DurationInput),
   maxBodyBytes: Schema.optional(Schema.Int.pipe(Schema.between(1, 2 ** 30))),
   maxConcurrentExecutions: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000))),
-  maxFinishedExecutions: Schema.optional(Schema.Int.pipe(Schema.between(0, 1_000_000)))
+  maxFinishedExecutions: Schema.optional(Schema.Int.pipe(Schema.between(0, 1_000_000))),
+  maxRememberedRequests: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000_000)))
 })
 const decodeOptions = Schema.decodeUnknown(OptionsSchema, { onExcessProperty: "error" })
 const decodeRequest = Schema.decodeUnknownEither(ExecutionRequest)
 
 const defaults = {
-  signatureTolerance: Duration.minutes(5),
+  // Clocks kept by NTP differ by far less; every request is remembered this long to refuse its replay.
+  signatureTolerance: Duration.minutes(1),
   maxBodyBytes: 1024 * 1024,
   maxConcurrentExecutions: 64,
-  maxFinishedExecutions: 1000
+  maxFinishedExecutions: 1000,
+  maxRememberedRequests: 100_000
 } as const
 
 class ExecutionContext extends LazyAbortController implements ChunkContext {
@@ -203,7 +224,8 @@ const emptyBody = new Uint8Array(0)
  * signal fires. Closing the scope first stops taking requests, then interrupts every running execution
  * (their requests are answered `503 Cancelled`), then lets the server close.
  *
- * Memory: at most `maxConcurrentExecutions` running executions and `maxFinishedExecutions` finished states.
+ * Memory: at most `maxConcurrentExecutions` running executions, `maxFinishedExecutions` finished states and
+ * `maxRememberedRequests` remembered requests.
  *
  * @since 0.1.0
  */
@@ -218,13 +240,17 @@ export const layer = (
     const tolerance = validated.signatureTolerance === undefined
       ? defaults.signatureTolerance
       : Duration.decode(validated.signatureTolerance)
+    const toleranceMillis = Duration.toMillis(tolerance)
     const maxBodyBytes = validated.maxBodyBytes ?? defaults.maxBodyBytes
     const maxRunning = validated.maxConcurrentExecutions ?? defaults.maxConcurrentExecutions
     const maxFinished = validated.maxFinishedExecutions ?? defaults.maxFinishedExecutions
+    const maxRemembered = validated.maxRememberedRequests ?? defaults.maxRememberedRequests
 
     const running = yield* FiberMap.make<string, Json, unknown>()
     /** Recently finished executions, oldest first. */
     const finished = new Map<string, ExecutionState>()
+    /** The nonces of accepted signed requests or, without a signing secret, the execution ids of POSTs. */
+    const received = new ReplayCache(maxRemembered)
 
     const recordFinished = (executionId: string, state: ExecutionState): void => {
       finished.set(executionId, state)
@@ -239,23 +265,51 @@ export const layer = (
       return header !== undefined && constantTimeEqual(header, `Bearer ${Redacted.value(token)}`)
     }
 
-    const isSigned = (
+    /** Remembers `key` until `expiresAt`; a refusal if it was received before, or too many are remembered. */
+    const remember = (
+      key: string,
+      expiresAt: number,
+      now: number,
+      replayed: string
+    ): HttpServerResponse.HttpServerResponse | undefined => {
+      switch (received.add(key, expiresAt, now)) {
+        case "added":
+          return undefined
+        case "seen":
+          return errorResponse(409, "conflict", replayed)
+        case "full":
+          return errorResponse(503, "busy", `already remembering ${maxRemembered} recent requests`)
+      }
+    }
+
+    /**
+     * A refusal unless the request has a valid signature (when a signing secret is configured) whose nonce
+     * was not received before; the nonce is then remembered until the timestamp leaves the tolerance window.
+     */
+    const checkSignature = (
       request: HttpServerRequest.HttpServerRequest,
       path: string,
       body: Uint8Array
-    ): Effect.Effect<boolean> =>
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse | undefined> =>
       signingSecret === undefined
-        ? Effect.succeed(true)
-        : Effect.map(Clock.currentTimeMillis, (now) =>
-          verifySignature(
+        ? Effect.succeed(undefined)
+        : Effect.map(Clock.currentTimeMillis, (now) => {
+          const signature = verifySignature(
             signingSecret,
             request.headers[signatureHeader],
-            request.method,
-            path,
-            body,
+            { method: request.method, path, body },
             now,
             tolerance
-          ))
+          )
+          return Option.isNone(signature)
+            ? unauthorized
+            : remember(
+              signature.value.nonce,
+              signature.value.timestampMillis + toleranceMillis,
+              now,
+              "this request was received before (its signature's nonce is not fresh)"
+            )
+        })
 
     /** The body, or `tooLarge`; a body over the limit is read to its end (and dropped) so the 413 arrives. */
     const readBody = (
@@ -309,7 +363,8 @@ export const layer = (
       if (body === tooLarge) {
         return errorResponse(413, "payload_too_large", `the body is larger than ${maxBodyBytes} bytes`)
       }
-      if (!(yield* isSigned(request, "/executions", body))) return unauthorized
+      const refused = yield* checkSignature(request, "/executions", body)
+      if (refused !== undefined) return refused
       const json = parseJson(body)
       if (Either.isLeft(json)) return errorResponse(400, "invalid_json", `the body is not JSON: ${json.left}`)
       const decoded = decodeRequest(json.right)
@@ -321,8 +376,15 @@ export const layer = (
         return errorResponse(503, "busy", `already running ${maxRunning} executions`)
       }
       const executionId = decoded.right.executionId
+      const exists = `execution ${executionId} already exists`
       if (FiberMap.unsafeHas(running, executionId) || finished.has(executionId)) {
-        return errorResponse(409, "conflict", `execution ${executionId} already exists`)
+        return errorResponse(409, "conflict", exists)
+      }
+      if (signingSecret === undefined) {
+        // No nonce to remember: the execution id stands in for it.
+        const now = yield* Clock.currentTimeMillis
+        const repeated = remember(executionId, now + toleranceMillis, now, exists)
+        if (repeated !== undefined) return repeated
       }
       const result = yield* execute(decoded.right)
       return HttpServerResponse.unsafeJson(result, { status: statusOf(result) })
@@ -336,9 +398,9 @@ export const layer = (
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const executionId = (yield* HttpRouter.params).id ?? ""
-        if (!hasToken(request) || !(yield* isSigned(request, `/executions/${executionId}`, emptyBody))) {
-          return unauthorized
-        }
+        if (!hasToken(request)) return unauthorized
+        const refused = yield* checkSignature(request, `/executions/${executionId}`, emptyBody)
+        if (refused !== undefined) return refused
         return yield* handle(executionId)
       })
 

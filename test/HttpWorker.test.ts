@@ -108,7 +108,13 @@ const stateOf = (url: string, executionId: string, credentials: { readonly token
       HttpClientRequest.bearerToken(credentials.token),
       HttpClientRequest.setHeader(
         signatureHeader,
-        sign(Redacted.make(credentials.signingSecret), Date.now(), "GET", `/executions/${executionId}`, "")
+        sign(Redacted.make(credentials.signingSecret), {
+          timestampMillis: Date.now(),
+          nonce: crypto.randomUUID(),
+          method: "GET",
+          path: `/executions/${executionId}`,
+          body: ""
+        })
       )
     )),
     (response) => response.json

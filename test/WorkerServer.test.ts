@@ -4,13 +4,16 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, layer } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
 import { existsSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -18,6 +21,7 @@ import type { ChunkContext } from "../src/ChunkWorker.js"
 import * as ChunkWorker from "../src/ChunkWorker.js"
 import type { Chunk } from "../src/Job.js"
 import type { InvalidOption } from "../src/JobError.js"
+import { sign, signatureHeader, type SignedContent } from "../src/internal/workerProtocol.js"
 import { NonRetryable } from "../src/JobError.js"
 import * as ProcessWorker from "../src/ProcessWorker.js"
 import * as WorkerServer from "../src/WorkerServer.js"
@@ -98,6 +102,30 @@ const del = (url: string, executionId: string, token?: string) =>
   )
 
 const echo = probe((chunk) => Effect.succeed({ echoed: chunk.payload }))
+
+const signingSecret = "shared-secret"
+
+/** The signature header HttpWorker would send now, with a fresh nonce unless `content` says otherwise. */
+const signature = (content: Omit<SignedContent, "timestampMillis" | "nonce"> & Partial<SignedContent>) =>
+  Effect.map(Clock.currentTimeMillis, (now) =>
+    sign(Redacted.make(signingSecret), { timestampMillis: now, nonce: crypto.randomUUID(), ...content }))
+
+/** A `POST /executions` of chunk `chunkId` as execution `executionId`, signed now. */
+const signedPost = (url: string, executionId: string, chunkId: number) => {
+  const body = executionBody(executionId, { id: chunkId, payload: null })
+  return Effect.map(signature({ method: "POST", path: "/executions", body }), (header) =>
+    HttpClientRequest.post(`${url}/executions`).pipe(
+      HttpClientRequest.bodyText(body, "application/json"),
+      HttpClientRequest.setHeader(signatureHeader, header)
+    ))
+}
+
+/** A `GET` or `DELETE` of `/executions/<executionId>`, signed now. */
+const signedRoute = (method: "GET" | "DELETE", url: string, executionId: string) =>
+  Effect.map(signature({ method, path: `/executions/${executionId}`, body: "" }), (header) =>
+    HttpClientRequest.make(method)(`${url}/executions/${executionId}`).pipe(
+      HttpClientRequest.setHeader(signatureHeader, header)
+    ))
 
 layer(NodeHttpClient.layer, { excludeTestServices: true })("WorkerServer", (it) => {
   it.scoped("runs a chunk through the local worker and answers with the result; GET reports it completed", () =>
@@ -303,8 +331,117 @@ layer(NodeHttpClient.layer, { excludeTestServices: true })("WorkerServer", (it) 
 
   it.scoped("invalid server options fail the layer with InvalidOption naming the option", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(startServer(echo.worker, { maxBodyBytes: -1 }))
-      assert.strictEqual(error._tag, "InvalidOption")
-      assert.deepStrictEqual((error as InvalidOption).path, ["maxBodyBytes"])
+      const invalid: ReadonlyArray<WorkerServer.Options> = [{ maxBodyBytes: -1 }, { maxRememberedRequests: 0 }]
+      for (const options of invalid) {
+        const error = yield* Effect.flip(startServer(echo.worker, options))
+        assert.strictEqual(error._tag, "InvalidOption")
+        assert.deepStrictEqual((error as InvalidOption).path, Object.keys(options))
+      }
+    }))
+
+  it.scoped("a captured signed request replayed after 1,001 other executions gets 409: the chunk ran once", () =>
+    Effect.gen(function*() {
+      const worker = probe((chunk) => Effect.succeed(chunk.id))
+      const { url } = yield* startServer(worker.worker, { signingSecret })
+      const captured = yield* signedPost(url, "e-captured", 0)
+      assert.strictEqual((yield* send(captured)).status, 200)
+      const others = yield* Effect.forEach(
+        Array.from({ length: 1_001 }, (_, i) => i + 1),
+        (id) => Effect.map(Effect.flatMap(signedPost(url, `e-other-${id}`, id), send), (answer) => answer.status),
+        { concurrency: 16 }
+      )
+      assert.deepStrictEqual(new Set(others), new Set([200]))
+      const status = yield* send(yield* signedRoute("GET", url, "e-captured"))
+      assert.strictEqual(status.status, 404, "the execution id itself is forgotten by now")
+      const replay = yield* send(captured)
+      assert.strictEqual(replay.status, 409)
+      assert.strictEqual(replay.body.error.code, "conflict")
+      assert.deepStrictEqual(worker.started.filter((id) => id === 0), [0], "the captured chunk ran once")
+    }), 120_000) // 1,002 real HTTP executions: a few seconds, more on a loaded machine
+
+  it.scoped("a replayed signed GET or DELETE gets 409; a changed nonce or execution id, or no nonce, gets 401", () =>
+    Effect.gen(function*() {
+      const worker = probe((chunk) => Effect.succeed(chunk.id))
+      const { url } = yield* startServer(worker.worker, { signingSecret })
+      assert.strictEqual((yield* send(yield* signedPost(url, "e-1", 1))).status, 200)
+      for (const method of ["GET", "DELETE"] as const) {
+        const captured = yield* signedRoute(method, url, "e-1")
+        assert.deepStrictEqual((yield* send(captured)).body, { executionId: "e-1", state: "completed" })
+        const replay = yield* send(captured)
+        assert.strictEqual(replay.status, 409, method)
+        assert.strictEqual(replay.body.error.code, "conflict")
+      }
+
+      const body = executionBody("e-2", { id: 2, payload: null })
+      const header = yield* signature({ method: "POST", path: "/executions", body })
+      const withHeader = (value: string, sentBody = body) =>
+        HttpClientRequest.post(`${url}/executions`).pipe(
+          HttpClientRequest.bodyText(sentBody, "application/json"),
+          HttpClientRequest.setHeader(signatureHeader, value)
+        )
+      const otherNonce = header.replace(/,n=[^,]+,/, `,n=${crypto.randomUUID()},`)
+      const withoutNonce = header.replace(/,n=[^,]+,/, ",")
+      const otherExecution = executionBody("e-3", { id: 2, payload: null })
+      for (const request of [withHeader(otherNonce), withHeader(withoutNonce), withHeader(header, otherExecution)]) {
+        const refused = yield* send(request)
+        assert.strictEqual(refused.status, 401)
+        assert.strictEqual(refused.body.error.code, "unauthorized")
+      }
+      const getHeader = (yield* signedRoute("GET", url, "e-1")).headers[signatureHeader]!
+      const elsewhere = HttpClientRequest.get(`${url}/executions/e-2`).pipe(
+        HttpClientRequest.setHeader(signatureHeader, getHeader)
+      )
+      assert.strictEqual((yield* send(elsewhere)).status, 401, "a GET signed for e-1 does not reach e-2")
+      assert.deepStrictEqual(worker.started, [1], "no refused request reached the worker")
+      assert.strictEqual((yield* send(withHeader(header))).status, 200, "the untampered request is accepted")
+    }))
+})
+
+layer(NodeHttpClient.layer)("WorkerServer replay window (TestClock)", (it) => {
+  it.scoped("remembers a signed request for signatureTolerance: 409 within it, 401 after; memory is bounded", () =>
+    Effect.gen(function*() {
+      const worker = probe((chunk) => Effect.succeed(chunk.id))
+      const { url } = yield* startServer(worker.worker, {
+        signingSecret,
+        signatureTolerance: "1 minute",
+        maxRememberedRequests: 2
+      })
+      const first = yield* signedPost(url, "e-1", 1)
+      assert.strictEqual((yield* send(first)).status, 200)
+      assert.strictEqual((yield* send(yield* signedPost(url, "e-2", 2))).status, 200)
+      const full = yield* send(yield* signedPost(url, "e-3", 3))
+      assert.strictEqual(full.status, 503, "two requests are remembered: a third is refused, none forgotten")
+      assert.strictEqual(full.body.error.code, "busy")
+
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* send(first)).status, 409, "still within the window: remembered")
+      yield* TestClock.adjust(1)
+      const tooOld = yield* send(first)
+      assert.strictEqual(tooOld.status, 401, "out of the window: its timestamp is too old")
+      const later = yield* send(yield* signedPost(url, "e-3", 3))
+      assert.strictEqual(later.status, 200, "the expired requests were forgotten, freeing room")
+      assert.deepStrictEqual(worker.started, [1, 2, 3])
+    }))
+
+  it.scoped("without a signing secret, a POST's execution id is refused for signatureTolerance, finished or not", () =>
+    Effect.gen(function*() {
+      const worker = probe((chunk) => Effect.succeed(chunk.id))
+      const { url } = yield* startServer(worker.worker, {
+        token: "t0ken",
+        signatureTolerance: "1 minute",
+        maxFinishedExecutions: 0
+      })
+      const body = executionBody("e-1", { id: 1, payload: null })
+      assert.strictEqual((yield* post(url, body, "t0ken")).status, 200)
+      assert.strictEqual((yield* get(url, "e-1", "t0ken")).status, 404, "no finished state is kept")
+      yield* TestClock.adjust("1 minute")
+      const replay = yield* post(url, body, "t0ken")
+      assert.strictEqual(replay.status, 409)
+      assert.strictEqual(replay.body.error.code, "conflict")
+      assert.deepStrictEqual(worker.started, [1])
+      yield* TestClock.adjust(1)
+      const later = yield* post(url, body, "t0ken")
+      assert.strictEqual(later.status, 200, "after the window, a bearer token alone cannot tell a replay")
+      assert.deepStrictEqual(worker.started, [1, 1])
     }))
 })

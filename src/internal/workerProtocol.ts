@@ -1,7 +1,7 @@
 /**
  * The wire protocol between the HTTP worker client (`HttpWorker`) and the worker server (`WorkerServer`):
  * request and response bodies as Schema, status codes, and request authentication (bearer token and
- * timestamped HMAC-SHA256 signature). Not public API.
+ * HMAC-SHA256 signature over a timestamp and a nonce). Not public API.
  *
  * Routes (relative to an endpoint's base URL):
  * - `POST /executions` with an {@link ExecutionRequest}: runs the chunk and answers when it has settled,
@@ -10,8 +10,12 @@
  * - `GET /executions/:id`: the {@link ExecutionStatus} of a running or recently finished execution.
  * - `DELETE /executions/:id`: interrupts a running execution and answers, once it has stopped, with its
  *   final {@link ExecutionStatus}; a recently finished one is left as it is.
+ *
+ * A signed request is accepted once: a request whose signature's nonce the server has accepted before is
+ * refused with 409 `conflict`, one whose timestamp is out of the tolerance window with 401.
  */
 import * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { createHash, createHmac, timingSafeEqual } from "node:crypto"
@@ -92,46 +96,53 @@ export const ErrorBody = Schema.Struct({
   })
 }).annotations({ identifier: "ErrorBody" })
 
-/** The header carrying the request signature: `t=<unix millis>,v1=<hex HMAC-SHA256>`. */
+/** The header carrying the request signature: `t=<unix millis>,n=<nonce>,v1=<hex HMAC-SHA256>`. */
 export const signatureHeader = "x-effect-jobs-signature"
 
 /**
- * The signature of a request: HMAC-SHA256, keyed with the shared secret, over the timestamp, the method,
- * the route path (`/executions` or `/executions/<id>`, without any base path of the endpoint) and the raw
- * body, each separated by a newline.
+ * What a signature covers: when it was made, a nonce that is fresh for every request (16 to 128 characters
+ * of `[A-Za-z0-9_-]`), the method, the route path (`/executions` or `/executions/<id>`, without any base path
+ * of the endpoint) and the raw body. So the execution id is covered on every route: in the body of a
+ * `POST`, in the path of a `GET` or `DELETE`.
  */
-export const sign = (
-  secret: Redacted.Redacted<string>,
-  timestampMillis: number,
-  method: string,
-  path: string,
-  body: string | Uint8Array
-): string =>
-  `t=${timestampMillis},v1=${
+export interface SignedContent {
+  readonly timestampMillis: number
+  readonly nonce: string
+  readonly method: string
+  readonly path: string
+  readonly body: string | Uint8Array
+}
+
+/** The signature header of a request: HMAC-SHA256, keyed with the shared secret, over its {@link SignedContent}. */
+export const sign = (secret: Redacted.Redacted<string>, content: SignedContent): string =>
+  `t=${content.timestampMillis},n=${content.nonce},v1=${
     createHmac("sha256", Redacted.value(secret))
-      .update(`${timestampMillis}\n${method}\n${path}\n`)
-      .update(body)
+      .update(`${content.timestampMillis}\n${content.nonce}\n${content.method}\n${content.path}\n`)
+      .update(content.body)
       .digest("hex")
   }`
 
 /**
- * Whether `header` is a valid signature of the request, made at most `tolerance` away from `nowMillis`.
- * The comparison takes the same time wherever the first difference is.
+ * The timestamp and nonce of `header` if it is a valid signature of the request made at most `tolerance`
+ * away from `nowMillis`; none otherwise. The comparison takes the same time wherever the first difference is.
  */
 export const verifySignature = (
   secret: Redacted.Redacted<string>,
   header: string | undefined,
-  method: string,
-  path: string,
-  body: Uint8Array,
+  request: Omit<SignedContent, "timestampMillis" | "nonce">,
   nowMillis: number,
   tolerance: Duration.Duration
-): boolean => {
-  const match = header === undefined ? null : /^t=(\d{1,16}),v1=[0-9a-f]{64}$/.exec(header)
-  if (match === null) return false
-  const timestamp = Number(match[1])
-  if (Math.abs(nowMillis - timestamp) > Duration.toMillis(tolerance)) return false
-  return constantTimeEqual(header!, sign(secret, timestamp, method, path, body))
+): Option.Option<Pick<SignedContent, "timestampMillis" | "nonce">> => {
+  const match = header === undefined
+    ? null
+    : /^t=(\d{1,16}),n=([A-Za-z0-9_-]{16,128}),v1=[0-9a-f]{64}$/.exec(header)
+  if (match === null) return Option.none()
+  const timestampMillis = Number(match[1])
+  const nonce = match[2]!
+  if (Math.abs(nowMillis - timestampMillis) > Duration.toMillis(tolerance)) return Option.none()
+  return constantTimeEqual(header!, sign(secret, { ...request, timestampMillis, nonce }))
+    ? Option.some({ timestampMillis, nonce })
+    : Option.none()
 }
 
 /** Compares two strings in time independent of where they differ (and of their lengths). */
