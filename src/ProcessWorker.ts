@@ -309,7 +309,8 @@ export const make = (
     const endGroup = (child: CommandExecutor.Process): Effect.Effect<void> => {
       // The Node executor cannot fail to tell whether the leader runs; were it to, the group would decide.
       const leaderRunning = Effect.orElseSucceed(child.isRunning, () => false)
-      const gone = Effect.map(leaderRunning, (running) => !running && !ProcessGroup.hasLiveMember(child.pid))
+      const groupAlive = ProcessGroup.liveness(child.pid)
+      const gone = Effect.map(leaderRunning, (running) => !running && !groupAlive())
       // Polled: the descendants of the leader are not this process's children, so no exit event tells.
       const awaitGone = (deadline: number) =>
         Effect.repeat(
