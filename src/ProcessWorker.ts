@@ -310,7 +310,8 @@ export const make = (
       // The Node executor cannot fail to tell whether the leader runs; were it to, the group would decide.
       const leaderRunning = Effect.orElseSucceed(child.isRunning, () => false)
       const groupAlive = ProcessGroup.liveness(child.pid)
-      const gone = Effect.map(leaderRunning, (running) => !running && !groupAlive())
+      const gone = Effect.flatMap(leaderRunning, (running) =>
+        running ? Effect.succeed(false) : Effect.sync(() => !groupAlive()))
       // Polled: the descendants of the leader are not this process's children, so no exit event tells.
       const awaitGone = (deadline: number) =>
         Effect.repeat(
