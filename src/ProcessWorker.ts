@@ -2,18 +2,22 @@
  * A `ChunkWorker` that runs one child process per chunk attempt, with `@effect/platform` `Command`.
  *
  * The program and its arguments are passed to the operating system as an array: no shell ever sees them,
- * so shell metacharacters in a chunk's payload reach the program verbatim. With the Node `CommandExecutor`
- * (`NodeContext.layer`) on POSIX systems, the process runs in its own process group and every signal goes
- * to the whole group (a wrapper script's children included).
+ * so shell metacharacters in a chunk's payload reach the program verbatim. It needs a `CommandExecutor`
+ * that starts each process as the leader of a new process group, as the Node one (`NodeContext.layer`)
+ * does on POSIX systems: every signal goes to the whole group (a wrapper script's children included), and
+ * no process of the group outlives its attempt.
  *
  * @since 0.1.0
  */
 import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type { PlatformError } from "@effect/platform/Error"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -21,6 +25,7 @@ import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk } from "./Job.js"
 import { describeError, firstIssue, formatPath, InvalidOption, NonRetryable } from "./JobError.js"
+import * as ProcessGroup from "./internal/processGroup.js"
 import { DurationInput, FunctionInput } from "./internal/schemas.js"
 
 /**
@@ -122,7 +127,10 @@ export interface Options {
   readonly maxOutputBytes?: number | undefined
   /** Receives each line of output while the process runs, in order per stream. */
   readonly onOutput?: ((output: OutputLine) => Effect.Effect<void>) | undefined
-  /** How long an interrupted process may take to exit after SIGTERM before it gets SIGKILL (default 2 s). */
+  /**
+   * How long the processes of an attempt's group may take to exit after SIGTERM before they get SIGKILL
+   * (default 2 s); also how long output left open by a process outside the group is waited for.
+   */
   readonly killGracePeriod?: Duration.DurationInput | undefined
 }
 
@@ -130,6 +138,9 @@ const defaults = {
   maxOutputBytes: 64 * 1024,
   killGracePeriod: Duration.seconds(2)
 } as const
+
+/** How often a process group being ended is looked at: soon at first, then every 100 ms. */
+const groupPoll = Schedule.union(Schedule.exponential("5 millis"), Schedule.spaced("100 millis"))
 
 const NoNul = Schema.String.pipe(
   Schema.filter((value) => !value.includes("\u0000") || "must not contain a NUL character")
@@ -240,12 +251,16 @@ const spawnFailed = (command: string, error: PlatformError): ProcessFailed | Non
  *
  * Each attempt spawns `command(chunk, context)` with stdin closed, captures the tails of stdout and
  * stderr, streams their lines to `onOutput`, and succeeds with a {@link ProcessOutput} when the process
- * exits with code 0 and has closed its output. A non-zero exit code, a signal, or a failure to start
- * fails the attempt with {@link ProcessFailed}.
+ * exits with code 0. A non-zero exit code, a signal, or a failure to start fails the attempt with
+ * {@link ProcessFailed}.
  *
- * Cancellation: interrupting an attempt sends SIGTERM to the process group; if the process has not exited
- * after `killGracePeriod`, it gets SIGKILL. The interruption completes only once the process has exited,
- * so no process outlives its attempt. The same happens when the attempt fails for any other reason.
+ * Every attempt ends its process's group, however it ends: when the process exits (with any code), or when
+ * the attempt is interrupted or fails first, the group gets SIGTERM, and SIGKILL once `killGracePeriod` is
+ * over if a process of it is still alive. Then the output is read to its end. The attempt, and so its
+ * interruption, completes only once the process has exited and no process of its group is alive: no
+ * descendant outlives it, not one that ignores SIGTERM nor one whose parent exited first. A process that
+ * left the group (`setsid`, a daemon's double fork) is out of reach; if it still holds stdout or stderr
+ * open `killGracePeriod` after the group ended, the attempt fails with an `"Output"` {@link ProcessFailed}.
  *
  * @since 0.1.0
  */
@@ -287,18 +302,30 @@ export const make = (
     }
 
     /**
-     * SIGTERM to the group, then SIGKILL once the grace period is over; returns when the process exited.
-     * It runs as a finalizer, so uninterruptibly: the wait after SIGTERM is made interruptible, or the
-     * timeout could not cut it short.
+     * Ends the process group `child` leads: SIGTERM to the group, SIGKILL to it once `killGracePeriod` is
+     * over, and returns once the leader has been reaped and no process of the group is alive, whether the
+     * leader had exited before or not. It cannot be interrupted: once begun, the group is ended for good.
      */
-    const stop = (child: CommandExecutor.Process): Effect.Effect<void> =>
-      Effect.flatMap(child.isRunning, (running) =>
-        running
-          ? Effect.timeoutFail(Effect.interruptible(child.kill("SIGTERM")), {
-            duration: gracePeriod,
-            onTimeout: () => "grace period over"
-          }).pipe(Effect.orElse(() => child.kill("SIGKILL")))
-          : Effect.void).pipe(Effect.ignore)
+    const endGroup = (child: CommandExecutor.Process): Effect.Effect<void> => {
+      // The Node executor cannot fail to tell whether the leader runs; were it to, the group would decide.
+      const leaderRunning = Effect.orElseSucceed(child.isRunning, () => false)
+      const groupAlive = ProcessGroup.liveness(child.pid)
+      const gone = Effect.flatMap(leaderRunning, (running) =>
+        running ? Effect.succeed(false) : Effect.sync(() => !groupAlive()))
+      // Polled: the descendants of the leader are not this process's children, so no exit event tells.
+      const awaitGone = (deadline: number) =>
+        Effect.repeat(
+          Effect.zip(gone, Clock.currentTimeMillis),
+          groupPoll.pipe(Schedule.whileInput(([isGone, now]) => !isGone && now < deadline), Schedule.passthrough)
+        ).pipe(Effect.map(([isGone]) => isGone))
+      return Effect.gen(function*() {
+        yield* Effect.sync(() => ProcessGroup.signal(child.pid, "SIGTERM"))
+        const graceOver = (yield* Clock.currentTimeMillis) + Duration.toMillis(gracePeriod)
+        if (yield* awaitGone(graceOver)) return
+        yield* Effect.sync(() => ProcessGroup.signal(child.pid, "SIGKILL"))
+        yield* awaitGone(Number.POSITIVE_INFINITY)
+      }).pipe(Effect.uninterruptible)
+    }
 
     const drain = (
       stream: Stream.Stream<Uint8Array, PlatformError>,
@@ -324,9 +351,10 @@ export const make = (
       Effect.gen(function*() {
         const name = spec.command
         const child = yield* Effect.mapError(executor.start(toCommand(spec)), (error) => spawnFailed(name, error))
-        // Registered after the executor's own finalizer, so it runs first: the process is gone before that
-        // one looks.
-        yield* Effect.addFinalizer(() => stop(child))
+        // Registered after the executor's own finalizer, so it runs first: the group is gone before that
+        // one looks. Cached: the group is ended once, and never signalled again after it was seen gone.
+        const endChildGroup = yield* Effect.cached(endGroup(child))
+        yield* Effect.addFinalizer(() => endChildGroup)
         // Closing stdin waits for the pipe's "finish", which never comes when the process has exited first:
         // it runs beside the output and ends with the process at the latest.
         const closeStdin = Effect.raceFirst(
@@ -335,17 +363,46 @@ export const make = (
         )
         const stdout = new OutputCapture(maxOutputBytes, onOutput !== undefined)
         const stderr = new OutputCapture(maxOutputBytes, onOutput !== undefined)
-        const outputFailed = (error: PlatformError) =>
-          new ProcessFailed({ reason: "Output", command: name, stderrTail: stderr.text(), detail: error.message })
-        const [, , , exitCode] = yield* Effect.all([
+        const outputFailed = (detail: string) =>
+          new ProcessFailed({ reason: "Output", command: name, stderrTail: stderr.text(), detail })
+        // The order of the end: the leader exits; the rest of its group is ended then (a descendant left
+        // running, such as `sleep 100 &`, would keep the output open and the attempt waiting); then the
+        // output is read to its end. Only a process that left the group can still hold it open then: it
+        // gets `killGracePeriod` before the attempt fails instead of waiting for it.
+        const leaderExit = Effect.either(child.exitCode).pipe(Effect.zipLeft(endChildGroup))
+        const output = Effect.all([
           closeStdin,
-          Effect.mapError(drain(child.stdout, stdout, "stdout", chunk, context), outputFailed),
-          Effect.mapError(drain(child.stderr, stderr, "stderr", chunk, context), outputFailed),
-          Effect.mapError(child.exitCode, (error) =>
-            new ProcessFailed({ reason: "Signal", command: name, stderrTail: stderr.text(), detail: error.message }))
-        ], { concurrency: "unbounded" })
-        if (exitCode !== 0) {
-          return yield* new ProcessFailed({ reason: "ExitCode", command: name, exitCode, stderrTail: stderr.text(), detail: "" })
+          Effect.mapError(drain(child.stdout, stdout, "stdout", chunk, context), (error) => outputFailed(error.message)),
+          Effect.mapError(drain(child.stderr, stderr, "stderr", chunk, context), (error) => outputFailed(error.message))
+        ], { concurrency: "unbounded", discard: true })
+        const outputLeftOpen = Effect.gen(function*() {
+          yield* Effect.ignore(child.exitCode)
+          yield* endChildGroup
+          yield* Effect.sleep(gracePeriod)
+          return yield* outputFailed(
+            `the output was still open ${Duration.format(gracePeriod)} after the process group ended ` +
+              "(a process that left the group holds it)"
+          )
+        })
+        const [, exit] = yield* Effect.all([Effect.raceFirst(output, outputLeftOpen), leaderExit], {
+          concurrency: "unbounded"
+        })
+        if (Either.isLeft(exit)) {
+          return yield* new ProcessFailed({
+            reason: "Signal",
+            command: name,
+            stderrTail: stderr.text(),
+            detail: exit.left.message
+          })
+        }
+        if (exit.right !== 0) {
+          return yield* new ProcessFailed({
+            reason: "ExitCode",
+            command: name,
+            exitCode: exit.right,
+            stderrTail: stderr.text(),
+            detail: ""
+          })
         }
         return {
           stdout: stdout.text(),

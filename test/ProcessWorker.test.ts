@@ -5,7 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import { existsSync, realpathSync } from "node:fs"
+import { existsSync, realpathSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { ChunkContext } from "../src/ChunkWorker.js"
@@ -13,6 +13,7 @@ import type { Chunk, JobId } from "../src/Job.js"
 import * as JobExecutor from "../src/JobExecutor.js"
 import type * as JobError from "../src/JobError.js"
 import * as ProcessWorker from "../src/ProcessWorker.js"
+import { eventually, isGone } from "./util.js"
 
 const node = process.execPath
 const jobId = "job_process" as JobId
@@ -32,27 +33,41 @@ const nodeWorker = (
   )
 }
 
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false
-    throw error
-  }
-}
-
-/** A worker whose child prints its pid first; the pid is delivered through the returned deferred. */
-const pidReportingWorker = (script: string, killGracePeriod: number) =>
+/**
+ * A worker running `command`; the pids its processes print on stdout (lines of digits) are delivered
+ * through the returned deferred once there are `count`.
+ */
+const pidReportingWorker = (
+  command: ProcessWorker.ProcessCommand,
+  options: Omit<ProcessWorker.Options, "command" | "onOutput">,
+  count = 1
+) =>
   Effect.gen(function*() {
-    const pid = yield* Deferred.make<number>()
-    const worker = yield* nodeWorker(script, {
-      killGracePeriod,
-      onOutput: ({ line, stream }) =>
-        stream === "stdout" && /^\d+$/.test(line) ? Deferred.succeed(pid, Number(line)) : Effect.void
-    })
-    return { worker, pid }
+    const pids = yield* Deferred.make<ReadonlyArray<number>>()
+    const seen: Array<number> = []
+    const worker = yield* Effect.provide(
+      ProcessWorker.make({
+        ...options,
+        command: () => command,
+        onOutput: ({ line, stream }) =>
+          Effect.suspend(() => {
+            if (stream === "stdout" && /^\d+$/.test(line)) seen.push(Number(line))
+            return seen.length === count ? Deferred.succeed(pids, [...seen]) : Effect.void
+          })
+      }),
+      NodeContext.layer
+    )
+    return { worker, pids }
   })
+
+/** `node -e script`. */
+const nodeScript = (script: string): ProcessWorker.ProcessCommand => ({ command: node, args: ["-e", script] })
+
+/** `sh -c script`: the tests' own fixed scripts, for what only a shell does in one line (`&`, `trap`). */
+const shScript = (script: string, ...args: ReadonlyArray<string>): ProcessWorker.ProcessCommand => ({
+  command: "sh",
+  args: ["-c", script, "sh", ...args]
+})
 
 describe("ProcessWorker", () => {
   it.live("succeeds with the output tails when the process exits with code 0", () =>
@@ -134,34 +149,133 @@ describe("ProcessWorker", () => {
 
   it.live("interrupting the attempt kills the process with SIGTERM, well within the grace period", () =>
     Effect.gen(function*() {
-      const { pid, worker } = yield* pidReportingWorker("console.log(process.pid); setInterval(() => {}, 1000)", 5_000)
+      const { pids, worker } = yield* pidReportingWorker(
+        nodeScript("console.log(process.pid); setInterval(() => {}, 1000)"),
+        { killGracePeriod: 5_000 }
+      )
       const fiber = yield* Effect.fork(worker.run(chunk(0), contextOf()))
-      const childPid = yield* Deferred.await(pid)
-      assert.isTrue(isAlive(childPid))
+      const [childPid] = yield* Deferred.await(pids)
+      assert.isFalse(isGone(childPid!))
       const started = Date.now()
       const exit = yield* Fiber.interrupt(fiber)
       const elapsed = Date.now() - started
       assert.isTrue(Exit.isInterrupted(exit))
-      assert.isFalse(isAlive(childPid), "the process is gone when the interruption completes")
+      assert.isTrue(isGone(childPid!), "the process is gone when the interruption completes")
       assert.isBelow(elapsed, 1_000)
     }))
 
   it.live("a process that ignores SIGTERM gets SIGKILL once the grace period is over", () =>
     Effect.gen(function*() {
       const gracePeriod = 300
-      const { pid, worker } = yield* pidReportingWorker(
-        "process.on('SIGTERM', () => {}); console.log(process.pid); setInterval(() => {}, 1000)",
-        gracePeriod
+      const { pids, worker } = yield* pidReportingWorker(
+        nodeScript("process.on('SIGTERM', () => {}); console.log(process.pid); setInterval(() => {}, 1000)"),
+        { killGracePeriod: gracePeriod }
       )
       const fiber = yield* Effect.fork(worker.run(chunk(0), contextOf()))
-      const childPid = yield* Deferred.await(pid)
+      const [childPid] = yield* Deferred.await(pids)
       const started = Date.now()
       yield* Fiber.interrupt(fiber)
       const elapsed = Date.now() - started
-      assert.isFalse(isAlive(childPid))
+      assert.isTrue(isGone(childPid!))
       assert.isAtLeast(elapsed, gracePeriod - 20, "SIGTERM alone did not stop it")
       assert.isBelow(elapsed, gracePeriod + 1_000)
     }))
+
+  it.live("a completed attempt leaves no process of its group behind, even one whose parent exited first", () =>
+    Effect.gen(function*() {
+      // The first sleep keeps stdout open (the attempt must not wait for it), the second does not.
+      const worker = yield* Effect.provide(
+        ProcessWorker.make({ command: () => shScript("sleep 100 & echo $!; sleep 100 >/dev/null 2>&1 & echo $!; exit 0") }),
+        NodeContext.layer
+      )
+      const output = (yield* worker.run(chunk(0), contextOf())) as ProcessWorker.ProcessOutput
+      const sleeps = output.stdout.trim().split("\n").map(Number)
+      assert.strictEqual(sleeps.length, 2)
+      for (const pid of sleeps) assert.isTrue(Number.isInteger(pid) && pid > 0)
+      assert.deepStrictEqual(sleeps.filter((pid) => !isGone(pid)), [], "every sleep is gone when the attempt completes")
+    }))
+
+  it.live("a descendant that ignores SIGTERM gets SIGKILL after the grace period, once its leader has exited", () =>
+    Effect.gen(function*() {
+      const gracePeriod = 300
+      const worker = yield* Effect.provide(
+        ProcessWorker.make({
+          // The sleep inherits the ignored SIGTERM; the leader exits at once.
+          command: () => shScript("trap '' TERM; sleep 100 >/dev/null & echo $!; exit 0"),
+          killGracePeriod: gracePeriod
+        }),
+        NodeContext.layer
+      )
+      const started = Date.now()
+      const output = (yield* worker.run(chunk(0), contextOf())) as ProcessWorker.ProcessOutput
+      const elapsed = Date.now() - started
+      const sleep = Number(output.stdout.trim())
+      assert.isTrue(Number.isInteger(sleep) && sleep > 0)
+      assert.isTrue(isGone(sleep), "the sleep is gone when the attempt completes")
+      assert.isAtLeast(elapsed, gracePeriod - 20, "SIGTERM alone did not stop it")
+    }))
+
+  it.live("cancelling after the leader exited still waits for the rest of its group to be killed", () =>
+    Effect.gen(function*() {
+      // The leader prints the sleep's pid and its own, and exits; the sleep ignores SIGTERM, so the attempt
+      // is still ending the group (waiting out the grace period) when it is cancelled.
+      const { pids, worker } = yield* pidReportingWorker(
+        shScript("trap '' TERM; sleep 100 & echo $!; echo $$; exit 0"),
+        { killGracePeriod: 2_000 },
+        2
+      )
+      const fiber = yield* Effect.fork(worker.run(chunk(0), contextOf()))
+      const [sleep, leader] = yield* Deferred.await(pids)
+      yield* eventually(() => isGone(leader!))
+      assert.isFalse(isGone(sleep!))
+      yield* Fiber.interrupt(fiber)
+      assert.isTrue(isGone(sleep!), "the sleep is gone when the interruption completes")
+    }))
+
+  it.live("cancelling keeps the attempt until the processes that ignore SIGTERM got SIGKILL", () =>
+    Effect.gen(function*() {
+      const gracePeriod = 300
+      // The leader waits (and dies of SIGTERM); the subshell and its sleep ignore SIGTERM.
+      const { pids, worker } = yield* pidReportingWorker(
+        shScript("(trap '' TERM; sleep 100 & echo $!; wait) & echo $!; wait"),
+        { killGracePeriod: gracePeriod },
+        2
+      )
+      const fiber = yield* Effect.fork(worker.run(chunk(0), contextOf()))
+      const descendants = yield* Deferred.await(pids)
+      assert.deepStrictEqual(descendants.filter(isGone), [])
+      const started = Date.now()
+      const exit = yield* Fiber.interrupt(fiber)
+      const elapsed = Date.now() - started
+      assert.isTrue(Exit.isInterrupted(exit))
+      assert.deepStrictEqual(descendants.filter((pid) => !isGone(pid)), [], "gone when the interruption completes")
+      assert.isAtLeast(elapsed, gracePeriod - 20, "SIGTERM alone did not stop them")
+    }))
+
+  it.live("a process that left the group and holds the output open fails the attempt instead of holding it", () => {
+    const marker = join(tmpdir(), `effect-jobs-setsid-${process.pid}-${Date.now()}`)
+    let daemon: number | undefined
+    return Effect.gen(function*() {
+      // The daemon starts a new session (out of reach of the group's signals), keeping stdout; the leader
+      // exits once the daemon has left the group.
+      const { pids, worker } = yield* pidReportingWorker(
+        shScript(
+          "setsid sh -c 'echo $$; : > \"$1\"; exec sleep 100' daemon \"$1\" & " +
+            "while [ ! -e \"$1\" ]; do sleep 0.01; done",
+          marker
+        ),
+        { killGracePeriod: 200 }
+      )
+      const error = yield* Effect.flip(worker.run(chunk(0), contextOf()))
+      daemon = (yield* Deferred.await(pids))[0]
+      assert.instanceOf(error, ProcessWorker.ProcessFailed)
+      assert.strictEqual((error as ProcessWorker.ProcessFailed).reason, "Output")
+      assert.include((error as ProcessWorker.ProcessFailed).detail, "after the process group ended")
+    }).pipe(Effect.ensuring(Effect.sync(() => {
+      if (daemon !== undefined && !isGone(daemon)) process.kill(daemon, "SIGKILL")
+      rmSync(marker, { force: true })
+    })))
+  })
 
   it.live("arguments with shell metacharacters reach the program verbatim, and no shell runs them", () =>
     Effect.gen(function*() {
@@ -243,7 +357,7 @@ describe("ProcessWorker", () => {
       const exit = yield* Fiber.interrupt(fiber)
       assert.isTrue(Exit.isInterrupted(exit))
       assert.strictEqual(pids.length, 2)
-      for (const pid of pids) assert.isFalse(isAlive(pid))
+      for (const pid of pids) assert.isTrue(isGone(pid))
 
       const summary = yield* Effect.provide(
         JobExecutor.execute({ chunks: [chunk(2), chunk(3)] }, { jobId, concurrency: 2 }),

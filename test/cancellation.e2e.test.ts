@@ -29,6 +29,7 @@ import * as JobManager from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
 import * as ProcessWorker from "../src/ProcessWorker.js"
 import * as WorkerServer from "../src/WorkerServer.js"
+import { isGone } from "./util.js"
 
 const node = process.execPath
 const killGracePeriod = 1_000
@@ -38,24 +39,6 @@ const chunks = (count: number, hold: boolean): Array<Chunk> =>
   Array.from({ length: count }, (_, id) => ({ id, payload: { hold } }))
 
 const holds = (chunk: Chunk): boolean => (chunk.payload as { readonly hold: boolean }).hold
-
-/**
- * Whether the process has exited: signal 0 fails with ESRCH, or (on Linux) the process is a zombie, which
- * has exited and only waits to be reaped; a grandchild whose parent died is reaped by init, in its own time.
- */
-const isGone = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ESRCH") return true
-    throw error
-  }
-  try {
-    return /^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"))
-  } catch {
-    return false
-  }
-}
 
 /** Polls `condition` every 10 ms until it holds; dies with `what` after `millis`. */
 const eventually = (what: string, condition: () => boolean, millis = 5_000) =>
@@ -145,10 +128,9 @@ describe("cancelling a job whose chunks run in child processes", () => {
       const status = yield* manager.cancelJob(id)
       assert.strictEqual(status.state, "cancelled")
       assert.strictEqual(status.completedChunks, 0)
-      // A chunk's process is gone when its attempt's interruption completes, so before cancelJob returns.
-      assert.deepStrictEqual(chunkPids.filter((pid) => !isGone(pid)), [])
-      // Its children got the same signal (sent to the process group).
-      yield* eventually("no grandchild left", () => grandchildPids.every(isGone), killGracePeriod)
+      // A chunk's process, and every process of its group (its children), is gone when its attempt's
+      // interruption completes, so before cancelJob returns.
+      assert.deepStrictEqual([...chunkPids, ...grandchildPids].filter((pid) => !isGone(pid)), [])
 
       // Another job of the same manager runs to its end; meanwhile no chunk of the cancelled one starts.
       const next = yield* manager.runJob({ name: "next", chunks: chunks(3, false) })

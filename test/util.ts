@@ -1,4 +1,5 @@
 import * as Effect from "effect/Effect"
+import { readFileSync } from "node:fs"
 import type { ChunkContext } from "../src/ChunkWorker.js"
 import * as ChunkWorker from "../src/ChunkWorker.js"
 import type { Chunk } from "../src/Job.js"
@@ -55,3 +56,22 @@ export const eventually = (condition: () => boolean, millis = 1_500) =>
       yield* Effect.sleep(5)
     }
   })
+
+/**
+ * Whether the process has exited: signal 0 fails with ESRCH, or (on Linux) the process is a zombie, which
+ * has exited and only waits to be reaped; a grandchild whose parent died is reaped by PID 1 in its own time
+ * (or never, where PID 1 does not reap).
+ */
+export const isGone = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return true
+    throw error
+  }
+  try {
+    return /^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"))
+  } catch {
+    return false
+  }
+}
