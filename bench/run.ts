@@ -24,6 +24,7 @@ import * as JobManager from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
 import { createJobManager } from "../src/promise.js"
 import { bullmqAvailable, runBullmq } from "./bullmq.js"
+import { dropPgSchema, pgUrl, postgresAvailable } from "./postgres.js"
 
 const { values: flags } = parseArgs({ options: { quick: { type: "boolean", default: false } }, strict: true })
 const quick = flags.quick
@@ -269,15 +270,24 @@ const s5 = async () => {
 }
 
 const crossProcess = async () => {
-  const result = await runIsolated("cross-process-cancel.ts", [String(quick ? 5 : 50), join(scratch, "xproc.db")])
-  rows.push({
-    scenario: "Cross-process cancel (SQLite)",
-    contender: "cancelJob in another process until cancelled stored, median",
-    unit: "ms",
-    median: result.median!,
-    samples: [result.median!],
-    note: `p99 ${result.p99!.toFixed(1)} ms over ${result.runs} runs`
-  })
+  const runs = quick ? 5 : 50
+  const schema = `bench_xproc_${process.pid}`
+  const stores = [
+    ["SQLite", { sqlite: join(scratch, "xproc.db") }],
+    ...(await postgresAvailable() ? [["PostgreSQL", { pg: pgUrl, schema }] as const] : [])
+  ] as const
+  for (const [name, store] of stores) {
+    const result = await runIsolated("cross-process-cancel.ts", [String(runs), JSON.stringify(store)])
+    rows.push({
+      scenario: `Cross-process cancel (${name})`,
+      contender: "cancelJob from another process (default client) until cancelled stored, median",
+      unit: "ms",
+      median: result.median!,
+      samples: [result.median!],
+      note: `p99 ${result.p99!.toFixed(1)} ms over ${result.runs} runs`
+    })
+  }
+  if (stores.length > 1) await dropPgSchema(schema)
 }
 
 const main = async () => {

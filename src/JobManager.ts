@@ -315,8 +315,12 @@ export const make = (
       return held
     }
 
-    /** Held before each pull: while this manager cannot prove it owns its jobs, none starts a chunk. */
-    const beforePull = (): Effect.Effect<void> | undefined => proof.isFresh() ? undefined : proof.awaitRenewal
+    /**
+     * Held before each pull of `job`: a job this manager lost never pulls again (its fiber is being
+     * interrupted), and while the manager cannot prove it owns its jobs, none of them starts a chunk.
+     */
+    const beforePull = (job: LiveJob) => (): Effect.Effect<void> | undefined =>
+      job.stopReason === "lost" ? Effect.never : proof.isFresh() ? undefined : proof.awaitRenewal
 
     // --- A job's fiber, and the one place its Exit becomes a state ---
 
@@ -439,11 +443,11 @@ export const make = (
           jobId: job.id,
           skip: completed,
           shouldStop: () => job.draining,
-          beforePull,
+          beforePull: beforePull(job),
           onChunkSettled: onChunkSettled(job)
         })
         if (job.spec.finalize !== undefined && isFinished(summary)) {
-          const hold = beforePull()
+          const hold = beforePull(job)()
           if (hold !== undefined) yield* hold
           yield* finalize(job, job.spec.finalize, summary)
         }

@@ -73,6 +73,19 @@ export interface JobManagerOptions extends WorkerOptions {
   readonly store?: "memory" | { readonly sqlite: string } | { readonly postgres: string } | string | undefined
   /** Finalize steps a job may name in its spec's `finalize` (see `Finalizer`). */
   readonly finalizers?: Readonly<Record<string, (context: FinalizeContext) => Promise<unknown>>> | undefined
+  /** The longest a watcher of a job running in another process waits before it re-reads it (ms, default 500). */
+  readonly pollInterval?: number | undefined
+  /** The shortest time between two statuses a watcher receives (ms, default 50; 0 for every change). */
+  readonly watchInterval?: number | undefined
+  /** How often this manager heartbeats and looks for jobs to take over (ms, default 1,000). */
+  readonly heartbeatInterval?: number | undefined
+  /**
+   * A manager silent this long is gone: its jobs are taken over (ms, default 5,000). This manager itself
+   * starts no chunk while its own last heartbeat is older than this.
+   */
+  readonly staleAfter?: number | undefined
+  /** Durable stores: how long running jobs may finish their chunks in flight on `close()` (ms, default 5,000). */
+  readonly shutdownGracePeriod?: number | undefined
 }
 
 /**
