@@ -471,9 +471,21 @@ export const make = (
       if (closing || running >= maxConcurrentJobs) return Effect.void
       const job = MutableList.shift(waiting)
       if (job === undefined) return Effect.void
-      // A job no longer pending, replaced, or whose previous fiber is still stopping is not started (again).
-      if (job.status.state !== "pending" || live.get(job.id) !== job || FiberMap.unsafeHas(fibers, job.id)) {
-        return dispatch
+      // A job no longer pending, or replaced, is not started.
+      if (job.status.state !== "pending" || live.get(job.id) !== job) return dispatch
+      const previous = FiberMap.unsafeGet(fibers, job.id)
+      if (previous._tag === "Some") {
+        // Its previous run here (lost, then queued again) is still stopping: it is queued again once that ends.
+        return Effect.zipRight(
+          FiberSet.run(
+            background,
+            Effect.zipRight(Fiber.await(previous.value), Effect.suspend(() => {
+              MutableList.append(waiting, job)
+              return dispatch
+            }))
+          ),
+          dispatch
+        )
       }
       running++
       JobMetrics.jobsRunning.unsafeUpdate(running, [])
