@@ -101,6 +101,12 @@ const jsonIssue = (ast: AST.AST, input: unknown, issue: JsonIssue): ParseResult.
   return first === undefined ? type : new ParseResult.Pointer([first, ...rest], input, type)
 }
 
+/** A schema that decodes and encodes with the same check, which returns a checked copy. */
+const checkedSchema = <A>(
+  check: (input: unknown, options: ParseOptions | undefined, ast: AST.AST) => Either.Either<A, ParseResult.ParseIssue>,
+  annotations: Schema.Annotations.Schema<A>
+): Schema.Schema<A> => Schema.declare([], { decode: () => check, encode: () => check }, annotations)
+
 const decodeJson = (input: unknown, _options: ParseOptions | undefined, ast: AST.AST) =>
   Either.mapLeft(copyJson(input), (issue) => jsonIssue(ast, input, issue))
 
@@ -111,10 +117,7 @@ const decodeJson = (input: unknown, _options: ParseOptions | undefined, ast: AST
  *
  * @since 0.1.0
  */
-export const Json: Schema.Schema<Json> = Schema.declare([], {
-  decode: () => decodeJson,
-  encode: () => decodeJson
-}, {
+export const Json: Schema.Schema<Json> = checkedSchema(decodeJson, {
   identifier: "Json",
   description: "plain JSON: null, a boolean, a finite number, a string, an array or a plain object"
 })
@@ -229,10 +232,10 @@ const decodeChunk = (input: unknown, options: ParseOptions | undefined, ast: AST
  *
  * @since 0.1.0
  */
-export const Chunk: Schema.Schema<Chunk> = Schema.declare([], {
-  decode: () => decodeChunk,
-  encode: () => decodeChunk
-}, { identifier: "Chunk", description: "a chunk: an object { id, payload }" })
+export const Chunk: Schema.Schema<Chunk> = checkedSchema(decodeChunk, {
+  identifier: "Chunk",
+  description: "a chunk: an object { id, payload }"
+})
 
 /**
  * An explicit chunk array, checked in plain code rather than as an array of Structs: a million chunks
@@ -244,10 +247,10 @@ const decodeChunkList = (input: unknown, options: ParseOptions | undefined, ast:
       ? checkChunks(copy, options, ast)
       : Either.left(new ParseResult.Type(ast, input, "expected an array of chunks")))
 
-const ChunkList: Schema.Schema<ReadonlyArray<Chunk>> = Schema.declare([], {
-  decode: () => decodeChunkList,
-  encode: () => decodeChunkList
-}, { identifier: "ChunkList", description: "an array of chunks with distinct ids" })
+const ChunkList = checkedSchema(decodeChunkList, {
+  identifier: "ChunkList",
+  description: "an array of chunks with distinct ids"
+})
 
 const maxRangeChunks = 2 ** 31
 
@@ -280,15 +283,16 @@ export const RangePlan = Schema.Struct({
 /** @since 0.1.0 */
 export type RangePlan = typeof RangePlan.Type
 
+type JsonRecord = { readonly [key: string]: Json }
 
-/** A JSON object (job metadata). */
-const JsonObject = Json.pipe(
-  Schema.filter(
-    (value): value is { readonly [key: string]: Json } =>
-      typeof value === "object" && value !== null && !Array.isArray(value),
-    { message: () => "expected an object of JSON values" }
-  )
-)
+const decodeJsonObject = (input: unknown, options: ParseOptions | undefined, ast: AST.AST) =>
+  Either.flatMap(decodeJson(input, options, ast), (value): Either.Either<JsonRecord, ParseResult.ParseIssue> =>
+    typeof value === "object" && value !== null && !Array.isArray(value)
+      ? Either.right(value as JsonRecord)
+      : Either.left(new ParseResult.Type(ast, input, "expected an object of JSON values")))
+
+/** A JSON object (job metadata): {@link Json} that is an object. */
+const JsonObject = checkedSchema(decodeJsonObject, { identifier: "JsonObject", description: "an object of JSON values" })
 
 /**
  * What a user submits: an optional name and metadata, the chunks (an explicit array or a
@@ -359,7 +363,7 @@ const explicitChunks = (spec: unknown): ReadonlyArray<Json> | undefined => {
  */
 export const validateSpec = (
   input: unknown,
-  limits?: { readonly maxSpecBytes?: number | undefined; readonly maxExplicitChunks?: number | undefined }
+  limits?: SpecLimits
 ): Effect.Effect<JobSpec, InvalidJobSpec> =>
   Effect.suspend(() => {
     const maxBytes = limits?.maxSpecBytes ?? defaultLimits.maxSpecBytes
