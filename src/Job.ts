@@ -3,7 +3,15 @@
  *
  * @since 0.1.0
  */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as AST from "effect/SchemaAST"
+import type { ParseOptions } from "effect/SchemaAST"
+import { types } from "node:util"
+import { copyJson, type JsonIssue, type Layout } from "./internal/json.js"
+import { firstIssue, InvalidJobSpec } from "./JobError.js"
 
 /**
  * A job id: 1..128 characters of `[A-Za-z0-9_-]`. Ids made by {@link makeJobId} sort in creation order.
@@ -87,39 +95,170 @@ export const canTransition = (from: JobState, to: JobState): boolean => transiti
  */
 export type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
 
-/** @since 0.1.0 */
-export const Json: Schema.Schema<Json> = Schema.Union(
-  Schema.Null,
-  Schema.Boolean,
-  Schema.Number.pipe(Schema.finite()),
-  Schema.String,
-  Schema.Array(Schema.suspend(() => Json)),
-  Schema.Record({ key: Schema.String, value: Schema.suspend(() => Json) })
-).annotations({ identifier: "Json" })
+const jsonIssue = (ast: AST.AST, input: unknown, issue: JsonIssue): ParseResult.ParseIssue => {
+  const type = new ParseResult.Type(ast, input, issue.detail)
+  const [first, ...rest] = issue.path
+  return first === undefined ? type : new ParseResult.Pointer([first, ...rest], input, type)
+}
+
+/** A schema that decodes and encodes with the same check, which returns a checked copy. */
+const checkedSchema = <A>(
+  check: (input: unknown, options: ParseOptions | undefined, ast: AST.AST) => Either.Either<A, ParseResult.ParseIssue>,
+  annotations: Schema.Annotations.Schema<A>
+): Schema.Schema<A> => Schema.declare([], { decode: () => check, encode: () => check }, annotations)
+
+const decodeJson = (input: unknown, _options: ParseOptions | undefined, ast: AST.AST) =>
+  Either.mapLeft(copyJson(input), (issue) => jsonIssue(ast, input, issue))
+
+/**
+ * Decoding (and encoding) checks the value is plain JSON at most 64 levels deep, with no key that could
+ * reach a prototype (`__proto__`, `constructor.prototype`), and returns a fresh plain copy: see
+ * `internal/json.ts` for what is refused. The issue's path points at the offending value.
+ *
+ * @since 0.1.0
+ */
+export const Json: Schema.Schema<Json> = checkedSchema(decodeJson, {
+  identifier: "Json",
+  description: "plain JSON: null, a boolean, a finite number, a string, an array or a plain object"
+})
+
+/** The rule of {@link ChunkId} as a plain predicate (`Schema.is` costs about half a microsecond a chunk). */
+const isChunkId = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0
 
 /**
  * A chunk id: a non-negative integer, unique within its job.
  *
  * @since 0.1.0
  */
-export const ChunkId = Schema.Int.pipe(Schema.nonNegative())
+export const ChunkId = Schema.Number.pipe(
+  Schema.filter(isChunkId, {
+    identifier: "ChunkId",
+    description: "a chunk id: a non-negative integer",
+    jsonSchema: { type: "integer", minimum: 0 }
+  })
+)
 
 /**
  * One unit of work sent to a worker.
  *
  * @since 0.1.0
  */
-export const Chunk = Schema.Struct({
-  id: ChunkId,
-  payload: Json
-}).annotations({ identifier: "Chunk" })
-/** @since 0.1.0 */
-export type Chunk = typeof Chunk.Type
+export interface Chunk {
+  readonly id: number
+  readonly payload: Json
+}
+
+const chunkLayout: Layout = { payload: "json" }
+
+/**
+ * Checks one chunk of a copy made by `copyJson` (so plain data): `{ id, payload }` with a valid id. Extra
+ * keys are an issue when `onExcessProperty` is `"error"`, else left out, as a Struct would.
+ */
+const checkChunk = (
+  chunk: Json | undefined,
+  options: ParseOptions | undefined,
+  ast: AST.AST
+): Either.Either<Chunk, ParseResult.ParseIssue> => {
+  if (typeof chunk !== "object" || chunk === null || Array.isArray(chunk)) {
+    return Either.left(new ParseResult.Type(ast, chunk, "expected a chunk: an object { id, payload }"))
+  }
+  const record = chunk as { readonly [key: string]: Json }
+  for (const key of ["id", "payload"] as const) {
+    if (!Object.hasOwn(record, key)) {
+      return Either.left(new ParseResult.Pointer(key, chunk, new ParseResult.Type(ast, undefined, "is missing")))
+    }
+  }
+  const id = record.id
+  if (!isChunkId(id)) {
+    return Either.left(new ParseResult.Pointer(
+      "id",
+      chunk,
+      new ParseResult.Type(ast, id, `expected a chunk id (a non-negative integer), got ${String(id)}`)
+    ))
+  }
+  const keys = Object.keys(record)
+  if (keys.length === 2) return Either.right(record as unknown as Chunk)
+  if (options?.onExcessProperty === "error") {
+    const extra = keys.find((key) => key !== "id" && key !== "payload")!
+    return Either.left(new ParseResult.Pointer(extra, chunk, new ParseResult.Unexpected(record[extra])))
+  }
+  return Either.right({ id, payload: record.payload! })
+}
+
+/**
+ * Checks the chunks of an array copied by `copyJson`, and refuses duplicate ids; returns the same array
+ * when no chunk had keys to leave out.
+ */
+const checkChunks = (
+  copies: ReadonlyArray<Json>,
+  options: ParseOptions | undefined,
+  ast: AST.AST
+): Either.Either<ReadonlyArray<Chunk>, ParseResult.ParseIssue> => {
+  let trimmed: Array<Chunk> | undefined
+  // Ids that only increase cannot repeat: the Set (costly for a million ids) is made only once they do not.
+  let last = -1
+  let seen: Set<number> | undefined
+  for (let index = 0; index < copies.length; index++) {
+    const checked = checkChunk(copies[index], options, ast)
+    if (Either.isLeft(checked)) return Either.left(new ParseResult.Pointer(index, copies, checked.left))
+    const chunk = checked.right
+    if (seen === undefined && chunk.id > last) {
+      last = chunk.id
+    } else {
+      seen ??= new Set(copies.slice(0, index).map((earlier) => (earlier as unknown as Chunk).id))
+      if (seen.has(chunk.id)) {
+        const duplicate = new ParseResult.Type(ast, chunk.id, `duplicate chunk id ${chunk.id}`)
+        return Either.left(new ParseResult.Pointer([index, "id"], copies, duplicate))
+      }
+      seen.add(chunk.id)
+    }
+    if (trimmed === undefined && chunk !== (copies[index] as unknown)) {
+      trimmed = copies.slice(0, index) as unknown as Array<Chunk>
+    }
+    if (trimmed !== undefined) trimmed.push(chunk)
+  }
+  return Either.right(trimmed ?? copies as unknown as ReadonlyArray<Chunk>)
+}
+
+const copyAs = (input: unknown, layout: Layout, ast: AST.AST) =>
+  Either.mapLeft(copyJson(input, { layout }), (issue) => jsonIssue(ast, input, issue))
+
+const decodeChunk = (input: unknown, options: ParseOptions | undefined, ast: AST.AST) =>
+  Either.flatMap(copyAs(input, chunkLayout, ast), (copy) => checkChunk(copy, options, ast))
+
+/**
+ * One unit of work sent to a worker: `{ id, payload }`, the payload checked and copied as {@link Json}.
+ *
+ * @since 0.1.0
+ */
+export const Chunk: Schema.Schema<Chunk> = checkedSchema(decodeChunk, {
+  identifier: "Chunk",
+  description: "a chunk: an object { id, payload }"
+})
+
+/**
+ * An explicit chunk array, checked in plain code rather than as an array of Structs: a million chunks
+ * cost one `copyJson` walk and one loop, several times less than a million Struct decodes.
+ */
+const decodeChunkList = (input: unknown, options: ParseOptions | undefined, ast: AST.AST) =>
+  Either.flatMap(copyAs(input, [chunkLayout], ast), (copy) =>
+    Array.isArray(copy)
+      ? checkChunks(copy, options, ast)
+      : Either.left(new ParseResult.Type(ast, input, "expected an array of chunks")))
+
+const ChunkList = checkedSchema(decodeChunkList, {
+  identifier: "ChunkList",
+  description: "an array of chunks with distinct ids"
+})
+
+const maxRangeChunks = 2 ** 31
 
 /**
  * A range plan: the inclusive range `start..end` cut into chunks of `size` (the last one may be shorter).
  * Chunk `i` has id `i` and payload `{ start, end }` (inclusive). It is expanded lazily, one chunk at a
- * time, so a plan of a million chunks costs no memory up front.
+ * time, so a plan of a million chunks costs no memory up front. `start`, `end` and `size` are safe
+ * integers, and a plan has at most 2^31 chunks.
  *
  * @since 0.1.0
  */
@@ -133,34 +272,40 @@ export const RangePlan = Schema.Struct({
     { path: ["end"], message: `end (${plan.end}) must not be before start (${plan.start})` }
   ),
   Schema.filter((plan) =>
-    (plan.end - plan.start) / plan.size < 2 ** 32 ||
-    { path: ["size"], message: "a range plan may have at most 2^32 chunks" }
+    (plan.end - plan.start) / plan.size < maxRangeChunks || {
+      path: ["size"],
+      message: `a range plan may have at most 2^31 chunks; this one has ${
+        Math.floor((plan.end - plan.start) / plan.size) + 1
+      } (use a larger size)`
+    }
   )
 ).annotations({ identifier: "RangePlan" })
 /** @since 0.1.0 */
 export type RangePlan = typeof RangePlan.Type
 
-const ChunkList = Schema.Array(Chunk).pipe(
-  Schema.filter((chunks) => {
-    const seen = new Set<number>()
-    for (let index = 0; index < chunks.length; index++) {
-      const id = chunks[index]!.id
-      if (seen.has(id)) return { path: [index, "id"], message: `duplicate chunk id ${id}` }
-      seen.add(id)
-    }
-    return true
-  })
-)
+type JsonRecord = { readonly [key: string]: Json }
+
+const decodeJsonObject = (input: unknown, options: ParseOptions | undefined, ast: AST.AST) =>
+  Either.flatMap(decodeJson(input, options, ast), (value): Either.Either<JsonRecord, ParseResult.ParseIssue> =>
+    typeof value === "object" && value !== null && !Array.isArray(value)
+      ? Either.right(value as JsonRecord)
+      : Either.left(new ParseResult.Type(ast, input, "expected an object of JSON values")))
+
+/** A JSON object (job metadata): {@link Json} that is an object. */
+const JsonObject = checkedSchema(decodeJsonObject, { identifier: "JsonObject", description: "an object of JSON values" })
 
 /**
  * What a user submits: an optional name and metadata, the chunks (an explicit array or a
- * {@link RangePlan}), and an optional finalize step.
+ * {@link RangePlan}), and an optional finalize step. Metadata and payloads are {@link Json}.
+ *
+ * Decoding this schema checks the shape; {@link validateSpec} also bounds the spec's size and the
+ * number of explicit chunks, and is what the manager and `executeJob` use.
  *
  * @since 0.1.0
  */
 export const JobSpec = Schema.Struct({
   name: Schema.optional(Schema.String.pipe(Schema.maxLength(256))),
-  metadata: Schema.optional(Schema.Record({ key: Schema.String, value: Json })),
+  metadata: Schema.optional(JsonObject),
   chunks: Schema.Union(ChunkList, RangePlan),
   /** The finalize step to run after the chunks: a finalizer the manager knows by `name`. */
   finalize: Schema.optional(Schema.Struct({
@@ -172,6 +317,90 @@ export const JobSpec = Schema.Struct({
 export type JobSpec = typeof JobSpec.Type
 /** What a caller may pass as a spec before it is validated. @since 0.1.0 */
 export type JobSpecInput = typeof JobSpec.Encoded
+
+/**
+ * Limits on a submitted spec: options of the manager and of `executeJob`.
+ *
+ * @since 0.1.0
+ */
+export const SpecLimits = Schema.Struct({
+  /**
+   * The largest spec, in bytes of its JSON encoding (UTF-8; default 16 MiB). It is counted as the spec is
+   * walked, and the walk stops at the limit.
+   */
+  maxSpecBytes: Schema.optional(Schema.Int.pipe(Schema.between(1, 2 ** 30))),
+  /**
+   * The most chunks an explicit chunk array may have (default 1,000,000); checked on the array's length
+   * before anything else. Range plans are not limited by it.
+   */
+  maxExplicitChunks: Schema.optional(Schema.Int.pipe(Schema.between(0, maxRangeChunks)))
+}).annotations({ identifier: "SpecLimits" })
+/** @since 0.1.0 */
+export type SpecLimits = typeof SpecLimits.Type
+
+const defaultLimits = { maxSpecBytes: 16 * 1024 * 1024, maxExplicitChunks: 1_000_000 } as const
+
+const specLayout: Layout = { metadata: "json", chunks: [chunkLayout], finalize: { payload: "json" } }
+
+const decodeSpecShape = Schema.decodeUnknownEither(JobSpec, { onExcessProperty: "error" })
+
+/** The spec's explicit chunk array, read without calling a getter or a proxy trap. */
+const explicitChunks = (spec: unknown): ReadonlyArray<Json> | undefined => {
+  if (typeof spec !== "object" || spec === null || types.isProxy(spec)) return undefined
+  const chunks: unknown = Object.getOwnPropertyDescriptor(spec, "chunks")?.value
+  return Array.isArray(chunks) && !types.isProxy(chunks) ? chunks : undefined
+}
+
+/**
+ * Validates a spec: a fresh plain copy of it, or `InvalidJobSpec` naming the path of the first problem.
+ *
+ * Limits: an explicit chunk array longer than `maxExplicitChunks` is refused on its length, before it is
+ * walked; the spec is then walked once (see {@link Json} for what it may hold), its JSON size counted on
+ * the way, and the walk stops as soon as the size passes `maxSpecBytes`. So a refusal costs time in
+ * proportion to the limits, never to the input.
+ *
+ * @since 0.1.0
+ */
+export const validateSpec = (
+  input: unknown,
+  limits?: SpecLimits
+): Effect.Effect<JobSpec, InvalidJobSpec> =>
+  Effect.suspend(() => {
+    const maxBytes = limits?.maxSpecBytes ?? defaultLimits.maxSpecBytes
+    const maxChunks = limits?.maxExplicitChunks ?? defaultLimits.maxExplicitChunks
+    const countChunks = (spec: unknown): InvalidJobSpec | undefined => {
+      const count = explicitChunks(spec)?.length ?? 0
+      return count <= maxChunks ? undefined : new InvalidJobSpec({
+        path: ["chunks"],
+        detail: `${count} explicit chunks, more than maxExplicitChunks (${maxChunks}); use a range plan or a ` +
+          "chunk stream for more, or raise maxExplicitChunks"
+      })
+    }
+    const before = countChunks(input)
+    if (before !== undefined) return Effect.fail(before)
+    const copied = copyJson(input, {
+      layout: specLayout,
+      maxBytes: {
+        bytes: maxBytes,
+        message: `the spec passes maxSpecBytes (${maxBytes} bytes of JSON) here; raise maxSpecBytes, or keep ` +
+          "bulky data out of the spec (e.g. pass a reference to it)"
+      }
+    })
+    if (Either.isLeft(copied)) return Effect.fail(new InvalidJobSpec(copied.left))
+    const copy = copied.right
+    // A getter may have handed out another array than the one counted above.
+    const after = countChunks(copy)
+    if (after !== undefined) return Effect.fail(after)
+    // The chunks are already copied: only their shape and ids are left to check, once.
+    const chunks = explicitChunks(copy)
+    const shape = decodeSpecShape(chunks === undefined ? copy : { ...(copy as object), chunks: [] })
+    if (Either.isLeft(shape)) return Effect.fail(new InvalidJobSpec(firstIssue(shape.left)))
+    if (chunks === undefined) return Effect.succeed(shape.right)
+    const checked = checkChunks(chunks, { onExcessProperty: "error" }, ChunkList.ast)
+    if (Either.isRight(checked)) return Effect.succeed({ ...shape.right, chunks: checked.right })
+    const issue = new ParseResult.Pointer("chunks", copy, checked.left)
+    return Effect.fail(new InvalidJobSpec(firstIssue(ParseResult.parseError(issue))))
+  })
 
 /** @since 0.1.0 */
 export const isRangePlan = (chunks: JobSpec["chunks"]): chunks is RangePlan => !Array.isArray(chunks)

@@ -14,7 +14,7 @@ import * as Schema from "effect/Schema"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { LazyAbortController, SignalLane } from "./Abort.js"
-import { DurationInput, FunctionInput } from "./internal/schemas.js"
+import { DurationInput, FunctionInput, PositiveDurationInput } from "./internal/schemas.js"
 import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
 import * as Deadlines from "./internal/deadlines.js"
@@ -35,12 +35,15 @@ const RetryableFunction = FunctionInput<(error: unknown) => boolean>("a function
 export const RetryPolicy = Schema.Struct({
   /** Attempts in all, the first included (1..100, default 3). */
   attempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
-  /** Delay before the first retry (default 100 ms); each further retry waits `factor` times longer. */
+  /**
+   * Delay before the first retry (finite, 0 or more; default 100 ms); each further retry waits `factor`
+   * times longer.
+   */
   initialDelay: Schema.optional(DurationInput),
   /** Growth of the delay per retry (1..100, default 2). */
   factor: Schema.optional(Schema.Number.pipe(Schema.between(1, 100))),
-  /** Upper bound of a delay (default 30 s). */
-  maxDelay: Schema.optional(DurationInput),
+  /** Upper bound of a delay (finite, more than 0; default 30 s). */
+  maxDelay: Schema.optional(PositiveDurationInput),
   /** Multiply each delay by a random factor in 0.8..1.2 (then cap it at `maxDelay`); default true. */
   jitter: Schema.optional(Schema.Boolean),
   /** Which errors are retried (default: all but `NonRetryable`). */
@@ -74,8 +77,11 @@ export const ExecutionOptions = Schema.Struct({
   /** Chunks in flight at once (1..10,000, default 4). */
   concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000))),
   retry: Schema.optional(RetryPolicy),
-  /** Time limit of one attempt; on expiry the attempt is interrupted and counts as a failed attempt. */
-  chunkTimeout: Schema.optional(DurationInput),
+  /**
+   * Time limit of one attempt (finite, more than 0); on expiry the attempt is interrupted and counts as a
+   * failed attempt.
+   */
+  chunkTimeout: Schema.optional(PositiveDurationInput),
   failurePolicy: Schema.optional(FailurePolicy)
 }).annotations({ identifier: "ExecutionOptions" })
 /** @since 0.1.0 */

@@ -35,7 +35,7 @@ import { parseJobId } from "./JobClient.js"
 import type { FinalizeContext, Finalizer } from "./Finalizer.js"
 import { FinalizeFailed } from "./Finalizer.js"
 import type { JobId, JobPage, JobSpec, JobState, JobStatus } from "./Job.js"
-import { isTerminal, JobSpec as JobSpecSchema, makeJobId, totalChunks } from "./Job.js"
+import { isTerminal, makeJobId, SpecLimits, totalChunks, validateSpec } from "./Job.js"
 import {
   describeCause,
   firstIssue,
@@ -57,13 +57,15 @@ import { FunctionInput } from "./internal/schemas.js"
 import { logFailure, loop } from "./internal/supervised.js"
 
 /**
- * Options of a manager: how each job's chunks run, how many jobs run at once, and the timings of
- * ownership (heartbeat, recovery) and shutdown. Durations are milliseconds.
+ * Options of a manager: how each job's chunks run, the limits on submitted specs (`maxSpecBytes`,
+ * `maxExplicitChunks`), how many jobs run at once, and the timings of ownership (heartbeat, recovery) and
+ * shutdown. Durations are milliseconds.
  *
  * @since 0.1.0
  */
 export const ManagerOptions = Schema.Struct({
   ...JobExecutor.ExecutionOptions.fields,
+  ...SpecLimits.fields,
   /** Jobs running at once (default: no limit); the others wait as `pending`, started in submission order. */
   maxConcurrentJobs: Schema.optional(Schema.Int.pipe(Schema.positive())),
   /** How often a watcher re-reads a job that runs in another process (default 500). */
@@ -166,7 +168,6 @@ interface Target {
   readonly error?: string
 }
 
-const decodeSpec = Schema.decodeUnknown(JobSpecSchema, { onExcessProperty: "error" })
 const decodeOptions = Schema.decodeUnknown(ManagerOptions, { onExcessProperty: "error" })
 
 /**
@@ -513,7 +514,7 @@ export const make = (
     // --- The operations ---
 
     const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
-      const spec = yield* Effect.mapError(decodeSpec(input), (error) => new InvalidJobSpec(firstIssue(error)))
+      const spec = yield* validateSpec(input, validated)
       if (spec.finalize !== undefined && !Object.hasOwn(finalizers, spec.finalize.name)) {
         const known = Object.keys(finalizers)
         return yield* new InvalidJobSpec({

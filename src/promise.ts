@@ -17,8 +17,8 @@ import { abortError, causeToError, runPromise, whenAborted } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import * as ChunkWorker from "./ChunkWorker.js"
 import type { Chunk, JobId, JobPage, JobSpecInput, JobState, JobStatus } from "./Job.js"
-import { JobSpec, makeJobId } from "./Job.js"
-import { firstIssue, InvalidJobSpec, InvalidOption, ManagerClosed } from "./JobError.js"
+import { makeJobId, SpecLimits, validateSpec } from "./Job.js"
+import { firstIssue, InvalidOption, ManagerClosed } from "./JobError.js"
 import type { FinalizeContext } from "./Finalizer.js"
 import * as Finalizer from "./Finalizer.js"
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
@@ -58,11 +58,23 @@ export interface WorkerOptions {
 }
 
 /**
+ * Limits on the specs a manager or `executeJob` accepts (see `Job.SpecLimits`).
+ *
+ * @since 0.1.0
+ */
+export interface SpecLimitOptions {
+  /** The largest spec, in bytes of its JSON encoding (default 16 MiB). */
+  readonly maxSpecBytes?: number | undefined
+  /** The most chunks an explicit chunk array may have (default 1,000,000); use a range plan for more. */
+  readonly maxExplicitChunks?: number | undefined
+}
+
+/**
  * Options of {@link createJobManager}.
  *
  * @since 0.1.0
  */
-export interface JobManagerOptions extends WorkerOptions {
+export interface JobManagerOptions extends WorkerOptions, SpecLimitOptions {
   /** Jobs running at once (default: no limit); the rest wait as `pending`, in submission order. */
   readonly maxConcurrentJobs?: number | undefined
   /**
@@ -153,6 +165,7 @@ const FacadeOptions = Schema.Struct({
 
 const ExecuteJobOptions = Schema.Struct({
   ...JobExecutor.ExecutionOptions.fields,
+  ...SpecLimits.fields,
   worker: functionOption("worker"),
   onProgress: Schema.optional(functionOption("onProgress")),
   signal: Schema.optional(Schema.instanceOf(AbortSignal))
@@ -241,7 +254,7 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
  *
  * @since 0.1.0
  */
-export interface ExecuteJobOptions extends WorkerOptions {
+export interface ExecuteJobOptions extends WorkerOptions, SpecLimitOptions {
   /** Aborting it interrupts the chunks in flight (their signals fire) and starts no pending chunk. */
   readonly signal?: AbortSignal | undefined
   /** Called after each chunk settles with the counts so far. */
@@ -260,11 +273,11 @@ export const executeJob = (spec: JobSpecInput, options: ExecuteJobOptions): Prom
   const signal = options?.signal
   if (signal?.aborted) return Promise.reject(abortError(signal))
   const program = Effect.gen(function*() {
-    const { onProgress, signal: _signal, worker, ...execution } = yield* validate(ExecuteJobOptions, options)
-    const decoded = yield* Effect.mapError(
-      Schema.decodeUnknown(JobSpec, { onExcessProperty: "error" })(spec),
-      (error) => new InvalidJobSpec(firstIssue(error))
+    const { maxExplicitChunks, maxSpecBytes, onProgress, signal: _signal, worker, ...execution } = yield* validate(
+      ExecuteJobOptions,
+      options
     )
+    const decoded = yield* validateSpec(spec, { maxExplicitChunks, maxSpecBytes })
     const executionOptions: ExecutionOptions = execution
     const report = onProgress as ((event: ChunkSettled) => void) | undefined
     return yield* JobExecutor.executeValidated(decoded, {
