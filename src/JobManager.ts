@@ -258,8 +258,11 @@ export const make = (
       staleAfter = 5_000,
       watchInterval = 50,
       finalizers = {},
+      maxSpecBytes,
+      maxExplicitChunks,
       ...execution
     } = validated
+    const specLimits = { maxSpecBytes, maxExplicitChunks }
     const executionOptions: ExecutionOptions = execution
     const repository = yield* JobRepository
     const clock = yield* Effect.clock
@@ -514,7 +517,7 @@ export const make = (
     // --- The operations ---
 
     const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
-      const spec = yield* validateSpec(input, validated)
+      const spec = yield* validateSpec(input, specLimits)
       if (spec.finalize !== undefined && !Object.hasOwn(finalizers, spec.finalize.name)) {
         const known = Object.keys(finalizers)
         return yield* new InvalidJobSpec({
