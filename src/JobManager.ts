@@ -48,7 +48,7 @@ import {
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
 import * as JobMetrics from "./JobMetrics.js"
-import type { HeldLease } from "./JobRepository.js"
+import type { HeldLease, ProgressUpdate, TransitionResult } from "./JobRepository.js"
 import { JobRepository } from "./JobRepository.js"
 import type { StopReason } from "./internal/liveJob.js"
 import { LiveJob } from "./internal/liveJob.js"
@@ -149,7 +149,11 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
    * that did not fail.
    */
   readonly retryJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | InvalidJobState | RepositoryError>
-  /** Waits for the job's terminal status. Interrupting the caller does not cancel the job. */
+  /**
+   * Waits for the job's terminal status, as stored. Interrupting the caller does not cancel the job. For a job
+   * this manager runs, store faults are waited out (retried until the store answers); for another job they
+   * fail with `RepositoryError`.
+   */
   readonly awaitJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
   /**
    * The job's status now, then its changes, ending with its terminal status: at most one status per
@@ -281,11 +285,19 @@ export const make = (
     let running = 0
     let closing = false
 
-    const retryingStore = <A, E>(what: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    /** `effect` tried again after any failure or defect, except an interruption or an error that `isFinal`. */
+    const retryingStore = <A, E>(
+      what: string,
+      effect: Effect.Effect<A, E>,
+      isFinal: (error: E) => boolean = () => false
+    ): Effect.Effect<A, E> =>
       effect.pipe(
         Effect.sandbox,
         Effect.tapError((cause) => Effect.logWarning(`effect-jobs: ${what} failed; trying again`, cause)),
-        Effect.retry({ schedule: storeRetry, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+        Effect.retry({
+          schedule: storeRetry,
+          while: (cause) => !Cause.isInterruptedOnly(cause) && !Option.exists(Cause.failureOption(cause), isFinal)
+        }),
         Effect.unsandbox
       )
 
@@ -320,6 +332,14 @@ export const make = (
     }
 
     /**
+     * Whether a fenced transition of this manager, from `lease` to `to`, is in the store: it applied, or an
+     * earlier try of it landed but its answer was lost (a retry then finds the job in `to`, owned here, under the
+     * very next lease, which no other writer can make).
+     */
+    const landed = (result: TransitionResult, lease: number, to: JobState): boolean =>
+      result.applied || (result.status.state === to && result.status.owner === owner && result.status.lease === lease + 1)
+
+    /**
      * Held before each pull of `job`: a job this manager lost never pulls again (its fiber is being
      * interrupted), and while the manager cannot prove it owns its jobs, none of them starts a chunk.
      */
@@ -336,14 +356,20 @@ export const make = (
         lease: job.lease
       }
       job.setProgress(progress, clock.unsafeCurrentTimeMillis())
-      return Effect.catchAll(
-        repository.updateProgress(job.id, progress),
-        (error) =>
-          error._tag === "LeaseLost"
-            ? lose(job, "another manager holds its lease")
-            : Effect.logWarning("effect-jobs: could not record progress", error)
-      )
+      return recordProgress(job, progress)
     }
+
+    /**
+     * Writes a job's progress. A lost lease stops the job here; any other failure, a defect included, is
+     * logged and the job runs on (its counts are written with its end, its checkpoint misses those chunks).
+     */
+    const recordProgress = (job: LiveJob, progress: ProgressUpdate): Effect.Effect<void> =>
+      Effect.catchAllCause(repository.updateProgress(job.id, progress), (cause) => {
+        const failure = Cause.failureOption(cause)
+        return Option.isSome(failure) && failure.value._tag === "LeaseLost"
+          ? lose(job, "another manager holds its lease")
+          : Effect.logWarning(`effect-jobs: could not record the progress of job ${job.id}`, cause)
+      })
 
     /** The job leaves the manager with `status` (its stored status, or the last one seen if it was lost). */
     const finish = (job: LiveJob, status: JobStatus): void => {
@@ -384,7 +410,9 @@ export const make = (
         Effect.catchAllCause((cause) =>
           Effect.zipRight(
             Effect.logError(`effect-jobs: could not record the end of job ${job.id}; retrying until the store answers`, cause),
-            FiberSet.run(background, retryingStore(`recording the end of job ${job.id}`, write))
+            // Interruptible, though forked from the fiber's exit (uninterruptible, which a fork inherits): closing
+            // the manager stops the retries (the job is left to the next manager) instead of waiting for the store.
+            FiberSet.run(background, Effect.interruptible(retryingStore(`recording the end of job ${job.id}`, write)))
           )
         ),
         Effect.asVoid
@@ -401,13 +429,7 @@ export const make = (
           lease: job.lease
         }
         job.setProgress(progress, clock.unsafeCurrentTimeMillis())
-        yield* Effect.catchAll(
-          repository.updateProgress(job.id, progress),
-          (error) =>
-            error._tag === "LeaseLost"
-              ? lose(job, "another manager holds its lease")
-              : Effect.logWarning("effect-jobs: could not record the finalizing phase", error)
-        )
+        yield* recordProgress(job, progress)
         const finalizer = Object.hasOwn(finalizers, step.name) ? finalizers[step.name] : undefined
         if (finalizer === undefined) {
           return yield* new FinalizeFailed({ name: step.name, cause: "this manager has no finalizer of that name" })
@@ -437,7 +459,7 @@ export const make = (
           `starting job ${job.id}`,
           repository.transition(job.id, ["pending"], "running", { owner, lease: job.lease })
         )
-        if (!started.applied) return undefined
+        if (!landed(started, job.lease, "running")) return undefined
         job.setStatus(started.status)
         const completed = started.status.completedChunks > 0
           ? yield* retryingStore(`reading the checkpoint of job ${job.id}`, repository.getCheckpoint(job.id))
@@ -505,14 +527,24 @@ export const make = (
         return dispatch
       })
 
-    /** Queues a job this manager has just taken over (claimed or resumed). */
-    const adopt = (id: JobId): Effect.Effect<void, RepositoryError> =>
-      Effect.gen(function*() {
+    /**
+     * Queues a job this manager has just taken over (claimed, resumed or queued again). The job is this
+     * manager's in the store from then on, and no other manager claims it while this one heartbeats, so when
+     * it cannot be read it is read again in the background until the store answers.
+     */
+    const adopt = (id: JobId): Effect.Effect<void> => {
+      const read = Effect.gen(function*() {
         const [status, spec] = yield* Effect.all([repository.get(id), repository.getSpec(id)])
         if (Option.isSome(status) && Option.isSome(spec) && status.value.state === "pending") {
           yield* enqueue(spec.value, status.value)
         }
       })
+      return Effect.catchAllCause(read, (cause) =>
+        Effect.zipRight(
+          Effect.logWarning(`effect-jobs: could not read job ${id} to queue it; retrying until the store answers`, cause),
+          FiberSet.run(background, Effect.interruptible(retryingStore(`reading job ${id} to queue it`, read)))
+        ))
+    }
 
     // --- The operations ---
 
@@ -567,8 +599,14 @@ export const make = (
         if (isTerminal(job.status.state)) return job.status
       }
       // Not here (or paused / handed over / lost): follow it in the store.
-      const last = yield* Stream.runLast(client.watchJob(jobId))
-      return Option.isSome(last) ? last.value : yield* client.getJob(jobId)
+      const follow = Effect.flatMap(
+        Stream.runLast(client.watchJob(jobId)),
+        (last) => Option.isSome(last) ? Effect.succeed(last.value) : client.getJob(jobId)
+      )
+      if (job === undefined) return yield* follow
+      // A job of this manager (stopped here while the store was out of reach, say) is known to exist: store
+      // faults are waited out, so its waiters see its end once the store answers.
+      return yield* retryingStore(`following job ${jobId}`, follow, (error) => error._tag === "JobNotFound")
     })
 
     /**
@@ -669,14 +707,16 @@ export const make = (
     // --- Ownership: heartbeats that check the leases held, recovery of orphans, stop requests ---
 
     /** Queues again the jobs stopped for lack of proof, under a new lease, unless another manager took them. */
-    const requeueUnproven = Effect.forEach([...unproven], ([id, lease]) =>
-      Effect.gen(function*() {
-        const result = yield* repository.transition(id, ["running", "pending"], "pending", { owner, lease }).pipe(
-          Effect.catchTag("JobNotFound", () => Effect.succeed(undefined))
-        )
-        unproven.delete(id)
-        if (result?.applied === true) yield* adopt(id)
-      }), { discard: true })
+    const requeueUnproven = Effect.suspend(() =>
+      Effect.forEach([...unproven], ([id, lease]) =>
+        Effect.gen(function*() {
+          const result = yield* repository.transition(id, ["running", "pending"], "pending", { owner, lease }).pipe(
+            Effect.catchTag("JobNotFound", () => Effect.succeed(undefined))
+          )
+          unproven.delete(id)
+          if (result !== undefined && landed(result, lease, "pending")) yield* adopt(id)
+        }), { discard: true })
+    )
 
     const heartbeat = Effect.gen(function*() {
       const at = clock.unsafeCurrentTimeMillis()

@@ -474,10 +474,19 @@ const makeService = (
     const flush = writeLock.withPermits(1)(Effect.suspend(() => {
       const batch = buffer.takeNews()
       if (batch.length === 0) return Effect.void
+      const ids = batch.map((taken) => taken.id).join(",")
       return transaction("flush", Effect.forEach(batch, writeProgress)).pipe(
-        // Any failure, a defect included (a failed COMMIT is one), gives the batch back for the next flush.
-        Effect.onError(() => Effect.sync(() => batch.forEach((taken) => buffer.giveBack(taken)))),
-        Effect.annotateLogs("jobIds", batch.map((taken) => taken.id).join(",")),
+        // Any failure, a defect included (a failed COMMIT is one), gives the batch back for the next flush; the
+        // caller logs the cause, this names the jobs.
+        Effect.onError((cause) =>
+          Effect.zipRight(
+            Effect.sync(() => batch.forEach((taken) => buffer.giveBack(taken))),
+            Cause.isInterruptedOnly(cause)
+              ? Effect.void
+              : Effect.logWarning(`effect-jobs: the progress of jobs ${ids} could not be written; it stays buffered`)
+          )
+        ),
+        Effect.annotateLogs("jobIds", ids),
         Effect.flatMap((results) => {
           const failures: Array<RepositoryError> = []
           const lost: Array<JobId> = []
