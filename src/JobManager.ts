@@ -240,7 +240,8 @@ const makeOwnerId = (): string =>
  *
  * Faults: a store failure or defect on the heartbeat, recovery, stop-request, start or end-of-job path is
  * logged and retried for as long as the manager lives; no background fiber dies of it. A job whose end
- * could not be written is kept here and written once the store is back (`awaitJob` waits for that).
+ * could not be written is kept here and written once the store is back (`awaitJob` waits for that); closing
+ * the manager gives that up without waiting for the store, and leaves the job to the next manager.
  *
  * Closing the scope stops every job of this manager and leaves no fiber behind. With a durable store,
  * running jobs stop pulling chunks, get `shutdownGracePeriod` to finish the chunks in flight, and are left

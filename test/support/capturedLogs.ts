@@ -1,9 +1,10 @@
 /**
- * Captures what effect-jobs logs (level, text with the cause, annotations), so a test can check that a fault
+ * Captures what effect-jobs logs (level, message, cause, annotations), so a test can check that a fault
  * was reported, at which level, and naming which job.
  */
 import * as Cause from "effect/Cause"
 import * as HashMap from "effect/HashMap"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 
@@ -40,4 +41,10 @@ export class CapturedLogs {
         Object.values(entry.annotations).some((value) => String(value).includes(needle)))
     )
   }
+}
+
+/** Runs `body` with the logs of everything it builds captured (and not printed). */
+export const withLogs = <A, E, R>(body: (logs: CapturedLogs) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  const logs = new CapturedLogs()
+  return Effect.provide(body(logs), logs.layer)
 }
