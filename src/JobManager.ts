@@ -406,6 +406,9 @@ export const make = (
             }
             finish(job, result.status)
           })
+      ).pipe(
+        // A job deleted meanwhile has nothing left to record.
+        Effect.catchTag("JobNotFound", () => Effect.sync(() => finish(job, job.status)))
       )
       return write.pipe(
         Effect.catchAllCause((cause) =>
@@ -458,9 +461,10 @@ export const make = (
         // process since then does not start here.
         const started = yield* retryingStore(
           `starting job ${job.id}`,
-          repository.transition(job.id, ["pending"], "running", { owner, lease: job.lease })
-        )
-        if (!landed(started, job.lease, "running")) return undefined
+          repository.transition(job.id, ["pending"], "running", { owner, lease: job.lease }),
+          (error) => error._tag === "JobNotFound"
+        ).pipe(Effect.catchTag("JobNotFound", () => Effect.succeed(undefined))) // deleted meanwhile
+        if (started === undefined || !landed(started, job.lease, "running")) return undefined
         job.setStatus(started.status)
         const completed = started.status.completedChunks > 0
           ? yield* retryingStore(`reading the checkpoint of job ${job.id}`, repository.getCheckpoint(job.id))
@@ -742,11 +746,24 @@ export const make = (
       )
     )
 
-    /** Takes over the jobs of managers that stopped heartbeating, and queues them. */
+    /**
+     * Takes over the jobs of managers that stopped heartbeating, and queues them. Then queues again any job of
+     * this manager that no fiber of it runs and that has not changed for `staleAfter` (a claim, start or
+     * requeue whose answer was lost left it so): no job stays `pending` or `running` under a live manager.
+     */
     const recover = Effect.gen(function*() {
       const staleBefore = (yield* Clock.currentTimeMillis) - staleAfter
       const claimed = yield* repository.claimOrphans(owner, staleBefore)
       yield* Effect.forEach(claimed, adopt, { discard: true })
+      const mine = yield* repository.activeJobsOf(owner)
+      yield* Effect.forEach(mine, (status) => {
+        if (live.has(status.id) || status.updatedAt.getTime() >= staleBefore) return Effect.void
+        if (status.state === "pending") return adopt(status.id)
+        return repository.transition(status.id, ["running"], "pending", { owner, lease: status.lease }).pipe(
+          Effect.flatMap((result) => result.applied ? adopt(status.id) : Effect.void),
+          Effect.catchTag("JobNotFound", () => Effect.void) // deleted meanwhile
+        )
+      }, { discard: true })
     })
 
     /** Carries out stop requests stored by any process for jobs whose fiber runs here (each on its own). */

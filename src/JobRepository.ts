@@ -182,6 +182,11 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
    * Returns their ids, oldest first. Two managers claiming at once never get the same job.
    */
   readonly claimOrphans: (owner: string, staleBefore: number) => Effect.Effect<ReadonlyArray<JobId>, RepositoryError>
+  /**
+   * The `pending` and `running` jobs owned by `owner`. A manager compares them with the jobs it runs, to
+   * queue again one that no fiber of it runs (left by a claim or start whose answer was lost).
+   */
+  readonly activeJobsOf: (owner: string) => Effect.Effect<ReadonlyArray<JobStatus>, RepositoryError>
   /** Stores a request that the owner of a running job stop it (the owner sees it in `stopRequests`). */
   readonly requestStop: (request: StopRequest) => Effect.Effect<void, RepositoryError>
   /**
@@ -484,6 +489,15 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           { createdAt: b.createdAt.getTime(), id: b.id }
         ))
         return Effect.succeed(claimed.map((status) => status.id))
+      }),
+    activeJobsOf: (owner) =>
+      Effect.sync(() => {
+        const active: Array<JobStatus> = []
+        for (const entry of jobs.values()) {
+          const status = entry.status.current
+          if ((status.state === "pending" || status.state === "running") && status.owner === owner) active.push(status)
+        }
+        return active
       }),
     requestStop: (request) =>
       Effect.suspend(() => {

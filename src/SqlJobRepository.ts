@@ -946,6 +946,14 @@ const makeService = (
         // Under the write lock, so no flush writes a phase this process buffered for a job it claims.
         return yield* writeLock.withPermits(1)(claim(owner, staleBefore))
       }),
+      activeJobsOf: Effect.fn("SqlJobRepository.activeJobsOf")(function*(owner: string) {
+        return yield* reading(Effect.gen(function*() {
+          const rows = yield* sql`SELECT ${columns} FROM ${jobs}
+            WHERE owner = ${owner} AND state IN ('pending', 'running')`.pipe(Effect.mapError(sqlFailure("activeJobsOf")))
+          return yield* Effect.forEach(rows, (row) =>
+            Effect.map(decodeStatus("activeJobsOf", row), (status) => buffer.overlay(status)))
+        }))
+      }),
       requestStop: Effect.fn("SqlJobRepository.requestStop")(function*(request: StopRequest) {
         // A request already stored is kept (and not delivered again); a cancel replaces a pause.
         const replaceable = request.kind === "cancel"

@@ -226,6 +226,19 @@ describe.each(kinds)("a store that %ss", (kind) => {
       yield* expectCompleted(world, { id, awaiting: yield* Effect.fork(a.manager.awaitJob(id)) }, 6)
     })))
 
+  it.effect("on the claim of orphans after writing it (the answer is lost): the manager finds the job it holds unrun, and runs it", inWorld((world) =>
+    Effect.gen(function*() {
+      const { a, store } = world
+      a.controller.inject("claimOrphans", { kind, afterApplying: true })
+      const id = yield* orphanIn(store)
+      yield* advance(heartbeatInterval * 2)
+      a.controller.heal()
+      // Claimed in the store, but the manager never heard of it: it stays this manager's, unrun, until its
+      // look at its own jobs finds it unchanged for staleAfter and queues it.
+      expect(yield* stored(store, id)).toMatchObject({ state: "pending", owner: a.manager.owner })
+      yield* expectCompleted(world, { id, awaiting: yield* Effect.fork(a.manager.awaitJob(id)) }, 6)
+    })))
+
   it.effect("on the reads after a claim: the claimed job is run once it answers", inWorld((world) =>
     Effect.gen(function*() {
       const { a, logs, store } = world

@@ -24,7 +24,8 @@
  * - The spec moves to `effect_jobs_specs` (`id`, `spec`), written once when the job is created: SQLite
  *   rewrites a whole row on every update, and a job's row is updated on every progress flush.
  * - Stop requests are read by job, not by owner: the partial index on `owner` becomes one on
- *   `(created_at, id)` of the jobs with a request.
+ *   `(created_at, id)` of the jobs with a request; a partial index on `owner` of the `pending` and `running`
+ *   jobs serves claims and a manager's look at its own jobs.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -174,6 +175,8 @@ const addLeasesAndSpecs = (tables: Tables) =>
       sql`ALTER TABLE ${jobs} DROP COLUMN spec`,
       sql`DROP INDEX ${sql(tables.qualify("effect_jobs_stop_requests"))}`,
       sql`CREATE INDEX effect_jobs_stop_requested ON ${jobs} (created_at, id) WHERE stop_requested IS NOT NULL`,
+      // What claims and a manager's look at its own jobs read: the few jobs not yet settled, by owner.
+      sql`CREATE INDEX effect_jobs_active_owner ON ${jobs} (owner) WHERE state IN ('pending', 'running')`,
       sql`UPDATE ${sql(tables.meta)} SET value = '3' WHERE key = 'schema_version'`
     ]
     for (const statement of statements) yield* statement

@@ -32,6 +32,7 @@ export const operations: ReadonlyArray<Operation> = [
   "retire",
   "lastHeartbeat",
   "claimOrphans",
+  "activeJobsOf",
   "requestStop",
   "stopRequests"
 ]
@@ -114,6 +115,7 @@ export const wrap = (store: Store, controller: FaultController): Store => {
     retire: (owner) => guard("retire", () => store.retire(owner)),
     lastHeartbeat: (owner) => guard("lastHeartbeat", () => store.lastHeartbeat(owner)),
     claimOrphans: (owner, staleBefore) => guard("claimOrphans", () => store.claimOrphans(owner, staleBefore)),
+    activeJobsOf: (owner) => guard("activeJobsOf", () => store.activeJobsOf(owner)),
     requestStop: (request) => guard("requestStop", () => store.requestStop(request)),
     stopRequests: Stream.unwrap(guard("stopRequests", () => Effect.succeed(store.stopRequests))).pipe(
       Stream.mapEffect((request) => guard("stopRequests", () => Effect.succeed(request)))
