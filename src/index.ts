@@ -40,5 +40,6 @@ export {
   type PromiseFinalizer,
   type PromiseJobManager,
   type PromiseWorker,
+  type PruneJobsOptions,
   type WorkerOptions
 } from "./promise.js"
