@@ -1172,7 +1172,10 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, 
       // Opening a missing file would create it.
       create || existsSync(options.filename)
         ? Effect.void
-        : Effect.fail(new RepositoryError({ operation: "open", detail: `no job store at ${options.filename}` }))
+        : Effect.fail(new RepositoryError({
+            operation: "open",
+            detail: `no job store at ${options.filename} (a job manager creates one on first use)`
+          }))
     ),
     (settings) =>
       Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true, create })).pipe(

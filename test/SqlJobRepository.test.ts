@@ -546,7 +546,7 @@ describe("SqlJobRepository.layerSqlite", () => {
       const dir = yield* tempDir
       const missing = path.join(dir, "missing.db")
       const error = yield* openError(SqlJobRepository.layerSqlite({ filename: missing, create: false }))
-      expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open", detail: `no job store at ${missing}` })
+      expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open", detail: `no job store at ${missing} (a job manager creates one on first use)` })
       expect(fs.existsSync(missing)).toBe(false)
 
       const empty = path.join(dir, "empty.db")
