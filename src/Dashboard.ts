@@ -48,6 +48,7 @@ import { createServer } from "node:http"
 import { control, type Control } from "./internal/control.js"
 import type { FeedEvent, JobFeed } from "./internal/jobFeed.js"
 import * as Feed from "./internal/jobFeed.js"
+import { isLoopback } from "./internal/loopback.js"
 import { DurationInput } from "./internal/schemas.js"
 import type { Speed } from "./internal/terminal.js"
 import { constantTimeEqual, Secret, toRedacted } from "./internal/workerProtocol.js"
@@ -90,15 +91,6 @@ export const NodeOptions = Schema.Struct({
 /** @since 0.1.0 */
 export type NodeOptions = typeof NodeOptions.Encoded
 
-/**
- * Whether `host` (an address or host name, `[::1]` style accepted) is this machine's loopback.
- *
- * @since 0.1.0
- */
-export const isLoopback = (host: string): boolean => {
-  const name = host.replace(/^\[(.*)\]$/, "$1").toLowerCase()
-  return name === "localhost" || name === "::1" || /^127(\.\d{1,3}){3}$/.test(name)
-}
 
 const decode = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
   Effect.mapError(

@@ -1,15 +1,17 @@
-/** `effect-jobs serve`: the dashboard and HTTP API of a store, until Ctrl+C. */
-import * as HttpServer from "@effect/platform/HttpServer"
+/**
+ * `effect-jobs serve`: the dashboard and HTTP API of a store, until Ctrl+C. The server's modules are loaded
+ * only when it starts, so that the other commands start quickly.
+ */
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { hostname } from "node:os"
-import * as Dashboard from "../../Dashboard.js"
 import { describeError } from "../../JobError.js"
 import { storeLayer } from "../store.js"
 import type { Command } from "./command.js"
 import { CommandFailed, integerValue, stringValue, UsageError } from "./command.js"
 import { storeLabel, storeOf, storeOptions } from "./store.js"
+import { isLoopback } from "../loopback.js"
 
 export const serve: Command = {
   name: "serve",
@@ -35,13 +37,16 @@ export const serve: Command = {
       const port = yield* integerValue(input, "port", { min: 0, max: 65_535, fallback: 8080 })
       const token = stringValue(input, "token") ?? process.env["EFFECT_JOBS_TOKEN"]
       if (token === "") return yield* new UsageError({ subject: "--token", problem: "must not be empty" })
-      if (token === undefined && !Dashboard.isLoopback(host)) {
+      if (token === undefined && !isLoopback(host)) {
         return yield* new UsageError({
           subject: "--host",
           problem: `listening on ${host} needs --token T (without a token the dashboard listens on 127.0.0.1 only)`
         })
       }
       const store = yield* storeOf(input)
+      const [Dashboard, HttpServer] = yield* Effect.promise(() =>
+        Promise.all([import("../../Dashboard.js"), import("@effect/platform/HttpServer")])
+      )
       const server = Dashboard.layerNode({ host, port, ...(token === undefined ? {} : { token }) }).pipe(
         Layer.provide(storeLayer(store, { create: false }))
       )
