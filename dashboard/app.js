@@ -136,7 +136,7 @@ const eta = (job) => {
 /** `host:pid` of an owner `host:pid:random`. */
 const ownerName = (owner) => owner.split(":").slice(0, 2).join(":")
 
-const badge = (job) => h("span", { class: "badge", "data-state": job.state }, job.phase ?? job.state)
+const badge = (job) => h("span", { class: "badge", "data-state": job.state, title: job.error }, job.phase ?? job.state)
 
 const goneMark = (job) =>
   job.ownerGone

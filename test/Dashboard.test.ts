@@ -3,12 +3,17 @@
  * a manager in this process) and an SQLite store (jobs run by another process); authentication, binding
  * and the requests refused from elsewhere.
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import { type IncomingHttpHeaders, request as httpRequest } from "node:http"
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest"
 import * as Dashboard from "../src/Dashboard.js"
+import * as JobApi from "../src/JobApi.js"
 import * as JobRepositoryModule from "../src/JobRepository.js"
 import type { Served } from "./support/dashboard.js"
 import { readEvents, serveMemory, serveSqlite, testOptions } from "./support/dashboard.js"
@@ -275,6 +280,32 @@ const apiSuite = (store: string, serve: typeof serveMemory) =>
       expect(await page.text()).toContain("<script type=\"module\" src=\"/app.js\"></script>")
     })
   })
+
+describe("a typed client made from JobApi", () => {
+  it("reads and controls jobs, failing with the API's typed errors", async () => {
+    const token = "client-token"
+    const served = await serveMemory([long("typed")], { ...testOptions, token })
+    try {
+      const program = Effect.gen(function*() {
+        const client = yield* HttpApiClient.make(JobApi.JobApi, {
+          baseUrl: served.url,
+          transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(token))
+        })
+        const page = yield* client.jobs.list({ urlParams: { state: ["running", "pending"] } })
+        const cancelled = yield* client.jobs.cancel({ path: { id: served.ids[0]! } })
+        const missing = yield* Effect.flip(client.jobs.get({ path: { id: "job_nope" } }))
+        return { names: page.jobs.map((job) => job.name), state: cancelled.state, missing }
+      })
+      const result = await Effect.runPromise(program.pipe(Effect.provide(FetchHttpClient.layer)))
+      expect(result.names).toEqual(["typed"])
+      expect(result.state).toBe("cancelled")
+      expect(result.missing).toBeInstanceOf(JobApi.JobNotFound)
+      expect(result.missing).toMatchObject({ jobId: "job_nope", message: "no job with id \"job_nope\"" })
+    } finally {
+      await served.close()
+    }
+  })
+})
 
 apiSuite("the memory store (jobs run in this process)", serveMemory)
 apiSuite("an SQLite store (jobs run in another process)", serveSqlite)
