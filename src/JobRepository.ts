@@ -335,12 +335,8 @@ export const notDeletable = (status: JobStatus): InvalidJobState =>
     detail: "only a completed, failed or cancelled job can be deleted (cancel it first)"
   })
 
-/**
- * Whether a job matches a `find` query.
- *
- * @since 0.1.0
- */
-export const matchesFind = (query: FindQuery, status: JobStatus): boolean =>
+/** Whether a job matches a `find` query. */
+const matchesFind = (query: FindQuery, status: JobStatus): boolean =>
   (query.idPrefix !== undefined && status.id.startsWith(query.idPrefix)) ||
   (query.name !== undefined && status.name === query.name)
 

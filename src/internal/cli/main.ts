@@ -12,7 +12,7 @@ import { commandHelp, parse, programHelp, UsageError } from "./command.js"
 import * as Jobs from "./jobs.js"
 import { serve } from "./serve.js"
 
-export const version = "0.1.0"
+const version = "0.1.0"
 
 /** Every command, in the order the help lists them. */
 export const commands: ReadonlyArray<Command> = [

@@ -14,7 +14,7 @@ import { CommandFailed, UsageError } from "./command.js"
 import { when } from "./output.js"
 
 /** The shortest id prefix taken as one. */
-export const minimumPrefix = 6
+const minimumPrefix = 6
 
 /** Candidates listed when a name or prefix is ambiguous. */
 const shown = 10
