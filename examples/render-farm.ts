@@ -6,10 +6,14 @@
  * a live progress bar, then a summary table is printed. Ctrl+C cancels both jobs (they are stored as
  * `cancelled`) and exits with code 130.
  *
+ * With `--db FILE` the jobs are kept in an SQLite store that other processes can read and control: the
+ * ids and the commands to try are printed first, and the render defaults to a few minutes of work
+ * (`--frames` changes it). A job paused from elsewhere shows `paused`; its rate leaves the paused time out.
+ *
  *     npm start
  *     npx tsx examples/render-farm.ts --frames 2400 --chunk 48 --concurrency 16 --latency 100-600
  *     npx tsx examples/render-farm.ts --fast --failure-rate 0.3
- *     npm start -- --db jobs.db      then, in another terminal: npm run cli -- list --db jobs.db
+ *     npm start -- --db jobs.db      then, in another terminal: npx effect-jobs serve --db jobs.db
  */
 import { setTimeout as sleep } from "node:timers/promises"
 import { parseArgs } from "node:util"
@@ -36,8 +40,11 @@ class UsageError extends Error {}
 // ---------------------------------------------------------------------------------------------------------
 // Command line
 
+/** Frames of the trailer by default: a few seconds of work, or a few minutes with `--db`. */
+const defaultFrames = { memory: 600, db: 57_600 }
+
 const flags = {
-  frames: { type: "string", default: "600" },
+  frames: { type: "string" },
   chunk: { type: "string", default: "24" },
   concurrency: { type: "string", default: "8" },
   latency: { type: "string" },
@@ -58,7 +65,7 @@ const parseSettings = (args: Array<string>): Settings => {
   const values = parseFlags(args)
   if (values.fast && values.latency !== undefined) throw new UsageError("use --latency or --fast, not both")
   return {
-    frames: positiveInteger("--frames", values.frames),
+    frames: positiveInteger("--frames", values.frames ?? String(values.db === undefined ? defaultFrames.memory : defaultFrames.db)),
     chunk: positiveInteger("--chunk", values.chunk),
     concurrency: positiveInteger("--concurrency", values.concurrency),
     latency: values.fast ? { min: 1, max: 5 } : latencyRange(values.latency ?? "200-800"),
@@ -127,12 +134,33 @@ interface Dashboard {
 
 const settledChunks = (status: Job.JobStatus): number => status.completedChunks + status.failedChunks
 
-/** Chunks settled per second since the job started; undefined until a chunk has settled. */
-const rateOf = (status: Job.JobStatus): number | undefined => {
-  if (status.startedAt === undefined || settledChunks(status) === 0) return undefined
-  const seconds = ((status.finishedAt ?? new Date()).getTime() - status.startedAt.getTime()) / 1000
-  return settledChunks(status) / Math.max(seconds, 0.001)
+/**
+ * Chunks settled per second of running time: the time a job spends paused or waiting is left out. Fed
+ * with each status of one job as it arrives.
+ */
+class Speedometer {
+  #runningMillis = 0
+  #runningSince: number | undefined
+  #settledBefore: number | undefined
+
+  observe(status: Job.JobStatus, now = Date.now()): void {
+    if (this.#runningSince !== undefined) this.#runningMillis += now - this.#runningSince
+    this.#runningSince = status.state === "running" ? now : undefined
+    // Chunks settled before this watcher saw the job run are not counted.
+    if (status.state === "running") this.#settledBefore ??= settledChunks(status)
+  }
+
+  /** Undefined until a chunk has settled while the job ran. */
+  rate(status: Job.JobStatus, now = Date.now()): number | undefined {
+    const settled = settledChunks(status) - (this.#settledBefore ?? settledChunks(status))
+    const millis = this.#runningMillis + (this.#runningSince === undefined ? 0 : now - this.#runningSince)
+    return settled === 0 || millis <= 0 ? undefined : (settled * 1000) / millis
+  }
 }
+
+const speedometers = new Map<string, Speedometer>()
+
+const rateOf = (status: Job.JobStatus): number | undefined => speedometers.get(status.id)?.rate(status)
 
 const formatSeconds = (seconds: number): string =>
   seconds < 60 ? `${seconds.toFixed(1)}s` : `${Math.floor(seconds / 60)}m${Math.round(seconds % 60)}s`
@@ -145,9 +173,9 @@ const describeProgress = (status: Job.JobStatus): string => {
   return `${chunks} chunks ${`${status.progress}%`.padStart(4)}  ${speed.padStart(13)}`
 }
 
-/** "ETA 2.5s" while the job runs, its state once it has ended. */
+/** "ETA 2.5s" while the job runs, its state otherwise (`paused`, `pending`, or how it ended). */
 const etaOrState = (status: Job.JobStatus): string => {
-  if (Job.isTerminal(status.state)) return status.state
+  if (status.state !== "running") return status.state
   const rate = rateOf(status)
   return rate === undefined
     ? "ETA -"
@@ -190,7 +218,7 @@ const plainDashboard = (out: NodeJS.WritableStream, names: ReadonlyArray<string>
       const step = `${status.state} ${Math.floor(status.progress / 10)}`
       if (printed.get(status.id) === step) return
       printed.set(status.id, step)
-      const eta = Job.isTerminal(status.state) ? "" : `  ${etaOrState(status)}`
+      const eta = status.state === "running" ? `  ${etaOrState(status)}` : ""
       out.write(`${padName(status.name)}  ${status.state.padEnd(9)} ${describeProgress(status)}${eta}\n`)
     }
   }
@@ -212,7 +240,10 @@ const followJob = async (
   const cancel = () => manager.cancelJob(id).catch((error) => console.error(`could not cancel ${id}:`, error))
   signal.addEventListener("abort", cancel, { once: true })
   let last: Job.JobStatus | undefined
+  const speedometer = new Speedometer()
+  speedometers.set(id, speedometer)
   for await (const status of manager.watchJob(id)) {
+    speedometer.observe(status)
     dashboard.update(status)
     last = status
   }
@@ -246,6 +277,25 @@ const printSummary = (statuses: ReadonlyArray<Job.JobStatus>, farm: RenderFarm):
   }
 }
 
+/** How long a job of `chunks` chunks takes on the simulated farm, on average (retries included). */
+const expectedSeconds = ({ concurrency, failureRate, latency }: Settings, chunks: number): number =>
+  (chunks * ((latency.min + latency.max) / 2 / 1000) / Math.max(1 - failureRate, 0.2)) / concurrency
+
+/** The ids of the jobs and the commands that watch and control them from another terminal. */
+const printControls = (settings: Settings, names: ReadonlyArray<string>, ids: ReadonlyArray<string>): void => {
+  const store = `--db ${settings.db}`
+  for (const [index, id] of ids.entries()) console.log(`${names[index]}: ${id}`)
+  const chunks = Math.ceil(settings.frames / settings.chunk)
+  console.log(
+    `\nThe trailer takes about ${formatSeconds(expectedSeconds(settings, chunks))} (--frames N changes it).` +
+      " In another terminal, try:"
+  )
+  console.log(`  npx effect-jobs serve ${store}            # a web dashboard on http://127.0.0.1:8080/`)
+  console.log(`  npx effect-jobs list ${store}`)
+  console.log(`  npx effect-jobs pause trailer ${store}    # then resume trailer; a name, an id or its prefix`)
+  console.log(`  npx effect-jobs cancel teaser ${store}\n`)
+}
+
 const main = async (args: Array<string>): Promise<number> => {
   const settings = parseSettings(args)
   const { frames, chunk, concurrency } = settings
@@ -262,16 +312,14 @@ const main = async (args: Array<string>): Promise<number> => {
     ...(settings.db === undefined ? {} : { store: { sqlite: settings.db } })
   })
   const names = specs.map((spec) => spec.name)
-  const dashboard = process.stdout.isTTY
-    ? liveDashboard(process.stdout, names)
-    : plainDashboard(process.stdout, names)
 
   try {
     const ids = await Promise.all(specs.map((spec) => manager.submitJob(spec)))
-    if (settings.db !== undefined) {
-      for (const [index, id] of ids.entries()) console.log(`${names[index]}: ${id}`)
-      console.log(`Watch or control them from another terminal: npm run cli -- watch|pause|resume|cancel <id> --db ${settings.db}\n`)
-    }
+    // Printed before the live area starts, so that the redraws never overwrite them.
+    if (settings.db !== undefined) printControls(settings, names, ids)
+    const dashboard = process.stdout.isTTY
+      ? liveDashboard(process.stdout, names)
+      : plainDashboard(process.stdout, names)
     const controller = new AbortController()
     process.once("SIGINT", () => controller.abort())
     const statuses = await Promise.all(ids.map((id) => followJob(manager, id, dashboard, controller.signal)))

@@ -1,7 +1,7 @@
 /**
- * Controls the jobs of a store without running any: read, list, watch, cancel, pause and resume jobs that
- * managers in this or other processes run. The CLI is built on it, and `JobManager` uses it for the jobs
- * it does not run itself.
+ * Controls the jobs of a store without running any: read, list, watch, cancel, pause, resume, re-drive and
+ * delete jobs that managers in this or other processes run. The CLI and the dashboard server are built on
+ * it, and `JobManager` uses it for the jobs it does not run itself.
  *
  * A job running elsewhere is stopped by a request stored in the repository, which its owner carries out
  * (`JobRepository.stopRequests`); when the owner has stopped heartbeating for `staleAfter`, the change is
@@ -14,12 +14,13 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import type { JobPage, JobState, JobStatus } from "./Job.js"
-import { isTerminal, JobId, ListQuery } from "./Job.js"
+import type { JobPage, JobSpec, JobState, JobStatus } from "./Job.js"
+import { isTerminal, JobId, ListQuery, makeJobId } from "./Job.js"
 import type { RepositoryError } from "./JobError.js"
-import { firstIssue, InvalidOption, JobNotFound } from "./JobError.js"
+import { firstIssue, InvalidJobState, InvalidOption, JobNotFound } from "./JobError.js"
 import type { StopRequest } from "./JobRepository.js"
 import { JobRepository } from "./JobRepository.js"
+import { prune } from "./internal/retention.js"
 
 /**
  * Timings of a client, in milliseconds.
@@ -63,6 +64,39 @@ export interface JobClient {
    * (within its `staleAfter`) and runs the chunks missing from its checkpoint. Other states: unchanged.
    */
   readonly resumeJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
+  /**
+   * Re-drives a `failed` job as a new `pending` job without an owner (its `retryOf` names the failed one,
+   * which keeps its terminal state): a running manager sharing the store claims it (within its
+   * `heartbeatInterval`) and runs only the chunks that failed or never ran. A job that did not fail fails
+   * with `InvalidJobState`.
+   */
+  readonly retryJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | InvalidJobState | RepositoryError>
+  /**
+   * Deletes a `completed`, `failed` or `cancelled` job (status, spec and checkpoint) and returns its last
+   * status. Any other state fails with `InvalidJobState` and changes nothing (cancel the job first).
+   */
+  readonly deleteJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | InvalidJobState | RepositoryError>
+  /**
+   * Deletes the finished jobs that `options` names (see `PruneOptions`: `{ olderThan: "7 days", states?:
+   * ["completed"] }`) and returns how many. Bad options fail with `InvalidOption` and delete nothing.
+   */
+  readonly pruneJobs: (options: unknown) => Effect.Effect<number, InvalidOption | RepositoryError>
+  /**
+   * The owners of `running` jobs among `statuses` that are gone (no heartbeat for `staleAfter`), each with
+   * the milliseconds since its last heartbeat (`undefined` when it has none). A job of a gone owner is not
+   * running any more, whatever its stored state; a live manager takes it over.
+   */
+  readonly goneOwners: (
+    statuses: Iterable<JobStatus>
+  ) => Effect.Effect<ReadonlyMap<string, number | undefined>, RepositoryError>
+  /**
+   * Stores the re-drive of a `failed` job (see `retryJob`), owned by `owner` (none: any manager claims it),
+   * and returns it with the spec it runs.
+   */
+  readonly redrive: (
+    id: string,
+    owner: string | undefined
+  ) => Effect.Effect<{ readonly status: JobStatus; readonly spec: JobSpec }, JobNotFound | InvalidJobState | RepositoryError>
   /**
    * Stops a `running` job owned by another manager: stores the request and waits until the owner has
    * stored the job's new state; applies it directly when the owner is gone. Returns the status.
@@ -130,11 +164,55 @@ export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, J
           return [status, isTerminal(status.state) ? Option.none() : Option.some(version)] as const
         })).pipe(Stream.changesWith(sameChange))
 
-    const ownerGone = (status: JobStatus) =>
+    /** How long `owner` has been silent, if it is gone: `undefined` inside when it never beat. */
+    const silence = (owner: string) =>
       Effect.gen(function*() {
-        if (status.owner === undefined) return true
-        const beat = yield* repository.lastHeartbeat(status.owner)
-        return Option.isNone(beat) || beat.value < (yield* Clock.currentTimeMillis) - staleAfter
+        const beat = yield* repository.lastHeartbeat(owner)
+        if (Option.isNone(beat)) return Option.some(undefined)
+        const silent = (yield* Clock.currentTimeMillis) - beat.value
+        return silent > staleAfter ? Option.some(silent) : Option.none()
+      })
+
+    const ownerGone = (status: JobStatus) =>
+      status.owner === undefined ? Effect.succeed(true) : Effect.map(silence(status.owner), Option.isSome)
+
+    const goneOwners = (statuses: Iterable<JobStatus>) =>
+      Effect.gen(function*() {
+        const owners = new Set<string>()
+        for (const status of statuses) {
+          if (status.state === "running" && status.owner !== undefined) owners.add(status.owner)
+        }
+        const gone = new Map<string, number | undefined>()
+        for (const owner of owners) {
+          const silent = yield* silence(owner)
+          if (Option.isSome(silent)) gone.set(owner, silent.value)
+        }
+        return gone as ReadonlyMap<string, number | undefined>
+      })
+
+    const redrive = (id: string, owner: string | undefined) =>
+      Effect.gen(function*() {
+        const failed = yield* getJob(id)
+        if (failed.state !== "failed") {
+          return yield* new InvalidJobState({
+            jobId: failed.id,
+            state: failed.state,
+            operation: "retry",
+            detail: "only a failed job can be re-driven"
+          })
+        }
+        const spec = yield* repository.getSpec(failed.id)
+        if (Option.isNone(spec)) return yield* new JobNotFound({ jobId: failed.id })
+        const completed = yield* repository.getCheckpoint(failed.id)
+        const status = yield* repository.create({
+          id: makeJobId(yield* Clock.currentTimeMillis),
+          spec: spec.value,
+          totalChunks: failed.totalChunks,
+          owner,
+          retryOf: failed.id,
+          completed
+        })
+        return { status, spec: spec.value }
       })
 
     const stopRunning = (status: JobStatus, kind: StopRequest["kind"]) =>
@@ -183,6 +261,11 @@ export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, J
       resumeJob: (id) =>
         Effect.flatMap(parseJobId(id), (jobId) =>
           Effect.map(repository.transition(jobId, ["paused"], "pending", { owner: null }), (result) => result.status)),
+      retryJob: (id) => Effect.map(redrive(id, undefined), (redriven) => redriven.status),
+      deleteJob: (id) => Effect.flatMap(parseJobId(id), repository.delete),
+      pruneJobs: (options) => prune(repository, options),
+      goneOwners,
+      redrive,
       stopRunning
     }
   })

@@ -53,6 +53,7 @@ import { JobRepository } from "./JobRepository.js"
 import type { StopReason } from "./internal/liveJob.js"
 import { LiveJob } from "./internal/liveJob.js"
 import { OwnershipProof } from "./internal/ownershipProof.js"
+import * as Retention from "./internal/retention.js"
 import { FunctionInput } from "./internal/schemas.js"
 import { logFailure, loop } from "./internal/supervised.js"
 
@@ -95,7 +96,13 @@ export const ManagerOptions = Schema.Struct({
   finalizers: Schema.optional(Schema.Record({
     key: Schema.String,
     value: FunctionInput<Finalizer>("a finalizer: a function (context) => Effect")
-  }))
+  })),
+  /**
+   * How long finished jobs are kept, by state (e.g. `{ completed: "7 days", failed: "30 days", cancelled:
+   * "7 days" }`; a state left out is kept forever): the manager deletes older ones when it starts and then
+   * every `sweepInterval` (default 1 minute), whichever manager ran them.
+   */
+  retention: Schema.optional(Retention.Retention)
 }).annotations({ identifier: "ManagerOptions" })
 /** @since 0.1.0 */
 export type ManagerOptions = typeof ManagerOptions.Type
@@ -149,6 +156,18 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
    * that did not fail.
    */
   readonly retryJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | InvalidJobState | RepositoryError>
+  /**
+   * Deletes a `completed`, `failed` or `cancelled` job (status, spec and checkpoint) and returns its last
+   * status. Any other state fails with `InvalidJobState` and changes nothing (cancel the job first).
+   */
+  readonly deleteJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | InvalidJobState | RepositoryError>
+  /**
+   * Deletes the finished jobs that `options` names, `{ olderThan, states? }`: those in one of `states`
+   * (default: `completed`, `failed` and `cancelled`) that finished more than `olderThan` ago (a duration such
+   * as `"7 days"`) or before it (a `Date`); returns how many. Bad options fail with `InvalidOption` and delete
+   * nothing. Jobs that have not ended are never deleted.
+   */
+  readonly pruneJobs: (options: unknown) => Effect.Effect<number, InvalidOption | RepositoryError>
   /**
    * Waits for the job's terminal status, as stored. Interrupting the caller does not cancel the job. For a job
    * this manager runs, store faults are waited out (retried until the store answers); for another job they
@@ -265,6 +284,7 @@ export const make = (
       finalizers = {},
       maxSpecBytes,
       maxExplicitChunks,
+      retention,
       ...execution
     } = validated
     const specLimits = { maxSpecBytes, maxExplicitChunks }
@@ -676,27 +696,8 @@ export const make = (
     })
 
     const retryJob = Effect.fn("JobManager.retryJob")(function*(id: string) {
-      const failed = yield* client.getJob(id)
-      if (failed.state !== "failed") {
-        return yield* new InvalidJobState({
-          jobId: failed.id,
-          state: failed.state,
-          operation: "retry",
-          detail: "only a failed job can be re-driven"
-        })
-      }
-      const spec = yield* repository.getSpec(failed.id)
-      if (Option.isNone(spec)) return yield* new JobNotFound({ jobId: failed.id })
-      const completed = yield* repository.getCheckpoint(failed.id)
-      const status = yield* repository.create({
-        id: makeJobId(yield* Clock.currentTimeMillis),
-        spec: spec.value,
-        totalChunks: failed.totalChunks,
-        owner,
-        retryOf: failed.id,
-        completed
-      })
-      yield* enqueue(spec.value, status)
+      const { spec, status } = yield* client.redrive(id, owner)
+      yield* enqueue(spec, status)
       return status
     })
 
@@ -785,6 +786,7 @@ export const make = (
       Effect.forkScoped(loop(recover, { module: "JobManager", name: "recovery of orphaned jobs", spacing: heartbeatInterval, delayFirst: true })),
       Effect.forkScoped(loop(listenForStops, { module: "JobManager", name: "listening for stop requests", spacing: heartbeatInterval }))
     ])
+    if (retention !== undefined) yield* Retention.sweep(repository, retention)
 
     // --- Shutdown ---
 
@@ -822,6 +824,8 @@ export const make = (
       pauseJob,
       resumeJob,
       retryJob,
+      deleteJob: Effect.fn("JobManager.deleteJob")(client.deleteJob),
+      pruneJobs: Effect.fn("JobManager.pruneJobs")(client.pruneJobs),
       awaitJob,
       watchJob,
       owner

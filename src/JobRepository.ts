@@ -12,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
+import type { CursorKey } from "./internal/cursor.js"
 import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from "./internal/cursor.js"
 import { LazyStatus } from "./internal/lazyStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
@@ -19,7 +20,7 @@ import { VersionSignal } from "./internal/versionSignal.js"
 import type { JobId, JobPage, JobSpec, JobState, ListQuery } from "./Job.js"
 import { canTransition, isTerminal, JobStatus, progressOf } from "./Job.js"
 import type { InvalidOption } from "./JobError.js"
-import { JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
+import { InvalidJobState, JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
 
 /**
  * A job to store, in state `pending`.
@@ -118,6 +119,35 @@ export interface ChangeSignal {
 }
 
 /**
+ * A state a job may be deleted in.
+ *
+ * @since 0.1.0
+ */
+export type TerminalState = Extract<JobState, "completed" | "failed" | "cancelled">
+
+/**
+ * Which jobs `prune` removes: those in one of `states` that finished before `finishedBefore` (epoch millis).
+ *
+ * @since 0.1.0
+ */
+export interface PruneQuery {
+  readonly states: ReadonlyArray<TerminalState>
+  readonly finishedBefore: number
+}
+
+/**
+ * Which jobs `find` returns: those whose id starts with `idPrefix` or whose name is `name` (either may be
+ * left out), newest first, at most `limit`.
+ *
+ * @since 0.1.0
+ */
+export interface FindQuery {
+  readonly idPrefix?: string | undefined
+  readonly name?: string | undefined
+  readonly limit: number
+}
+
+/**
  * The job store service.
  *
  * @since 0.1.0
@@ -160,8 +190,20 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   readonly updateProgress: (id: JobId, progress: ProgressUpdate) => Effect.Effect<void, LeaseLost | RepositoryError>
   /** The ids of the job's completed chunks, as recorded so far. */
   readonly getCheckpoint: (id: JobId) => Effect.Effect<RangeSet, JobNotFound | RepositoryError>
-  /** Removes a job; `false` if there was none. */
-  readonly delete: (id: JobId) => Effect.Effect<boolean, RepositoryError>
+  /**
+   * Removes a terminal job (its status, spec and checkpoint) and returns its last status. A job that is not
+   * terminal fails with `InvalidJobState` and is left as it is (it may still run); an unknown id fails with
+   * `JobNotFound`.
+   */
+  readonly delete: (id: JobId) => Effect.Effect<JobStatus, JobNotFound | InvalidJobState | RepositoryError>
+  /**
+   * Removes every job in one of `query.states` that finished before `query.finishedBefore`, and returns how
+   * many. A store may remove them in several batches; a failure leaves the jobs of the batches before it
+   * removed and the others as they were.
+   */
+  readonly prune: (query: PruneQuery) => Effect.Effect<number, RepositoryError>
+  /** Looks jobs up by id prefix or exact name (see `FindQuery`), newest first. */
+  readonly find: (query: FindQuery) => Effect.Effect<ReadonlyArray<JobStatus>, RepositoryError>
   /** Whether jobs outlive the process (a file or a server), so a stopped manager's jobs can be resumed. */
   readonly durable: boolean
   /**
@@ -333,11 +375,32 @@ export const invalidNewJob = (job: NewJob): RepositoryError | undefined => {
 export const duplicateJob = (id: JobId): RepositoryError =>
   new RepositoryError({ operation: "create", detail: `a job with id ${id} already exists` })
 
+/**
+ * The error for deleting a job that has not ended.
+ *
+ * @since 0.1.0
+ */
+export const notDeletable = (status: JobStatus): InvalidJobState =>
+  new InvalidJobState({
+    jobId: status.id,
+    state: status.state,
+    operation: "delete",
+    detail: "only a completed, failed or cancelled job can be deleted (cancel it first)"
+  })
+
+/** Whether a job matches a `find` query. */
+const matchesFind = (query: FindQuery, status: JobStatus): boolean =>
+  (query.idPrefix !== undefined && status.id.startsWith(query.idPrefix)) ||
+  (query.name !== undefined && status.name === query.name)
+
 /** The default page size of a listing. @since 0.1.0 */
 export const defaultListLimit = 50
 
 const statesOf = (query: ListQuery): ReadonlySet<JobState> | undefined =>
   query.state === undefined ? undefined : new Set(typeof query.state === "string" ? [query.state] : query.state)
+
+/** The sort key of a job in a listing. */
+const keyOf = (status: JobStatus): CursorKey => ({ createdAt: status.createdAt.getTime(), id: status.id })
 
 interface MemoryEntry {
   readonly status: LazyStatus
@@ -416,7 +479,6 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         (cursor) => {
           const states = statesOf(query)
           const limit = query.limit ?? defaultListLimit
-          const keyOf = (status: JobStatus) => ({ createdAt: status.createdAt.getTime(), id: status.id })
           const matching: Array<JobStatus> = []
           for (const entry of jobs.values()) {
             const status = entry.status.current
@@ -461,10 +523,36 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         return entry === undefined ? Effect.fail(new JobNotFound({ jobId: id })) : Effect.succeed(entry.checkpoint.copy())
       }),
     delete: (id) =>
+      Effect.suspend((): Effect.Effect<JobStatus, JobNotFound | InvalidJobState> => {
+        const entry = jobs.get(id)
+        if (entry === undefined) return Effect.fail(new JobNotFound({ jobId: id }))
+        const status = entry.status.current
+        if (!isTerminal(status.state)) return Effect.fail(notDeletable(status))
+        jobs.delete(id)
+        changes.bump()
+        return Effect.succeed(status)
+      }),
+    prune: (query) =>
       Effect.sync(() => {
-        const deleted = jobs.delete(id)
-        if (deleted) changes.bump()
-        return deleted
+        const states: ReadonlySet<JobState> = new Set(query.states)
+        let removed = 0
+        for (const [id, entry] of jobs) {
+          const finishedAt = entry.status.current.finishedAt
+          if (states.has(entry.status.state) && finishedAt !== undefined && finishedAt.getTime() < query.finishedBefore) {
+            jobs.delete(id)
+            removed++
+          }
+        }
+        if (removed > 0) changes.bump()
+        return removed
+      }),
+    find: (query) =>
+      Effect.sync(() => {
+        const found: Array<JobStatus> = []
+        for (const entry of jobs.values()) {
+          if (matchesFind(query, entry.status.current)) found.push(entry.status.current)
+        }
+        return found.sort((a, b) => compareNewestFirst(keyOf(a), keyOf(b))).slice(0, query.limit)
       }),
     durable: false,
     heartbeat: (owner, held = []) =>

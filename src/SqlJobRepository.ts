@@ -49,6 +49,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
+import { existsSync } from "node:fs"
 import * as ChangeFeed from "./internal/changeFeed.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import type { Taken } from "./internal/progressBuffer.js"
@@ -70,9 +71,11 @@ import {
 } from "./Job.js"
 import { describeError, InvalidOption, JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
 import type {
+  FindQuery,
   HeldLease,
   NewJob,
   ProgressUpdate,
+  PruneQuery,
   StopRequest,
   TransitionPatch,
   TransitionResult
@@ -84,7 +87,8 @@ import {
   invalidCounts,
   invalidNewJob,
   JobRepository,
-  newJobStatus
+  newJobStatus,
+  notDeletable
 } from "./JobRepository.js"
 
 /**
@@ -120,6 +124,12 @@ export interface SqliteOptions {
   readonly flushInterval?: Duration.DurationInput | undefined
   /** How often other processes' stop requests are looked for (default 10 millis). */
   readonly stopPollInterval?: Duration.DurationInput | undefined
+  /**
+   * `false`: only open a file that already is an effect-jobs store; a missing file, an empty one (zero bytes
+   * included) or any other database is refused with a `RepositoryError` and nothing is written to it (as
+   * the CLI does). Default `true`: a missing or empty file becomes a store.
+   */
+  readonly create?: boolean | undefined
 }
 
 /**
@@ -138,17 +148,26 @@ export interface PgOptions {
   readonly flushInterval?: Duration.DurationInput | undefined
   /** How often stop requests are re-read in case a notification was lost (default 1 second). */
   readonly stopPollInterval?: Duration.DurationInput | undefined
+  /**
+   * `false`: only open a schema that already holds an effect-jobs store; anything else is refused with a
+   * `RepositoryError` and nothing is created (as the CLI does). Default `true`.
+   */
+  readonly create?: boolean | undefined
 }
 
 const defaultFlushInterval = Duration.millis(200)
 const defaultConnectTimeout = Duration.seconds(5)
 const defaultStopPollInterval = { sqlite: Duration.millis(10), pg: Duration.seconds(1) } as const
+/** The most jobs one statement of `prune` deletes. */
+const pruneBatch = 1_000
 
 /** How a store is opened: what to call it in errors, whether it must hold nothing else, and its journal. */
 interface OpenOptions {
   readonly label: string
   readonly exclusive: boolean
   readonly wal: boolean
+  /** Whether a database without a store becomes one (else it is refused, and nothing is written). */
+  readonly create: boolean
 }
 
 type Dialect = "sqlite" | "pg"
@@ -362,6 +381,11 @@ const verifyStore = (
         )
       }
       return
+    }
+    if (!open.create) {
+      return yield* refuse(
+        `it is not an effect-jobs store${names.size === 0 ? " (it is empty)" : ""}; a job manager creates one on first use`
+      )
     }
     // The migrations table alone may be left over from an interrupted first start; it is ours.
     if (names.has("effect_jobs")) {
@@ -634,6 +658,15 @@ const makeService = (
         return result
       }))
 
+    /** Drops what this process buffered for jobs that were deleted. */
+    /** Deleted jobs: nothing of them stays buffered. */
+    const forget = (ids: Iterable<JobId>) => {
+      for (const id of ids) {
+        buffer.forget(id)
+        totals.delete(id)
+      }
+    }
+
     /** The total of a job that is not terminal; `undefined` for a terminal or unknown job. */
     const totalOf = (id: JobId): Effect.Effect<number | undefined, RepositoryError> => {
       const known = totals.get(id)
@@ -897,18 +930,63 @@ const makeService = (
         }))
       }),
       delete: Effect.fn("SqlJobRepository.delete")(function*(id: JobId) {
-        const deleted = yield* transaction(
-          "delete",
-          Effect.gen(function*() {
-            const rows = yield* sql`DELETE FROM ${jobs} WHERE id = ${id} RETURNING id`
-            yield* sql`DELETE FROM ${specs} WHERE id = ${id}`
-            return rows.length > 0
-          })
-        )
-        buffer.forget(id)
-        totals.delete(id)
-        if (deleted) yield* feed.announce(id)
-        return deleted
+        // A terminal state never changes: a job found terminal after the DELETE missed it is deleted next time.
+        for (let attempt = 1;; attempt++) {
+          const rows = yield* transaction(
+            "delete",
+            Effect.gen(function*() {
+              const deleted = yield* sql`DELETE FROM ${jobs} WHERE id = ${id} AND ${sql.in("state", terminalStates)}
+                RETURNING ${columns}`
+              if (deleted.length > 0) yield* sql`DELETE FROM ${specs} WHERE id = ${id}`
+              return deleted
+            })
+          )
+          if (rows[0] !== undefined) {
+            forget([id])
+            yield* feed.announce(id)
+            return yield* decodeStatus("delete", rows[0])
+          }
+          const current = yield* selectStatus("delete", id)
+          if (Option.isNone(current)) return yield* new JobNotFound({ jobId: id })
+          if (!isTerminal(current.value.state) || attempt >= 2) return yield* notDeletable(current.value)
+        }
+      }),
+      prune: Effect.fn("SqlJobRepository.prune")(function*(query: PruneQuery) {
+        if (query.states.length === 0) return 0
+        // In batches, so that no statement holds the write lock for long.
+        let removed = 0
+        for (;;) {
+          const rows = yield* transaction(
+            "prune",
+            Effect.gen(function*() {
+              const deleted = yield* sql<{ readonly id: JobId }>`DELETE FROM ${jobs} WHERE id IN (
+                  SELECT id FROM ${jobs}
+                  WHERE ${sql.in("state", query.states)} AND finished_at < ${query.finishedBefore}
+                  LIMIT ${pruneBatch}
+                ) RETURNING id`
+              if (deleted.length > 0) yield* sql`DELETE FROM ${specs} WHERE ${sql.in("id", deleted.map((row) => row.id))}`
+              return deleted
+            })
+          )
+          forget(rows.map((row) => row.id))
+          removed += rows.length
+          if (rows.length > 0) yield* feed.announce("*")
+          if (rows.length < pruneBatch) return removed
+        }
+      }),
+      find: Effect.fn("SqlJobRepository.find")(function*(query: FindQuery) {
+        const conditions: Array<Fragment> = []
+        // Ids are ASCII below "~", so the ids starting with the prefix are exactly those in this range.
+        if (query.idPrefix !== undefined) {
+          conditions.push(sql`(id >= ${query.idPrefix} AND id < ${`${query.idPrefix}~`})`)
+        }
+        if (query.name !== undefined) conditions.push(sql`name = ${query.name}`)
+        if (conditions.length === 0) return []
+        return yield* reading(Effect.gen(function*() {
+          const rows = yield* sql`SELECT ${columns} FROM ${jobs} WHERE ${sql.or(conditions)}
+            ORDER BY created_at DESC, id DESC LIMIT ${query.limit}`.pipe(Effect.mapError(sqlFailure("find")))
+          return yield* Effect.forEach(rows, (row) => Effect.map(decodeStatus("find", row), (status) => buffer.overlay(status)))
+        }))
       }),
       durable: true,
       heartbeat: Effect.fn("SqlJobRepository.heartbeat")(function*(owner: string, held: ReadonlyArray<HeldLease> = []) {
@@ -989,13 +1067,14 @@ const build = ({ flushInterval, schema, stopPollInterval }: Settings, open: Open
       return yield* new InvalidOption({ path: ["schema"], detail: "only PostgreSQL stores have a schema" })
     }
     const tables = tablesIn(schema)
-    if (schema !== undefined) {
+    if (schema !== undefined && open.create) {
       yield* sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`.pipe(
         Effect.mapError(sqlFailure("open", `${open.label}: cannot create schema ${schema}`))
       )
     }
     yield* verifyStore(sql, dialect, schema, tables, open)
-    if (open.wal) {
+    // An existing store keeps its journal mode (a store made by `layerSqlite` is in WAL mode already).
+    if (open.wal && open.create) {
       yield* sql`PRAGMA journal_mode = WAL`.pipe(Effect.mapError(sqlFailure("open", `${open.label}: cannot enable WAL`)))
     }
     yield* Migrator.make({})({ loader: migrations(tables), table: tables.migrations }).pipe(
@@ -1037,7 +1116,7 @@ export const make = (
   options: MakeOptions = {}
 ): Effect.Effect<JobRepository["Type"], RepositoryError | InvalidOption, SqlClient.SqlClient | Scope.Scope> =>
   Effect.flatMap(decodeOptions(options), (settings) =>
-    build(settings, { label: "the database", exclusive: false, wal: false }))
+    build(settings, { label: "the database", exclusive: false, wal: false, create: true }))
 
 /**
  * The store on the `SqlClient` in context, with default options.
@@ -1075,10 +1154,20 @@ const openClient = <ROut, E>(label: string, client: Layer.Layer<ROut, E>): Layer
  */
 export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, RepositoryError | InvalidOption> => {
   const label = `SQLite file ${JSON.stringify(options.filename)}`
+  const create = options.create ?? true
   return Layer.unwrapEffect(Effect.map(
-    decodeOptions({ flushInterval: options.flushInterval, stopPollInterval: options.stopPollInterval }),
+    Effect.zipLeft(
+      decodeOptions({ flushInterval: options.flushInterval, stopPollInterval: options.stopPollInterval }),
+      // Opening a missing file would create it.
+      create || existsSync(options.filename)
+        ? Effect.void
+        : Effect.fail(new RepositoryError({
+            operation: "open",
+            detail: `no job store at ${options.filename} (a job manager creates one on first use)`
+          }))
+    ),
     (settings) =>
-      Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true })).pipe(
+      Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true, create })).pipe(
         // WAL is switched on by the store, once the file is known to be ours: switching rewrites the header.
         Layer.provide(openClient(label, SqliteClient.layer({ filename: options.filename, disableWAL: true })))
       )
@@ -1097,7 +1186,10 @@ export const layerPg = (options: PgOptions): Layer.Layer<JobRepository, Reposito
   return Layer.unwrapEffect(Effect.map(
     Effect.all([decodeOptions(options), decodeDuration("connectTimeout", options.connectTimeout, defaultConnectTimeout)]),
     ([settings, connectTimeout]) =>
-      Layer.scoped(JobRepository, build(settings, { label, exclusive: false, wal: false })).pipe(
+      Layer.scoped(
+        JobRepository,
+        build(settings, { label, exclusive: false, wal: false, create: options.create ?? true })
+      ).pipe(
         Layer.provide(openClient(label, PgClient.layer({ url: Redacted.make(options.url), connectTimeout })))
       )
   ))

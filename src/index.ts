@@ -8,12 +8,16 @@
 export * as Abort from "./Abort.js"
 /** How one chunk is executed. @since 0.1.0 */
 export * as ChunkWorker from "./ChunkWorker.js"
+/** The web dashboard and HTTP API of a job store (`effect-jobs serve`). @since 0.1.0 */
+export * as Dashboard from "./Dashboard.js"
 /** The finalize step of a job. @since 0.1.0 */
 export * as Finalizer from "./Finalizer.js"
 /** Controls the jobs of a store without running any (the CLI's engine). @since 0.1.0 */
 export * as JobClient from "./JobClient.js"
 /** A worker that sends each chunk to remote HTTP workers. @since 0.1.0 */
 export * as HttpWorker from "./HttpWorker.js"
+/** The HTTP API of a job store, as an `HttpApi` (routes, schemas, errors). @since 0.1.0 */
+export * as JobApi from "./JobApi.js"
 /** Domain schemas: ids, states, chunks, specs, statuses. @since 0.1.0 */
 export * as Job from "./Job.js"
 /** Tagged errors. @since 0.1.0 */
@@ -40,5 +44,6 @@ export {
   type PromiseFinalizer,
   type PromiseJobManager,
   type PromiseWorker,
+  type PruneJobsOptions,
   type WorkerOptions
 } from "./promise.js"

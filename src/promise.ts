@@ -98,6 +98,28 @@ export interface JobManagerOptions extends WorkerOptions, SpecLimitOptions {
   readonly staleAfter?: number | undefined
   /** Durable stores: how long running jobs may finish their chunks in flight on `close()` (ms, default 5,000). */
   readonly shutdownGracePeriod?: number | undefined
+  /**
+   * How long finished jobs are kept, by state, e.g. `{ completed: "7 days", failed: "30 days", cancelled:
+   * "7 days" }` (a state left out is kept forever); older ones are deleted when the manager starts and then
+   * every `sweepInterval` (default `"1 minute"`).
+   */
+  readonly retention?: {
+    readonly completed?: number | string | undefined
+    readonly failed?: number | string | undefined
+    readonly cancelled?: number | string | undefined
+    readonly sweepInterval?: number | string | undefined
+  } | undefined
+}
+
+/**
+ * Which finished jobs `pruneJobs` deletes: those in one of `states` (default: all three) that finished more
+ * than `olderThan` ago (milliseconds, or a string such as `"7 days"`) or before it (a `Date`).
+ *
+ * @since 0.1.0
+ */
+export interface PruneJobsOptions {
+  readonly olderThan: number | string | Date
+  readonly states?: ReadonlyArray<"completed" | "failed" | "cancelled"> | undefined
 }
 
 /**
@@ -139,6 +161,13 @@ export interface PromiseJobManager extends AsyncDisposable {
   resumeJob(id: string): Promise<JobStatus>
   /** Re-drives a failed job as a new job that runs only the chunks that failed or never ran. */
   retryJob(id: string): Promise<JobStatus>
+  /**
+   * Deletes a `completed`, `failed` or `cancelled` job and resolves with its last status; rejects with
+   * `InvalidJobState` (nothing deleted) for a job that has not ended, `JobNotFound` for an unknown one.
+   */
+  deleteJob(id: string): Promise<JobStatus>
+  /** Deletes the finished jobs `options` names and resolves with how many; jobs not ended are never deleted. */
+  pruneJobs(options: PruneJobsOptions): Promise<number>
   /** Resolves with the job's terminal status. Aborting `signal` stops waiting; it does not cancel the job. */
   waitForJob(id: string, options?: { readonly signal?: AbortSignal | undefined }): Promise<JobStatus>
   /**
@@ -231,6 +260,8 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
     pauseJob: (id) => run((manager) => manager.pauseJob(id)),
     resumeJob: (id) => run((manager) => manager.resumeJob(id)),
     retryJob: (id) => run((manager) => manager.retryJob(id)),
+    deleteJob: (id) => run((manager) => manager.deleteJob(id)),
+    pruneJobs: (options) => run((manager) => manager.pruneJobs(options)),
     waitForJob: (id, options) => run((manager) => manager.awaitJob(id), options?.signal),
     watchJob: (id, options) => {
       if (closed) throw new ManagerClosed()

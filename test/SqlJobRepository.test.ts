@@ -543,6 +543,65 @@ describe("SqlJobRepository.layerSqlite", () => {
       expect(schemaOnSqlite).toMatchObject({ _tag: "InvalidOption", path: ["schema"] })
     }))
 
+  it.scoped("create: false opens an existing store and refuses anything else, writing nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const missing = path.join(dir, "missing.db")
+      const error = yield* openError(SqlJobRepository.layerSqlite({ filename: missing, create: false }))
+      expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open", detail: `no job store at ${missing} (a job manager creates one on first use)` })
+      expect(fs.existsSync(missing)).toBe(false)
+
+      const empty = path.join(dir, "empty.db")
+      fs.writeFileSync(empty, "")
+      backdate(empty)
+      const emptyBefore = snapshot(empty)
+      const refused = yield* openError(SqlJobRepository.layerSqlite({ filename: empty, create: false }))
+      expect(refused.detail).toBe(
+        `SQLite file ${JSON.stringify(empty)}: it is not an effect-jobs store (it is empty); a job manager creates one on first use`
+      )
+      expect(snapshot(empty)).toEqual(emptyBefore)
+
+      const other = path.join(dir, "other.db")
+      yield* withSqlite(other, (sql) => sql`CREATE TABLE notes (body TEXT)`)
+      backdate(other)
+      const otherBefore = snapshot(other)
+      const foreign = yield* openError(SqlJobRepository.layerSqlite({ filename: other, create: false }))
+      expect(foreign.detail).toContain("it is not an effect-jobs store; a job manager creates one on first use")
+      expect(snapshot(other)).toEqual(otherBefore)
+
+      const store = path.join(dir, "jobs.db")
+      yield* Effect.provide(Effect.flatMap(JobRepository, (repo) => repo.create(newJob("job_there"))), SqlJobRepository.layerSqlite({ filename: store }))
+      const found = yield* Effect.provide(
+        Effect.flatMap(JobRepository, (repo) => repo.get(jobId("job_there"))),
+        SqlJobRepository.layerSqlite({ filename: store, create: false })
+      )
+      expect(Option.getOrThrow(found).state).toBe("pending")
+    }))
+
+  it.scoped("prune removes more jobs than one statement deletes, batch after batch", () =>
+    Effect.gen(function*() {
+      const filename = path.join(yield* tempDir, "prune.db")
+      const layer = SqlJobRepository.layerSqlite({ filename })
+      yield* Effect.provide(Effect.flatMap(JobRepository, (repo) => repo.create(newJob("job_kept"))), layer)
+      yield* withSqlite(filename, (sql) =>
+        Effect.all([
+          sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2100)
+            INSERT INTO effect_jobs (id, state, total_chunks, created_at, updated_at, finished_at)
+            SELECT 'job_old_' || i, 'completed', 0, 1, 1, 1 FROM n`,
+          sql`INSERT INTO effect_jobs_specs (id, spec) SELECT id, '{"chunks":[]}' FROM effect_jobs WHERE id <> 'job_kept'`
+        ]))
+      const [removed, left] = yield* Effect.provide(
+        Effect.flatMap(JobRepository, (repo) =>
+          Effect.all([repo.prune({ states: ["completed"], finishedBefore: 2 }), repo.list({ limit: 10 })])),
+        layer
+      )
+      expect(removed).toBe(2100)
+      expect(left.jobs.map((status) => status.id)).toEqual(["job_kept"])
+      // Their specs went with them.
+      const specs = yield* withSqlite(filename, (sql) => sql<{ id: string }>`SELECT id FROM effect_jobs_specs`)
+      expect(specs).toEqual([{ id: "job_kept" }])
+    }))
+
   it.scoped("migrates a version 1 store in place: its jobs are kept and the new operations work on them", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(base + 10_000)
@@ -851,6 +910,26 @@ describe("SqlJobRepository.layerPg", () => {
       ])
       const status = yield* Effect.provide(Effect.flatMap(JobRepository, (repo) => repo.get(jobId("job_pg"))), layer)
       expect(Option.getOrThrow(status).state).toBe("pending")
+    }))
+
+  it.scoped("create: false refuses a schema without a store and creates nothing", () =>
+    Effect.gen(function*() {
+      const schema = yield* tempSchema
+      const error = yield* openError(SqlJobRepository.layerPg({ url: pgUrl, schema, create: false }))
+      expect(error.detail).toBe(
+        `PostgreSQL schema ${schema}: it is not an effect-jobs store (it is empty); a job manager creates one on first use`
+      )
+      const schemas = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql`SELECT schema_name FROM information_schema.schemata WHERE schema_name = ${schema}`).pipe(
+          Effect.provide(PgClient.layer({ url: Redacted.make(pgUrl) }))
+        )
+      expect(schemas).toEqual([])
+      yield* Effect.provide(Effect.flatMap(JobRepository, (repo) => repo.create(newJob("job_pg"))), SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const found = yield* Effect.provide(
+        Effect.flatMap(JobRepository, (repo) => repo.get(jobId("job_pg"))),
+        SqlJobRepository.layerPg({ url: pgUrl, schema, create: false })
+      )
+      expect(Option.getOrThrow(found).state).toBe("pending")
     }))
 
   it.scoped("refuses a store written by a newer effect-jobs, and a table named like ours", () =>

@@ -2,7 +2,10 @@
  * The examples run as a user runs them: `tsx examples/<name>.ts` in a child process, output piped (so not
  * a TTY), Ctrl+C sent as SIGINT.
  */
-import { afterEach, describe, expect, it } from "vitest"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, afterEach, describe, expect, it } from "vitest"
 import type { TsxProcess } from "./support/tsxProcess.js"
 import { killAll, runTsx, startTsx } from "./support/tsxProcess.js"
 
@@ -74,6 +77,39 @@ describe("examples/render-farm.ts", () => {
     expect(stdout).toMatch(/^trailer\s+cancelled\s+\d+\/1000\s/m)
     expect(stdout).toMatch(/^teaser\s+cancelled\s+\d+\/250\s/m)
     expect(stdout).toContain("Render cancelled")
+  })
+})
+
+describe("examples/render-farm.ts --db", () => {
+  const dir = mkdtempSync(join(tmpdir(), "effect-jobs-demo-"))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it("prints the ids and the commands to try first; a job paused and resumed with the CLI shows it", async () => {
+    const db = join(dir, "jobs.db")
+    const example = start("render-farm.ts", ["--db", db, "--latency", "100-200"])
+    await waitForOutput(example, /^trailer\s+running\s/m, 30_000)
+    const lines = example.stdout().split("\n")
+    expect(lines[0]).toMatch(/^trailer: job_\w+$/)
+    expect(lines[1]).toMatch(/^teaser: job_\w+$/)
+    // A few minutes of work by default: 2,400 chunks of 100-200 ms, 8 at a time.
+    expect(lines[3]).toMatch(/^The trailer takes about \d+\.\ds \(--frames N changes it\)\. In another terminal, try:$/)
+    expect(lines[4]).toBe(`  npx effect-jobs serve --db ${db}            # a web dashboard on http://127.0.0.1:8080/`)
+    expect(lines.findIndex((line) => /^trailer\s+running/.test(line))).toBeGreaterThan(4)
+
+    // Paused once it has a rate (the line of its first 10 % step).
+    await waitForOutput(example, /^trailer\s+running\s.*chunks\/s/m, 60_000)
+    expect((await runTsx("src/cli.ts", ["pause", "trailer", "--db", db])).stdout).toMatch(/^job_\w+ paused$/m)
+    await waitForOutput(example, /^trailer\s+paused\s+\d+\/2400 chunks/m, 30_000)
+    expect((await runTsx("src/cli.ts", ["resume", "trailer", "--db", db])).stdout).toMatch(/^job_\w+ pending$/m)
+    // The demo's manager takes the job over again and runs it.
+    await waitForOutput(example, /^trailer\s+paused\s[\s\S]*^trailer\s+running\s/m, 30_000)
+    // Its rate leaves the paused time (seconds, here) out: it is about what it was before the pause.
+    const rates = example.stdout().split("\n").filter((line) => /^trailer\s+(running|paused)/.test(line))
+    const rate = (line: string | undefined) => Number(/([\d.]+) chunks\/s/.exec(line ?? "")?.[1])
+    const paused = rates.findIndex((line) => /^trailer\s+paused/.test(line))
+    expect(rate(rates[paused + 1])).toBeGreaterThan(rate(rates[paused - 1]) * 0.6)
+    example.child.kill("SIGINT")
+    expect(await example.exited).toBe(130)
   })
 })
 

@@ -17,9 +17,13 @@ export type StoreOption = typeof StoreOption.Type
 
 /**
  * The repository layer of a store option; opening failures are `RepositoryError`s. The SQL module (and
- * its native SQLite driver) is loaded only when a SQL store is asked for.
+ * its native SQLite driver) is loaded only when a SQL store is asked for. `create: false` opens only a
+ * database that already is an effect-jobs store, and writes nothing to any other.
  */
-export const storeLayer = (store: StoreOption | undefined): Layer.Layer<JobRepository, RepositoryError> => {
+export const storeLayer = (
+  store: StoreOption | undefined,
+  options: { readonly create?: boolean | undefined } = {}
+): Layer.Layer<JobRepository, RepositoryError> => {
   if (store === undefined || store === "memory") return JobRepositoryModule.layerMemory
   const load = Effect.tryPromise({
     try: () => import("../SqlJobRepository.js"),
@@ -28,10 +32,10 @@ export const storeLayer = (store: StoreOption | undefined): Layer.Layer<JobRepos
   })
   return Layer.unwrapEffect(Effect.map(load, (Sql) => {
     const opened = typeof store === "string"
-      ? Sql.layerPg({ url: store })
+      ? Sql.layerPg({ url: store, create: options.create })
       : "sqlite" in store
-      ? Sql.layerSqlite({ filename: store.sqlite })
-      : Sql.layerPg({ url: store.postgres })
+      ? Sql.layerSqlite({ filename: store.sqlite, create: options.create })
+      : Sql.layerPg({ url: store.postgres, create: options.create })
     return Layer.mapError(opened, (error) =>
       error._tag === "InvalidOption" ? new RepositoryError({ operation: "open", detail: error.message }) : error)
   }))

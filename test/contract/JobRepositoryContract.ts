@@ -709,22 +709,111 @@ export const jobRepositoryContract = (
 
     describe("delete", () => {
       test(
-        "removes a job and reports whether there was one",
+        "removes a terminal job (status, spec, checkpoint) and returns its last status",
         Effect.gen(function*() {
           const repo = yield* JobRepository
           yield* repo.create(newJob("job_gone"))
           yield* repo.create(newJob("job_kept"))
-          yield* repo.updateProgress(jobId("job_gone"), { completedChunks: 1, failedChunks: 0 })
-          expect(yield* repo.delete(jobId("job_gone"))).toBe(true)
+          yield* moveTo(jobId("job_gone"), "running")
+          yield* repo.updateProgress(jobId("job_gone"), { completedChunks: 1, failedChunks: 0, completedChunkId: 0 })
+          yield* repo.transition(jobId("job_gone"), ["running"], "completed", { completedChunks: 10 })
+          yield* TestClock.adjust("1 second")
+          const deleted = yield* repo.delete(jobId("job_gone"))
+          expect(view(deleted)).toMatchObject({ id: "job_gone", state: "completed", completedChunks: 10 })
           expect(Option.isNone(yield* repo.get(jobId("job_gone")))).toBe(true)
           expect(Option.isNone(yield* repo.getSpec(jobId("job_gone")))).toBe(true)
+          expect(yield* Effect.flip(repo.getCheckpoint(jobId("job_gone")))).toMatchObject({ _tag: "JobNotFound" })
           expect((yield* listIds({})).ids).toEqual(["job_kept"])
-          expect(yield* repo.delete(jobId("job_gone"))).toBe(false)
+          expect(yield* Effect.flip(repo.delete(jobId("job_gone")))).toMatchObject({
+            _tag: "JobNotFound",
+            jobId: "job_gone"
+          })
           const error = yield* Effect.flip(repo.transition(jobId("job_gone"), ["pending"], "running"))
           expect(error).toMatchObject({ _tag: "JobNotFound", jobId: "job_gone" })
           yield* TestClock.adjust("1 second")
           expect(Option.isNone(yield* repo.get(jobId("job_gone")))).toBe(true)
           expect((yield* getView(jobId("job_kept"))).state).toBe("pending")
+        })
+      )
+
+      test(
+        "refuses a job that has not ended with InvalidJobState and leaves it as it is",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          for (const state of ["pending", "running", "paused"] as const) {
+            const id = jobId(`job_${state}`)
+            yield* repo.create(newJob(id))
+            yield* moveTo(id, state)
+            if (state === "running") yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkId: 1 })
+            const before = yield* getView(id)
+            const error = yield* Effect.flip(repo.delete(id))
+            expect(error).toMatchObject({ _tag: "InvalidJobState", jobId: id, state, operation: "delete" })
+            expect(error.message).toContain("cancel it first")
+            expect(yield* getView(id)).toEqual(before)
+            expect(Option.isSome(yield* repo.getSpec(id))).toBe(true)
+          }
+        })
+      )
+    })
+
+    describe("prune", () => {
+      test(
+        "removes the jobs of the given terminal states that finished before the time, and counts them",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const finish = (id: string, state: "completed" | "failed" | "cancelled") =>
+            Effect.gen(function*() {
+              yield* repo.create(newJob(id))
+              yield* moveTo(jobId(id), state)
+            })
+          yield* finish("job_old_done", "completed")
+          yield* finish("job_old_failed", "failed")
+          yield* finish("job_old_cancelled", "cancelled")
+          yield* repo.create(newJob("job_old_pending"))
+          yield* repo.create(newJob("job_old_running"))
+          yield* moveTo(jobId("job_old_running"), "running")
+          yield* TestClock.adjust("2 seconds")
+          const cutoff = base + 2_000
+          yield* finish("job_new_done", "completed")
+          yield* finish("job_new_failed", "failed")
+
+          expect(yield* repo.prune({ states: ["completed", "cancelled"], finishedBefore: cutoff })).toBe(2)
+          expect((yield* listIds({})).ids.sort()).toEqual(
+            ["job_new_done", "job_new_failed", "job_old_failed", "job_old_pending", "job_old_running"]
+          )
+          expect(Option.isNone(yield* repo.getSpec(jobId("job_old_done")))).toBe(true)
+          // A job that finished exactly at the cutoff is kept; the pending and running ones never go.
+          expect(yield* repo.prune({ states: ["failed"], finishedBefore: cutoff })).toBe(1)
+          expect(yield* repo.prune({ states: ["completed", "failed", "cancelled"], finishedBefore: cutoff })).toBe(0)
+          expect(yield* repo.prune({ states: [], finishedBefore: cutoff + 1 })).toBe(0)
+          expect(yield* repo.prune({ states: ["completed", "failed", "cancelled"], finishedBefore: cutoff + 1 })).toBe(2)
+          expect((yield* listIds({})).ids.sort()).toEqual(["job_old_pending", "job_old_running"])
+        })
+      )
+    })
+
+    describe("find", () => {
+      test(
+        "returns the jobs whose id starts with the prefix or whose name is the name, newest first",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          yield* repo.create(newJob("job_abc1", chunkSpec(1, "render")))
+          yield* TestClock.adjust("1 second")
+          yield* repo.create(newJob("job_abc2", chunkSpec(1, "encode")))
+          yield* TestClock.adjust("1 second")
+          yield* repo.create(newJob("job_xyz", chunkSpec(1, "render")))
+          yield* repo.create(newJob("job_ab", chunkSpec(1, "job_abc")))
+          const ids = (query: Parameters<typeof repo.find>[0]) =>
+            Effect.map(repo.find(query), (found) => found.map((status) => status.id as string))
+          expect(yield* ids({ idPrefix: "job_abc", limit: 10 })).toEqual(["job_abc2", "job_abc1"])
+          expect(yield* ids({ idPrefix: "job_abc2", limit: 10 })).toEqual(["job_abc2"])
+          expect(yield* ids({ name: "render", limit: 10 })).toEqual(["job_xyz", "job_abc1"])
+          expect(yield* ids({ idPrefix: "job_abc", name: "job_abc", limit: 10 })).toEqual(["job_ab", "job_abc2", "job_abc1"])
+          expect(yield* ids({ idPrefix: "job_a", limit: 2 })).toEqual(["job_ab", "job_abc2"])
+          expect(yield* ids({ idPrefix: "job_q", name: "rend", limit: 10 })).toEqual([])
+          // Not a pattern: the prefix and the name are taken literally.
+          expect(yield* ids({ idPrefix: "job%", name: "%", limit: 10 })).toEqual([])
+          expect(yield* ids({ limit: 10 })).toEqual([])
         })
       )
     })
@@ -968,7 +1057,8 @@ export const jobRepositoryContract = (
           yield* TestClock.adjust("1 second")
           expect((yield* repo.getCheckpoint(redriveId)).toString()).toBe("0-4")
           expect((yield* repo.getCheckpoint(failedId)).toString()).toBe("0-2,4")
-          expect(yield* repo.delete(redriveId)).toBe(true)
+          yield* repo.transition(redriveId, ["running"], "cancelled")
+          expect((yield* repo.delete(redriveId)).id).toBe(redriveId)
           expect(yield* Effect.flip(repo.getCheckpoint(redriveId))).toMatchObject({ _tag: "JobNotFound" })
         })
       )
@@ -1194,6 +1284,7 @@ export const jobRepositoryContract = (
           expect(yield* repo.heartbeat("a", held)).toEqual([])
           yield* repo.transition(ids[1]!, ["running"], "pending", { owner: "b" }) // taken over
           yield* repo.transition(ids[2]!, ["running"], "cancelled") // stopped by another process
+          yield* repo.transition(ids[3]!, ["running"], "failed")
           yield* repo.delete(ids[3]!)
           const lost = yield* repo.heartbeat("a", held)
           expect([...lost].sort()).toEqual([ids[1], ids[2], ids[3]])
