@@ -1,6 +1,8 @@
 /**
  * The changes of every job of a store, for watchers of many jobs at once (the dashboard's list): one
- * background fiber reads the store every `interval` and publishes what changed since the last read.
+ * background fiber reads the store when it signals a change (`JobRepository.changes`), at most once per
+ * `interval` and at least once a second (an owner going stale changes no job), and publishes what changed
+ * since the last read.
  *
  * Each read lists the jobs that have not ended (they are few, and indexed by state), compares them with the
  * previous read, looks up the ones that left that set (ended, or deleted), and lists the newest jobs to
@@ -10,7 +12,6 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { JobId, JobState, JobStatus } from "../Job.js"
@@ -20,6 +21,7 @@ import type { JobRepository } from "../JobRepository.js"
 import type { CursorKey } from "./cursor.js"
 import { compareNewestFirst } from "./cursor.js"
 import { RateMeter } from "./rate.js"
+import { loop } from "./supervised.js"
 import type { Speed } from "./terminal.js"
 
 /**
@@ -50,6 +52,9 @@ const backlog = 4_096
 
 /** The newest jobs listed by each read, to find those created and ended between two reads. */
 const newestPage = 100
+
+/** The longest time between two reads: owners go stale without any job changing. */
+const quietRecheckMillis = 1_000
 
 const keyOf = (status: JobStatus): CursorKey => ({ createdAt: status.createdAt.getTime(), id: status.id })
 
@@ -117,12 +122,20 @@ export const make = (
       yield* PubSub.publishAll(hub, events)
     })
 
-    yield* read.pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("effect-jobs: reading the job store for changes failed", cause)),
-      Effect.repeat(Schedule.spaced(interval)),
-      Effect.annotateLogs({ module: "Dashboard", fiber: "job feed" }),
-      Effect.forkScoped
+    let seen: number | undefined
+    const waitForChange = Effect.suspend(() =>
+      seen === undefined
+        ? Effect.void
+        : Effect.zipRight(
+          Effect.sleep(interval),
+          Effect.raceFirst(repository.changes.changedSince(seen), Effect.sleep(quietRecheckMillis))
+        )
     )
+    const step = Effect.zipRight(waitForChange, Effect.suspend(() => {
+      seen = repository.changes.version
+      return read
+    }))
+    yield* Effect.forkScoped(loop(step, { module: "Dashboard", name: "reading the job store for changes", spacing: 0 }))
 
     return {
       changes: Stream.fromPubSub(hub),

@@ -39,7 +39,8 @@ const withStore = <A, E>(
   Effect.flatMap(repositoryOf(input), (layer) =>
     Effect.gen(function*() {
       const repository = yield* JobRepository
-      // Other processes' changes are looked for every 100 ms (watch, and a cancel waiting for the owner).
+      // Watch and a cancel waiting for the owner re-read the job when the store signals a change, and at least
+      // every 100 ms.
       const client = yield* JobClientModule.make({ pollInterval: 100 })
       return yield* body(client, repository)
     }).pipe(Effect.provide(layer)))
