@@ -162,10 +162,10 @@ const defaults = {
 
 const noTags: ReadonlyArray<never> = []
 /**
- * The longest a job's worker loops run (once they have pulled 32 chunks) without letting the event loop take
- * a turn (timers, I/O).
+ * The longest a job's worker loops run without the event loop taking a turn (timers, I/O), and how many
+ * pulls go between two looks at the clock.
  */
-const macrotaskTurn = { everyMillis: 4, minPulls: 32 } as const
+const macrotaskTurn = { everyMillis: 4, checkEvery: 16 } as const
 const builtInTracer = Effect.runSync(Effect.tracer)
 
 class AttemptContext extends LazyAbortController implements ChunkContext {
@@ -366,7 +366,7 @@ export const executeValidated = (
       })
     }
 
-    const turns = new MacrotaskYield(macrotaskTurn.everyMillis, macrotaskTurn.minPulls)
+    const turns = new MacrotaskYield(macrotaskTurn.everyMillis, macrotaskTurn.checkEvery)
     const beforePull = options.beforePull
     const workerLoop = (lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> =>
       Effect.suspend(() => {

@@ -1,16 +1,18 @@
 /**
- * Turns to the event loop's macrotask queue at least every few milliseconds of continuous work.
+ * Lets the event loop take a turn at least every few milliseconds of continuous work.
  *
  * A job whose chunks settle in microtasks (a Promise worker that resolves at once, or any worker faster than
  * the event loop's turn) would otherwise keep Node in its microtask phase for the whole job: no timer fires
  * and no I/O callback runs, so heartbeats stop (another manager takes the job over), a cancel scheduled by a
  * timer never runs, and a server on the same process stops answering. Effect's own scheduler yields to
- * microtasks only. The worker loops of one execution share one `MacrotaskYield`: when a yield is due every
- * loop parks on the same `setImmediate` before its next pull, so the microtask queue empties and the event
- * loop takes a full turn (timers, I/O, then the check phase resumes the loops). Measured by real time
- * (`performance.now`), not by the Effect `Clock`: it is about the real event loop. A turn is taken only after
- * `minPulls` pulls as well, so a job of a few chunks (or of slow ones, which leave the event loop turning
- * anyway) never waits for one.
+ * microtasks only.
+ *
+ * The worker loops of one execution share one `MacrotaskYield`. A probe (`setImmediate`) notes each turn the
+ * event loop takes on its own; a job whose chunks wait for I/O or timers lets it turn all the time and never
+ * waits here. When the probe has not fired for `everyMillis` of real time (`performance.now`: this is about
+ * the real event loop, not the Effect `Clock`), every loop parks on one `setImmediate` before its next pull,
+ * so the microtask queue empties and the event loop takes a full turn (timers, I/O), then the loops go on.
+ * The clock is read once every `checkEvery` pulls, so a pull costs a counter increment.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -18,28 +20,38 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 
 export class MacrotaskYield {
-  #last = Number.NaN
+  /** When the event loop last took a turn, as far as this knows (NaN: not yet looked). */
+  #lastTurn = Number.NaN
   #pulls = 0
+  #probing = false
   #turn: Deferred.Deferred<void> | undefined = undefined
 
-  constructor(readonly everyMillis: number, readonly minPulls: number) {}
+  constructor(readonly everyMillis: number, readonly checkEvery: number) {}
 
   /** What a loop waits on before its next pull when a turn is due (or under way); `undefined` otherwise. */
   due(): Effect.Effect<void> | undefined {
     const turn = this.#turn
     if (turn !== undefined) return Deferred.await(turn)
-    if (++this.#pulls < this.minPulls) return undefined
+    if (++this.#pulls % this.checkEvery !== 0) return undefined
     const now = performance.now()
-    if (Number.isNaN(this.#last)) this.#last = now
-    if (now - this.#last < this.everyMillis) return undefined
+    if (Number.isNaN(this.#lastTurn)) this.#lastTurn = now
+    if (!this.#probing) this.#probe()
+    if (now - this.#lastTurn < this.everyMillis) return undefined
     const next = Deferred.unsafeMake<void>(FiberId.none)
     this.#turn = next
     setImmediate(() => {
       this.#turn = undefined
-      this.#pulls = 0
-      this.#last = performance.now()
+      this.#lastTurn = performance.now()
       Deferred.unsafeDone(next, Exit.void)
     })
     return Deferred.await(next)
+  }
+
+  #probe(): void {
+    this.#probing = true
+    setImmediate(() => {
+      this.#probing = false
+      this.#lastTurn = performance.now()
+    })
   }
 }
