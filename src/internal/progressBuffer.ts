@@ -173,11 +173,17 @@ export class ProgressBuffer {
     }
   }
 
-  /** A status with this process's newer progress of the job applied (progress of its current lease only). */
+  /**
+   * A status with this process's newer progress of the job applied. Progress reported under an older lease
+   * than the status's is never applied (its holder lost the job). An entry under a newer lease than the
+   * status's means the status was read from a snapshot taken before a write of this process committed (a
+   * read racing a transition): the entry's counts, which that write stored, are applied so that reads never
+   * see progress go back.
+   */
   overlay(status: JobStatus): JobStatus {
     const entry = this.#entries.get(status.id)
     return entry === undefined || isTerminal(status.state) ||
-        (entry.lease !== undefined && entry.lease !== status.lease)
+        (entry.lease !== undefined && entry.lease < status.lease)
       ? status
       : withProgress(status, entry, new Date(entry.at))
   }
