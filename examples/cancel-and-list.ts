@@ -38,7 +38,7 @@ try {
 
   console.log("Four jobs submitted, two run at a time:")
   for (const state of ["running", "pending"] as const) {
-    const names = (await manager.listJobs({ state })).map((status) => status.name)
+    const names = (await manager.listJobs({ state })).jobs.map((status) => status.name)
     console.log(`  ${state}: ${names.join(", ")}`)
   }
 
@@ -54,7 +54,7 @@ try {
 
   await manager.waitForJob(act2)
   console.log("\nFinal states (listJobs, newest first):")
-  for (const status of await manager.listJobs()) console.log(`  ${describe(status)}`)
+  for (const status of (await manager.listJobs()).jobs) console.log(`  ${describe(status)}`)
 } finally {
   await manager.close()
 }

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import * as ChunkWorker from "../src/ChunkWorker.js"
 import * as Dashboard from "../src/Dashboard.js"
+import type { JobSpecInput } from "../src/Job.js"
 import * as JobManager from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
 import { launchChromium } from "../test/support/chromium.js"
@@ -34,7 +35,7 @@ const program = Effect.gen(function*() {
   const manager = yield* JobManager.JobManager
   const server = yield* HttpServer.HttpServer
   const url = server.address._tag === "TcpAddress" ? `http://127.0.0.1:${server.address.port}` : ""
-  const submit = (spec: { readonly name: string }) =>
+  const submit = (spec: JobSpecInput & { readonly name: string }) =>
     Effect.tap(manager.submitJob(spec), (id) => Effect.sync(() => names.set(id, spec.name)))
 
   const intro = yield* submit(frames("intro", 240))

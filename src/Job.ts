@@ -315,7 +315,12 @@ export const JobSpec = Schema.Struct({
 }).annotations({ identifier: "JobSpec" })
 /** @since 0.1.0 */
 export type JobSpec = typeof JobSpec.Type
-/** What a caller may pass as a spec before it is validated. @since 0.1.0 */
+/**
+ * What a caller may pass as a spec before it is validated: the shape of {@link JobSpec}, so a misspelt or
+ * missing field is a compile error. (The value is still validated at run time, for JavaScript callers.)
+ *
+ * @since 0.1.0
+ */
 export type JobSpecInput = typeof JobSpec.Encoded
 
 /**
@@ -505,6 +510,12 @@ export const ListQuery = Schema.Struct({
 }).annotations({ identifier: "ListQuery" })
 /** @since 0.1.0 */
 export type ListQuery = typeof ListQuery.Type
+/**
+ * What a caller may pass as a listing query before it is validated: `{ state?, limit?, cursor? }`.
+ *
+ * @since 0.1.0
+ */
+export type ListQueryInput = typeof ListQuery.Encoded
 
 /**
  * One page of a job listing; `nextCursor` is absent on the last page.

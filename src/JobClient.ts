@@ -14,13 +14,21 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import type { JobPage, JobSpec, JobState, JobStatus } from "./Job.js"
+import type { JobPage, JobSpec, JobState, JobStatus, ListQueryInput } from "./Job.js"
 import { isTerminal, JobId, ListQuery, makeJobId } from "./Job.js"
 import type { RepositoryError } from "./JobError.js"
 import { firstIssue, InvalidJobState, InvalidOption, JobNotFound } from "./JobError.js"
 import type { StopRequest } from "./JobRepository.js"
 import { JobRepository } from "./JobRepository.js"
-import { prune } from "./internal/retention.js"
+import { prune, type PruneOptions } from "./internal/retention.js"
+
+/**
+ * What `pruneJobs` takes: `{ olderThan, states? }`. `olderThan` is a duration (milliseconds, or a string such
+ * as `"7 days"`) or a `Date`; `states` (default: all three) lists `"completed"`, `"failed"`, `"cancelled"`.
+ *
+ * @since 0.1.0
+ */
+export type PruneOptionsInput = typeof PruneOptions.Encoded
 
 /**
  * Timings of a client, in milliseconds.
@@ -46,7 +54,7 @@ export interface ClientOptions {
  */
 export interface JobClient {
   readonly getJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
-  readonly listJobs: (query?: unknown) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
+  readonly listJobs: (query?: ListQueryInput) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
   /**
    * The job's status now, then each change the store signals (at most one per `watchInterval`, and at least
    * a look every `pollInterval`), ending with its terminal status.
@@ -80,7 +88,7 @@ export interface JobClient {
    * Deletes the finished jobs that `options` names (see `PruneOptions`: `{ olderThan: "7 days", states?:
    * ["completed"] }`) and returns how many. Bad options fail with `InvalidOption` and delete nothing.
    */
-  readonly pruneJobs: (options: unknown) => Effect.Effect<number, InvalidOption | RepositoryError>
+  readonly pruneJobs: (options: PruneOptionsInput) => Effect.Effect<number, InvalidOption | RepositoryError>
   /**
    * The owners of `running` jobs among `statuses` that are gone (no heartbeat for `staleAfter`), each with
    * the milliseconds since its last heartbeat (`undefined` when it has none). A job of a gone owner is not

@@ -34,7 +34,7 @@ import * as JobClient from "./JobClient.js"
 import { parseJobId } from "./JobClient.js"
 import type { FinalizeContext, Finalizer } from "./Finalizer.js"
 import { FinalizeFailed } from "./Finalizer.js"
-import type { JobId, JobPage, JobSpec, JobState, JobStatus } from "./Job.js"
+import type { JobId, JobPage, JobSpec, JobSpecInput, JobState, JobStatus, ListQueryInput } from "./Job.js"
 import { isTerminal, makeJobId, SpecLimits, totalChunks, validateSpec } from "./Job.js"
 import {
   describeCause,
@@ -116,17 +116,20 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
   /**
    * Validates the spec, stores the job as `pending` and starts it in the background (at once, or when a
    * slot under `maxConcurrentJobs` frees up). An invalid spec fails with `InvalidJobSpec` naming the path,
-   * and nothing is stored.
+   * and nothing is stored. (`spec` is typed; it is also checked at run time, for JavaScript callers.)
    */
-  readonly submitJob: (spec: unknown) => Effect.Effect<JobId, InvalidJobSpec | RepositoryError>
+  readonly submitJob: (spec: JobSpecInput) => Effect.Effect<JobId, InvalidJobSpec | RepositoryError>
   /**
    * Submits the job and waits for its terminal status (`completed`, `failed` or `cancelled`).
    * Interrupting the caller cancels the job, and the interruption completes once `cancelled` is stored.
    */
-  readonly runJob: (spec: unknown) => Effect.Effect<JobStatus, InvalidJobSpec | JobNotFound | RepositoryError>
+  readonly runJob: (spec: JobSpecInput) => Effect.Effect<JobStatus, InvalidJobSpec | JobNotFound | RepositoryError>
   readonly getJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
-  /** Newest first, filtered by state, paged by cursor (see `ListQuery`). */
-  readonly listJobs: (query?: unknown) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
+  /**
+   * One page of jobs, newest first, filtered by state: `{ jobs, nextCursor }`, `nextCursor` absent on the
+   * last page (see `ListQuery`). A bad query fails with `InvalidOption` naming the field.
+   */
+  readonly listJobs: (query?: ListQueryInput) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
   /**
    * Cancels a job and returns its status:
    * - `pending` or `paused`: stored `cancelled`; it never starts another chunk.
@@ -167,7 +170,7 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
    * as `"7 days"`) or before it (a `Date`); returns how many. Bad options fail with `InvalidOption` and delete
    * nothing. Jobs that have not ended are never deleted.
    */
-  readonly pruneJobs: (options: unknown) => Effect.Effect<number, InvalidOption | RepositoryError>
+  readonly pruneJobs: (options: JobClient.PruneOptionsInput) => Effect.Effect<number, InvalidOption | RepositoryError>
   /**
    * Waits for the job's terminal status, as stored. Interrupting the caller does not cancel the job. For a job
    * this manager runs, store faults are waited out (retried until the store answers); for another job they
@@ -573,7 +576,7 @@ export const make = (
 
     // --- The operations ---
 
-    const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
+    const submitJob = Effect.fn("JobManager.submitJob")(function*(input: JobSpecInput) {
       const spec = yield* validateSpec(input, specLimits)
       if (spec.finalize !== undefined && !Object.hasOwn(finalizers, spec.finalize.name)) {
         const known = Object.keys(finalizers)
@@ -701,7 +704,7 @@ export const make = (
       return status
     })
 
-    const runJob = Effect.fn("JobManager.runJob")(function*(input: unknown) {
+    const runJob = Effect.fn("JobManager.runJob")(function*(input: JobSpecInput) {
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(submitJob(input), (id) =>
           restore(awaitJob(id)).pipe(

@@ -35,7 +35,6 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment } from "@effect/sql/Statement"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -55,6 +54,7 @@ import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import type { Taken } from "./internal/progressBuffer.js"
 import { ProgressBuffer } from "./internal/progressBuffer.js"
 import { RangeSet } from "./internal/rangeSet.js"
+import { importPeer } from "./internal/optionalPeer.js"
 import { logFailure, loop } from "./internal/supervised.js"
 import type { Tables } from "./internal/sqlMigrations.js"
 import { applicationName, migrations, schemaVersion, tableNames, tablesIn } from "./internal/sqlMigrations.js"
@@ -1049,6 +1049,9 @@ const makeService = (
     })
   })
 
+/** `@effect/sql-pg`, an optional peer dependency: loaded only for PostgreSQL. */
+const loadPg = importPeer("@effect/sql-pg", "the PostgreSQL store", () => import("@effect/sql-pg/PgClient"))
+
 const build = ({ flushInterval, schema, stopPollInterval }: Settings, open: OpenOptions) =>
   Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
@@ -1086,7 +1089,11 @@ const build = ({ flushInterval, schema, stopPollInterval }: Settings, open: Open
     )
     let notify: ChangeFeed.ChangeSource["notify"] = undefined
     if (dialect === "pg") {
-      const pg = yield* Effect.serviceOption(PgClient.PgClient)
+      // A PostgreSQL client that is not `@effect/sql-pg`'s (so that package may be missing) is polled.
+      const pg = yield* Effect.flatMap(
+        Effect.option(loadPg),
+        Option.match({ onNone: () => Effect.succeedNone, onSome: (PgClient) => Effect.serviceOption(PgClient.PgClient) })
+      )
       if (Option.isSome(pg)) {
         const current = schema ?? (yield* sql<{ readonly name: string | null }>`SELECT current_schema() AS name`.pipe(
           Effect.map((rows) => rows[0]?.name ?? "public"),
@@ -1177,15 +1184,20 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, 
 /**
  * The store in PostgreSQL, for several orchestrator processes sharing one store. Tables go into `schema`
  * (created if missing) or the connection's current schema. An unreachable server fails the layer with a
- * `RepositoryError` within `connectTimeout`.
+ * `RepositoryError` within `connectTimeout`. It needs the optional peer dependency `@effect/sql-pg`: without it
+ * the layer fails with a `RepositoryError` saying `npm install @effect/sql-pg`.
  *
  * @since 0.1.0
  */
 export const layerPg = (options: PgOptions): Layer.Layer<JobRepository, RepositoryError | InvalidOption> => {
   const label = options.schema === undefined ? "PostgreSQL" : `PostgreSQL schema ${options.schema}`
   return Layer.unwrapEffect(Effect.map(
-    Effect.all([decodeOptions(options), decodeDuration("connectTimeout", options.connectTimeout, defaultConnectTimeout)]),
-    ([settings, connectTimeout]) =>
+    Effect.all([
+      decodeOptions(options),
+      decodeDuration("connectTimeout", options.connectTimeout, defaultConnectTimeout),
+      loadPg
+    ]),
+    ([settings, connectTimeout, PgClient]) =>
       Layer.scoped(
         JobRepository,
         build(settings, { label, exclusive: false, wal: false, create: options.create ?? true })

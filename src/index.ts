@@ -32,6 +32,12 @@ export * as JobManager from "./JobManager.js"
 export * as JobRepository from "./JobRepository.js"
 /** A worker that runs each chunk in a child process. @since 0.1.0 */
 export * as ProcessWorker from "./ProcessWorker.js"
+/**
+ * The job store in SQLite (the embedded default) or PostgreSQL (with the optional peer `@effect/sql-pg`).
+ *
+ * @since 0.1.0
+ */
+export * as SqlJobRepository from "./SqlJobRepository.js"
 /** An HTTP server that runs chunks for remote clients (and a Lambda-style adapter). @since 0.1.0 */
 export * as WorkerServer from "./WorkerServer.js"
 /** The Promise facade (also at `effect-jobs/promise`). @since 0.1.0 */

@@ -16,13 +16,14 @@ import * as Stream from "effect/Stream"
 import { abortError, causeToError, runPromise, whenAborted } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import * as ChunkWorker from "./ChunkWorker.js"
-import type { Chunk, JobId, JobPage, JobSpecInput, JobState, JobStatus } from "./Job.js"
+import type { Chunk, JobId, JobPage, JobSpecInput, JobStatus, ListQueryInput } from "./Job.js"
 import { makeJobId, SpecLimits, validateSpec } from "./Job.js"
 import { firstIssue, InvalidOption, ManagerClosed } from "./JobError.js"
 import type { FinalizeContext } from "./Finalizer.js"
 import * as Finalizer from "./Finalizer.js"
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
+import type * as JobClient from "./JobClient.js"
 import { JobManager } from "./JobManager.js"
 import * as JobManagerModule from "./JobManager.js"
 import { FunctionInput } from "./internal/schemas.js"
@@ -123,18 +124,18 @@ export interface PruneJobsOptions {
 }
 
 /**
- * A listing query: by state (one or several), `limit` per page, `cursor` from the previous page.
+ * A listing query: by state (one or several), `limit` per page (default 50, at most 1000), `cursor` from the
+ * previous page (the same as the Effect API's `ListQueryInput`).
  *
  * @since 0.1.0
  */
-export interface ListJobsQuery {
-  readonly state?: JobState | ReadonlyArray<JobState> | undefined
-  readonly limit?: number | undefined
-  readonly cursor?: string | undefined
-}
+export type ListJobsQuery = ListQueryInput
 
 /**
- * A job manager for Promise code. Method names and meanings match the Effect `JobManager`.
+ * A job manager for Promise code. Method names, arguments and results match the Effect `JobManager`, except:
+ * `getJob` resolves with `undefined` for an unknown job (Effect: fails with `JobNotFound`), `waitForJob` is
+ * the Effect `awaitJob`, `watchJob` is an `AsyncIterable` (Effect: a `Stream`), `runJob` and `waitForJob`
+ * take an `AbortSignal`, and `close()` stands for closing the layer's scope.
  *
  * @since 0.1.0
  */
@@ -149,10 +150,11 @@ export interface PromiseJobManager extends AsyncDisposable {
   runJob(spec: JobSpecInput, options?: { readonly signal?: AbortSignal | undefined }): Promise<JobStatus>
   /** The job's status, or `undefined` when there is no such job. */
   getJob(id: string): Promise<JobStatus | undefined>
-  /** One page of jobs, newest first (see {@link listJobsPage} for the cursor of the next page). */
-  listJobs(query?: ListJobsQuery): Promise<Array<JobStatus>>
-  /** One page of jobs and the cursor of the next page (absent on the last page). */
-  listJobsPage(query?: ListJobsQuery): Promise<JobPage>
+  /**
+   * One page of jobs, newest first: `{ jobs, nextCursor }`, `nextCursor` absent on the last page (pass it as
+   * `cursor` for the next one). A bad query rejects with `InvalidOption` naming the field.
+   */
+  listJobs(query?: ListJobsQuery): Promise<JobPage>
   /** Cancels the job (see the cancellation contract) and resolves with its status. */
   cancelJob(id: string): Promise<JobStatus>
   /** Pauses a running or pending job (stored `paused`; in-flight chunks are aborted, completed ones kept). */
@@ -254,14 +256,14 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
     submitJob: (spec) => run((manager) => manager.submitJob(spec)),
     runJob: (spec, options) => run((manager) => manager.runJob(spec), options?.signal),
     getJob: (id) => run((manager) => undefinedIfNotFound(manager.getJob(id))),
-    listJobs: (query) => run((manager) => Effect.map(manager.listJobs(query), (page) => [...page.jobs])),
-    listJobsPage: (query) => run((manager) => manager.listJobs(query)),
+    listJobs: (query) => run((manager) => manager.listJobs(query)),
     cancelJob: (id) => run((manager) => manager.cancelJob(id)),
     pauseJob: (id) => run((manager) => manager.pauseJob(id)),
     resumeJob: (id) => run((manager) => manager.resumeJob(id)),
     retryJob: (id) => run((manager) => manager.retryJob(id)),
     deleteJob: (id) => run((manager) => manager.deleteJob(id)),
-    pruneJobs: (options) => run((manager) => manager.pruneJobs(options)),
+    // `olderThan` strings are checked at run time (the Effect type takes only `"<n> <unit>"` literals).
+    pruneJobs: (options) => run((manager) => manager.pruneJobs(options as JobClient.PruneOptionsInput)),
     waitForJob: (id, options) => run((manager) => manager.awaitJob(id), options?.signal),
     watchJob: (id, options) => {
       if (closed) throw new ManagerClosed()

@@ -107,7 +107,7 @@ describe("JobManager.pruneJobs", () => {
         [{ olderThan: "1 second", state: "completed" }, ["state"]]
       ]
       for (const [options, path] of cases) {
-        const error = yield* Effect.flip(manager.pruneJobs(options))
+        const error = yield* Effect.flip(manager.pruneJobs(options as never))
         expect(error).toMatchObject({ _tag: "InvalidOption", path })
       }
       expect(yield* ids(manager)).toHaveLength(1)

@@ -83,7 +83,7 @@ describe("JobManager", () => {
       const page2 = yield* manager.listJobs({ limit: 2, cursor: page1.nextCursor })
       expect(page2.jobs.map((job) => job.id)).toEqual([first])
       expect(page2.nextCursor).toBeUndefined()
-      const bad = yield* Effect.flip(manager.listJobs({ state: "done" }))
+      const bad = yield* Effect.flip(manager.listJobs({ state: "done" } as never))
       expect(bad._tag).toBe("InvalidOption")
       expect(bad.message).toContain("state")
     }))
@@ -104,7 +104,7 @@ describe("JobManager", () => {
         [null, "(root)"]
       ]
       for (const [spec, path] of cases) {
-        const error = yield* Effect.flip(manager.submitJob(spec))
+        const error = yield* Effect.flip(manager.submitJob(spec as never))
         expect(error._tag).toBe("InvalidJobSpec")
         expect(error.message).toContain(`at ${path}:`)
       }

@@ -148,12 +148,29 @@ describe("examples/cancel-and-list.ts", () => {
 })
 
 describe("examples/tracing.ts", () => {
-  it("exports the job and chunk spans and the chunk metrics to the console", async () => {
-    const { code, stdout } = await run("tracing.ts", ["--chunks", "2"])
+  it("prints the exported spans as a tree and a summary of the metrics", async () => {
+    const { code, stderr, stdout } = await run("tracing.ts", ["--chunks", "2"])
+    expect(stderr).toBe("")
     expect(code).toBe(0)
-    expect(stdout).toMatch(/name: 'effect-jobs\.job'/)
-    expect(stdout.match(/name: 'effect-jobs\.chunk'/g)?.length).toBeGreaterThanOrEqual(2)
-    expect(stdout).toMatch(/name: 'effect_jobs_chunks_succeeded'/)
     expect(stdout).toMatch(/completed: 2\/2 chunks/)
+    // The job span, then its chunks' spans nested under it, one line each with a duration.
+    const lines = stdout.split("\n")
+    const jobLine = lines.findIndex((line) => /effect-jobs\.job {2}job\.id=job_\w+ +[\d.]+ ms$/.test(line))
+    expect(jobLine).toBeGreaterThan(-1)
+    const chunkLines = lines.flatMap((line, index) =>
+      /effect-jobs\.chunk {2}chunk\.id=\d+ +[\d.]+ ms$/.test(line) ? [index] : [])
+    expect(chunkLines).toHaveLength(2)
+    for (const index of chunkLines) {
+      expect(index).toBeGreaterThan(jobLine)
+      expect(lines[index]!.indexOf("effect-jobs.chunk")).toBeGreaterThan(lines[jobLine]!.indexOf("effect-jobs.job"))
+    }
+    expect(stdout).toMatch(/^ {2}JobManager\.runJob +[\d.]+ ms$/m)
+    // The metrics, one line each: two chunks started and succeeded.
+    expect(stdout).toMatch(/^ {2}effect_jobs_chunks_started +2$/m)
+    expect(stdout).toMatch(/^ {2}effect_jobs_chunks_succeeded +2$/m)
+    expect(stdout).toMatch(/^ {2}effect_jobs_chunk_duration_ms +count 2, mean [\d.]+, max [\d.]+ \(ms\)$/m)
+    // Readable: no raw exporter objects, a few lines.
+    expect(stdout).not.toContain("traceId")
+    expect(stdout.trimEnd().split("\n").length).toBeLessThan(20)
   })
 })

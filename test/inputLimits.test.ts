@@ -301,7 +301,7 @@ const viaEffect = (spec: unknown, options: Options = {}): Effect.Effect<Outcome>
     const repository = yield* JobRepositoryModule.makeMemory
     const started: Array<number> = []
     const worker = ChunkWorker.make((chunk) => Effect.sync(() => started.push(chunk.id)))
-    const submitted = yield* Effect.flatMap(managerWith(options), (manager) => manager.submitJob(spec)).pipe(
+    const submitted = yield* Effect.flatMap(managerWith(options), (manager) => manager.submitJob(spec as never)).pipe(
       Effect.scoped,
       Effect.provideService(JobRepository, repository),
       Effect.provideService(ChunkWorker.ChunkWorker, worker),
@@ -326,7 +326,7 @@ const viaPromiseManager = async (spec: unknown, options: Options = {}): Promise<
   }
   try {
     const error = await manager.submitJob(spec as never).then(() => undefined, (error: unknown) => error)
-    return { error, stored: (await manager.listJobs()).length, started }
+    return { error, stored: (await manager.listJobs()).jobs.length, started }
   } finally {
     await manager.close()
   }
@@ -350,7 +350,7 @@ const viaEffectAccepted = (spec: unknown, options: Options = {}) =>
     const repository = yield* JobRepositoryModule.makeMemory
     return yield* Effect.gen(function*() {
       const manager = yield* managerWith(options)
-      const id = yield* manager.submitJob(spec)
+      const id = yield* manager.submitJob(spec as never)
       yield* manager.cancelJob(id)
       return Option.getOrThrow(yield* repository.getSpec(id))
     }).pipe(

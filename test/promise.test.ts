@@ -23,7 +23,7 @@ managerCases("Promise facade", async (options) => {
       if (status === undefined) throw new Error(`no job ${id}`)
       return status
     },
-    listJobs: (query) => manager.listJobsPage(query as never),
+    listJobs: (query) => manager.listJobs(query),
     cancelJob: (id) => manager.cancelJob(id),
     waitForJob: (id) => manager.waitForJob(id),
     close: () => manager.close()
@@ -81,7 +81,7 @@ describe("Promise facade", () => {
     expect(status).toMatchObject({ name: "clip", state: "completed", completedChunks: 20, progress: 100 })
     expect(await manager.getJob(status.id)).toEqual(status)
     expect(await manager.getJob("job_unknown")).toBeUndefined()
-    expect(await manager.listJobs({ state: "completed" })).toEqual([status])
+    expect(await manager.listJobs({ state: "completed" })).toEqual({ jobs: [status] })
   })
 
   it("a failed job resolves runJob with state failed and the error message", async () => {
@@ -102,7 +102,7 @@ describe("Promise facade", () => {
       await using manager = await createJobManager({ worker: worker.run })
       const error = await rejection(manager.runJob(frames(3), { signal: AbortSignal.abort() }))
       expect(error).toMatchObject({ name: "AbortError" })
-      expect(await manager.listJobs()).toEqual([])
+      expect(await manager.listJobs()).toEqual({ jobs: [] })
       expect(worker.started).toEqual([])
     })
 
@@ -117,7 +117,7 @@ describe("Promise facade", () => {
       expect(error).toBeInstanceOf(DOMException)
       expect(error).toMatchObject({ name: "AbortError" })
       expect(worker.aborted.sort()).toEqual([0, 1])
-      const [job] = await manager.listJobs()
+      const [job] = (await manager.listJobs()).jobs
       expect(job?.state).toBe("cancelled")
       await drain()
       expect(worker.started).toHaveLength(2)

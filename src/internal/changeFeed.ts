@@ -11,8 +11,8 @@
  *
  * The background fibers live in the store's scope and log (never die of) a failed read.
  */
-import type * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -23,8 +23,11 @@ import { VersionSignal } from "./versionSignal.js"
 export interface ChangeSource {
   readonly dialect: "sqlite" | "pg"
   readonly pollInterval: Duration.Duration
-  /** PostgreSQL with a `PgClient`: the channel changes are notified on, and how to listen to it. */
-  readonly notify: { readonly channel: string; readonly listen: PgClient.PgClient["listen"] } | undefined
+  /** PostgreSQL with a `PgClient`: the channel changes are notified on, and how to listen to it (its `listen`). */
+  readonly notify: {
+    readonly channel: string
+    readonly listen: (channel: string) => Stream.Stream<string, SqlError>
+  } | undefined
 }
 
 export interface ChangeFeed {

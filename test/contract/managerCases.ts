@@ -5,12 +5,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import type { ChunkContext } from "../../src/ChunkWorker.js"
-import type { Chunk, JobPage, JobSpecInput, JobStatus } from "../../src/Job.js"
+import type { Chunk, JobPage, JobSpecInput, JobStatus, ListQueryInput } from "../../src/Job.js"
 
 export interface Harness {
   readonly submitJob: (spec: JobSpecInput) => Promise<string>
   readonly getJob: (id: string) => Promise<JobStatus>
-  readonly listJobs: (query?: unknown) => Promise<JobPage>
+  readonly listJobs: (query?: ListQueryInput) => Promise<JobPage>
   readonly cancelJob: (id: string) => Promise<JobStatus>
   readonly waitForJob: (id: string) => Promise<JobStatus>
   readonly close: () => Promise<void>

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Dashboard from "../../src/Dashboard.js"
+import type { JobSpecInput } from "../../src/Job.js"
 import * as JobManager from "../../src/JobManager.js"
 import { JobRepository } from "../../src/JobRepository.js"
 import * as JobRepositoryModule from "../../src/JobRepository.js"
@@ -39,7 +40,7 @@ const addressOf = Effect.map(HttpServer.HttpServer, (server) =>
 
 /** A dashboard over the memory store, whose jobs a manager in this process runs. */
 export const serveMemory = async (
-  specs: ReadonlyArray<unknown>,
+  specs: ReadonlyArray<JobSpecInput>,
   options: Dashboard.NodeOptions = testOptions
 ): Promise<Served> => {
   const repository = await Effect.runPromise(JobRepositoryModule.makeMemory)

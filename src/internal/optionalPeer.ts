@@ -1,0 +1,34 @@
+/**
+ * Optional peer dependencies (`@effect/sql-pg`): imported only when a feature needs them, so a user who does
+ * not use the feature need not install them, and one who does gets one line naming the package to install.
+ */
+import * as Effect from "effect/Effect"
+import { describeError, RepositoryError } from "../JobError.js"
+
+/** Whether `error` says that `name` itself (not one of its own dependencies) could not be found. */
+const isMissing = (error: unknown, name: string): boolean =>
+  typeof error === "object" && error !== null &&
+  ((error as { readonly code?: unknown }).code === "ERR_MODULE_NOT_FOUND" ||
+    (error as { readonly code?: unknown }).code === "MODULE_NOT_FOUND") &&
+  String((error as { readonly message?: unknown }).message).includes(`'${name}'`)
+
+/**
+ * Loads the optional peer `name` with `load` (an `import()` of it, so that its types are checked here). Fails
+ * with a `RepositoryError` whose detail is, when the package is not installed, `<feature> needs the package
+ * <name>: npm install <name>`.
+ */
+export const importPeer = <M>(
+  name: string,
+  feature: string,
+  load: () => Promise<M>
+): Effect.Effect<M, RepositoryError> =>
+  Effect.tryPromise({
+    try: load,
+    catch: (error) =>
+      new RepositoryError({
+        operation: "open",
+        detail: isMissing(error, name)
+          ? `${feature} needs the package ${name}: npm install ${name}`
+          : `could not load ${name}: ${describeError(error)}`
+      })
+  })
