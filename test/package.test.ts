@@ -259,7 +259,7 @@ describe("README.md", () => {
     // Errors name the README's lines: `line-50.ts(3,7)` is README.md line 50 + 3.
     const errors = result.stdout.replace(/^line-(\d+)\.ts\((\d+),(\d+)\)/gm, (_, block: string, line: string, column: string) =>
       `README.md:${Number(block) + Number(line)}:${column}`)
-    expect(errors).toBe("")
+    expect(errors, "each ```ts block compiles alone: give it its own imports and values").toBe("")
     expect(result.code).toBe(0)
   }, 150_000)
 
@@ -269,7 +269,10 @@ describe("README.md", () => {
     for (const block of blocks.filter((block) => !block.compileOnly)) {
       const cwd = mkdtempSync(join(work, "run-"))
       const ran = await node([join(project, "out", fileOf(block).replace(/\.ts$/, ".js"))], cwd, 20_000)
-      expect({ line: block.line, code: ran.code, stderr: ran.stderr }).toEqual({ line: block.line, code: 0, stderr: "" })
+      expect(
+        { line: block.line, code: ran.code, stderr: ran.stderr },
+        "a block that cannot run by itself within seconds is fenced ```ts compile-only"
+      ).toEqual({ line: block.line, code: 0, stderr: "" })
     }
   }, 150_000)
 })
