@@ -14,7 +14,7 @@ import type { PruneOptionsInput } from "../src/JobClient.js"
 import type { InvalidJobSpec, InvalidOption, JobNotFound, RepositoryError } from "../src/JobError.js"
 import * as JobManager from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
-import type { PromiseJobManager } from "../src/promise.js"
+import { createJobManager, executeJob, type PromiseJobManager } from "../src/promise.js"
 
 type Manager = JobManager.JobManager["Type"]
 
@@ -57,6 +57,9 @@ export const effectApiTypes = (manager: Manager) => {
   // @ts-expect-error only terminal states are pruned
   manager.pruneJobs({ olderThan: "1 day", states: ["running"] })
 
+  // @ts-expect-error misspelt option `concurrency`
+  JobManager.layer({ concurency: 4 })
+
   expectTypeOf(manager.submitJob).parameter(0).toEqualTypeOf<JobSpecInput>()
   expectTypeOf(manager.runJob).parameter(0).toEqualTypeOf<JobSpecInput>()
   expectTypeOf(manager.listJobs).parameter(0).toEqualTypeOf<ListQueryInput | undefined>()
@@ -71,6 +74,10 @@ export const promiseApiTypes = (manager: PromiseJobManager) => {
   manager.submitJob({ chunk: [] })
   // @ts-expect-error `status` is not a field of a listing query
   manager.listJobs({ status: "x" })
+  // @ts-expect-error misspelt option `concurrency`
+  createJobManager({ worker: async () => {}, concurency: 4 })
+  // @ts-expect-error `chunk` is not a field of a spec
+  executeJob({ chunk: [] }, { worker: async () => {} })
 
   expectTypeOf<Parameters<PromiseJobManager["submitJob"]>>().toEqualTypeOf<Parameters<Manager["submitJob"]>>()
   expectTypeOf<Parameters<PromiseJobManager["listJobs"]>>().toEqualTypeOf<Parameters<Manager["listJobs"]>>()
