@@ -120,7 +120,16 @@ const decodeJson = (input: unknown, _options: ParseOptions | undefined, ast: AST
 export const Json: Schema.Schema<Json> = checkedSchema(decodeJson, {
   identifier: "Json",
   description: "plain JSON: null, a boolean, a finite number, a string, an array or a plain object",
-  jsonSchema: {}
+  jsonSchema: {
+    anyOf: [
+      { type: "null" },
+      { type: "boolean" },
+      { type: "number" },
+      { type: "string" },
+      { type: "array" },
+      { type: "object" }
+    ]
+  }
 })
 
 /** The rule of {@link ChunkId} as a plain predicate (`Schema.is` costs about half a microsecond a chunk). */
