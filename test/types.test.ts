@@ -52,6 +52,11 @@ export const effectApiTypes = (manager: Manager) => {
   manager.listJobs({ state: "done" })
   // @ts-expect-error `limit` is a number
   manager.listJobs({ limit: "10" })
+  manager.listChunks("job_1", { state: ["failed", "running"], limit: 100 })
+  // @ts-expect-error not a chunk state
+  manager.listChunks("job_1", { state: "cancelled" })
+  // @ts-expect-error `status` is not a field of a chunk query
+  manager.listChunks("job_1", { status: "failed" })
   // @ts-expect-error misspelt `olderThan`
   manager.pruneJobs({ olderThen: "7 days" })
   // @ts-expect-error only terminal states are pruned
@@ -81,6 +86,10 @@ export const promiseApiTypes = (manager: PromiseJobManager) => {
 
   expectTypeOf<Parameters<PromiseJobManager["submitJob"]>>().toEqualTypeOf<Parameters<Manager["submitJob"]>>()
   expectTypeOf<Parameters<PromiseJobManager["listJobs"]>>().toEqualTypeOf<Parameters<Manager["listJobs"]>>()
+  expectTypeOf<Parameters<PromiseJobManager["listChunks"]>>().toEqualTypeOf<Parameters<Manager["listChunks"]>>()
+  expectTypeOf<Awaited<ReturnType<PromiseJobManager["listChunks"]>>>().toEqualTypeOf<
+    Effect.Effect.Success<ReturnType<Manager["listChunks"]>>
+  >()
   // The same page shape, `{ jobs, nextCursor? }`, from both listJobs.
   expectTypeOf<Awaited<ReturnType<PromiseJobManager["listJobs"]>>>().toEqualTypeOf<
     Effect.Effect.Success<ReturnType<Manager["listJobs"]>>
