@@ -268,11 +268,11 @@ describe("README.md", () => {
     expect(result.code).toBe(0)
     for (const block of blocks.filter((block) => !block.compileOnly)) {
       const cwd = mkdtempSync(join(work, "run-"))
-      const ran = await node([join(project, "out", fileOf(block).replace(/\.ts$/, ".js"))], cwd, 20_000)
+      const ran = await node([join(project, "out", fileOf(block).replace(/\.ts$/, ".js"))], cwd, 45_000)
       expect(
         { line: block.line, code: ran.code, stderr: ran.stderr },
         "a block that cannot run by itself within seconds is fenced ```ts compile-only"
       ).toEqual({ line: block.line, code: 0, stderr: "" })
     }
-  }, 150_000)
+  }, 300_000)
 })
