@@ -39,11 +39,13 @@ export {
   createJobManager,
   executeJob,
   type ExecuteJobOptions,
+  type ExecuteStreamJobOptions,
   type JobManagerOptions,
   type ListJobsQuery,
   type PromiseFinalizer,
   type PromiseJobManager,
   type PromiseWorker,
   type PruneJobsOptions,
+  type StreamJobSpec,
   type WorkerOptions
 } from "./promise.js"
