@@ -13,7 +13,6 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { types } from "node:util"
 import { abortError, causeToError, runPromise, whenAborted } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import * as ChunkWorker from "./ChunkWorker.js"
@@ -32,7 +31,7 @@ import type {
 import * as JobExecutor from "./JobExecutor.js"
 import { JobManager } from "./JobManager.js"
 import * as JobManagerModule from "./JobManager.js"
-import { isChunkIterable } from "./internal/chunkStream.js"
+import { isChunkIterable, ownChunks } from "./internal/iterables.js"
 import { FunctionInput } from "./internal/schemas.js"
 import { StoreOption, storeLayer } from "./internal/store.js"
 
@@ -387,9 +386,7 @@ export function executeJob(
       )
     })
   // Read as `validateSpec` reads it: no getter or proxy trap runs before validation.
-  const chunks: unknown = typeof spec === "object" && spec !== null && !types.isProxy(spec)
-    ? Object.getOwnPropertyDescriptor(spec, "chunks")?.value
-    : undefined
+  const chunks = ownChunks(spec)
   const program = Effect.suspend(() =>
     isChunkIterable(chunks) ? streamed(chunks as AsyncIterable<Chunk> | Iterable<Chunk>) : explicit
   )

@@ -12,6 +12,7 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { ChunkWorker } from "../src/ChunkWorker.js"
 import type { Chunk, JobId } from "../src/Job.js"
+import { validateSpec } from "../src/Job.js"
 import { InvalidJobSpec, InvalidOption, JobFailed } from "../src/JobError.js"
 import * as JobExecutor from "../src/JobExecutor.js"
 import { makeRecorder, recordingWorker, settle, startedIds } from "./util.js"
@@ -211,6 +212,16 @@ describe("JobExecutor.executeStream", () => {
       }).pipe(Effect.provideService(ChunkWorker, recordingWorker(recorder, () => Effect.void)))
       expect(summary).toEqual({ totalChunks: 10, completedChunks: 10, failedChunks: 0, skippedChunks: 4, ended: true })
       expect(startedIds(recorder).sort((a, b) => a - b)).toEqual([3, 4, 5, 6, 8, 9])
+    }))
+})
+
+describe("a spec whose chunks are a stream", () => {
+  it.effect("is refused by validateSpec (what a manager stores is JSON), naming the chunks", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(validateSpec({ chunks: Stream.make({ id: 0, payload: null }) }))
+      expect(error).toBeInstanceOf(InvalidJobSpec)
+      expect(error.path).toEqual(["chunks"])
+      expect(error.detail).toContain("JobExecutor.executeStream")
     }))
 })
 

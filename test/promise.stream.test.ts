@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest"
 import type { Chunk } from "../src/Job.js"
-import { executeJob } from "../src/promise.js"
+import { createJobManager, executeJob } from "../src/promise.js"
 import { drain, GatedWorker } from "./contract/managerCases.js"
 
 const rejection = (promise: Promise<unknown>): Promise<unknown> => promise.then(() => undefined, (error) => error)
@@ -137,5 +137,20 @@ describe("executeJob with a chunk stream", () => {
     await drain()
     expect([first.state.yielded, second.state.yielded, third.state.yielded]).toEqual([0, 0, 0])
     expect(worker.started).toEqual([])
+  })
+
+  it("a manager refuses a chunk stream in a spec by name (it stores specs as JSON), and pulls nothing", async () => {
+    const manager = await createJobManager({ worker: async () => {} })
+    try {
+      const { chunks, state } = source()
+      const error = await rejection(manager.submitJob({ chunks } as never))
+      expect(error).toMatchObject({ _tag: "InvalidJobSpec", path: ["chunks"] })
+      expect((error as Error).message).toContain("run the stream with executeJob")
+      expect(await manager.listJobs()).toEqual([])
+      await drain()
+      expect(state.yielded).toBe(0)
+    } finally {
+      await manager.close()
+    }
   })
 })

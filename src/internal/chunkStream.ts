@@ -26,6 +26,7 @@ import * as Stream from "effect/Stream"
 import * as EffectChunk from "effect/Chunk"
 import { Chunk } from "../Job.js"
 import { firstIssue, InvalidJobSpec } from "../JobError.js"
+import type { ChunkIterable } from "./iterables.js"
 import { RangeSet } from "./rangeSet.js"
 
 /** One pull of a source: the elements it gave, or `undefined` once it has ended. */
@@ -38,15 +39,6 @@ export const pullStream = <E, R>(stream: Stream.Stream<unknown, E, R>): Effect.E
       onFailure: Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }),
       onSuccess: (elements) => Effect.succeed(EffectChunk.toReadonlyArray(elements))
     }))
-
-/** The iterables a Promise caller may pass as chunks. */
-export type ChunkIterable = AsyncIterable<unknown> | Iterable<unknown>
-
-/** True for an async iterable, or an iterable that is not an array (an array is an explicit chunk list). */
-export const isChunkIterable = (value: unknown): value is ChunkIterable =>
-  typeof value === "object" && value !== null && !Array.isArray(value) &&
-  (typeof (value as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === "function" ||
-    typeof (value as Partial<Iterable<unknown>>)[Symbol.iterator] === "function")
 
 /**
  * The pull of an iterable, open for the scope. Interrupting a pull abandons its pending `next()` (a Promise
