@@ -9,9 +9,10 @@
  * that emits its elements in Effect chunks of several (e.g. `Stream.fromIterable` builds chunks of up to
  * 4,096) has made each such chunk before it is pulled; that part is the stream's own.
  *
- * Every element is checked as a `Chunk` (`{ id, payload }`, the payload JSON) and its id must be new: ids are
- * kept in a `RangeSet`, so memory grows with the number of runs of consecutive ids pulled (O(1) for ids
- * pulled in order, 0, 1, 2, ...; at worst one range per chunk for scattered ids).
+ * Every element is checked as a `Chunk` (`{ id, payload }`, the payload JSON) and its id must be new. The bound
+ * chosen for that: ids are kept in a `RangeSet`, so memory grows with the number of runs of consecutive ids
+ * pulled: O(1) for ids pulled in order (0, 1, 2, ...), one range (two numbers) per gap otherwise, and an id
+ * that lands before the last range costs time in proportion to the ranges after it.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
