@@ -658,7 +658,6 @@ const makeService = (
         return result
       }))
 
-    /** Drops what this process buffered for jobs that were deleted. */
     /** Deleted jobs: nothing of them stays buffered. */
     const forget = (ids: Iterable<JobId>) => {
       for (const id of ids) {

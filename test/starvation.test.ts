@@ -54,7 +54,7 @@ describe("a job of instant chunks on SQLite", () => {
       expect(status!.completedChunks).toBeGreaterThan(0)
       expect(status!.completedChunks).toBeLessThan(2_000_000)
       expect(firedAfter).toBeLessThan(1_000 + 100)
-      expect(cancelMillis).toBeLessThan(50)
+      expect(cancelMillis).toBeLessThan(100)
       // Heartbeats kept their interval while the chunks ran.
       const gaps = beats.slice(1).map((beat, index) => beat - beats[index]!)
       expect(beats.length).toBeGreaterThanOrEqual(4)
