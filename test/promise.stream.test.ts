@@ -139,6 +139,26 @@ describe("executeJob with a chunk stream", () => {
     expect(worker.started).toEqual([])
   })
 
+  it("a chunk timeout and retries apply to streamed chunks as to an array's", async () => {
+    const attempts = new Map<number, number>()
+    const error = await rejection(executeJob({ chunks: source(10).chunks }, {
+      worker: (chunk, { signal }) => {
+        attempts.set(chunk.id, (attempts.get(chunk.id) ?? 0) + 1)
+        // Chunk 3 hangs until its signal fires (the timeout); the others take a millisecond.
+        return new Promise((resolve, reject) => {
+          if (chunk.id !== 3) setTimeout(resolve, 1)
+          signal.addEventListener("abort", () => reject(signal.reason), { once: true })
+        })
+      },
+      concurrency: 2,
+      chunkTimeout: 30,
+      retry: { attempts: 2, initialDelay: 0 }
+    }))
+    expect(error).toMatchObject({ _tag: "ChunkFailed", chunkId: 3, attempts: 2 })
+    expect((error as Error).message).toContain("timed out after 30 ms")
+    expect(attempts.get(3)).toBe(2)
+  })
+
   it("a manager refuses a chunk stream in a spec by name (it stores specs as JSON), and pulls nothing", async () => {
     const manager = await createJobManager({ worker: async () => {} })
     try {
