@@ -1,9 +1,10 @@
 /**
  * Runs one job's chunks through the `ChunkWorker`: a pool of `concurrency` fibers pulling chunks lazily
- * from the spec, with a per-chunk retry policy, a per-chunk timeout and a failure policy.
+ * from the spec ({@link execute}) or from a chunk stream ({@link executeStream}, {@link executeIterable}), with
+ * a per-chunk retry policy, a per-chunk timeout and a failure policy.
  *
- * Memory grows with the concurrency, never with the number of chunks: chunks are made one at a time as a
- * worker fiber pulls them, and nothing is kept per chunk once it has settled.
+ * Memory grows with the concurrency, never with the number of chunks: chunks are made (or pulled from the
+ * stream) one at a time as a worker fiber needs them, and nothing is kept per chunk once it has settled.
  *
  * @since 0.1.0
  */
