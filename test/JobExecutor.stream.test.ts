@@ -115,6 +115,25 @@ describe("JobExecutor.executeStream", () => {
       expect(recorder.inFlight).toBe(0)
     }))
 
+  it.effect("interruption during a pull that never ends returns at once and closes the stream", () =>
+    Effect.gen(function*() {
+      const recorder = makeRecorder()
+      let closed = false
+      const stream = Stream.concat(
+        Stream.make<Array<Chunk>>({ id: 0, payload: null }),
+        Stream.fromEffect(Effect.never as Effect.Effect<Chunk>)
+      ).pipe(Stream.ensuring(Effect.sync(() => (closed = true))))
+      const fiber = yield* JobExecutor.executeStream(stream, { jobId, concurrency: 2 }).pipe(
+        Effect.provideService(ChunkWorker, recordingWorker(recorder, sleepWorker(10))),
+        Effect.fork
+      )
+      yield* TestClock.adjust(Duration.millis(10))
+      expect(recorder.finished).toEqual([0])
+      const exit = yield* Fiber.interrupt(fiber)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      expect(closed).toBe(true)
+    }))
+
   it.effect("a duplicate id fails with InvalidJobSpec naming it, and the chunks in flight are aborted", () =>
     Effect.gen(function*() {
       const recorder = makeRecorder()

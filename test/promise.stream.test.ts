@@ -91,6 +91,32 @@ describe("executeJob with a chunk stream", () => {
     expect(state.finished).toBe(true)
   })
 
+  it("an abort while the source's next() is pending rejects at once (the pending next() is abandoned)", async () => {
+    const controller = new AbortController()
+    let asked = 0
+    const chunks: AsyncIterable<Chunk> = {
+      [Symbol.asyncIterator]: () => ({
+        next: () => {
+          asked++
+          return asked === 1
+            ? Promise.resolve({ done: false, value: { id: 0, payload: null } })
+            : new Promise<IteratorResult<Chunk>>(() => {}) // a listing that never answers
+        }
+      })
+    }
+    const done: Array<number> = []
+    const run = rejection(executeJob({ chunks }, {
+      worker: async (chunk) => {
+        done.push(chunk.id)
+      },
+      signal: controller.signal
+    }))
+    while (done.length === 0 || asked < 2) await new Promise((resolve) => setTimeout(resolve, 1))
+    controller.abort()
+    expect(await run).toMatchObject({ name: "AbortError" })
+    expect(asked).toBe(2)
+  })
+
   it("a duplicate id rejects with InvalidJobSpec naming it and aborts the chunks in flight", async () => {
     const worker = new GatedWorker()
     async function* chunks(): AsyncGenerator<Chunk> {
