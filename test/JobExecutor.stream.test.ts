@@ -56,6 +56,18 @@ describe("JobExecutor.executeStream", () => {
       expect(source.closed).toBe(true)
     }))
 
+  it.effect("a stream that hands over many chunks at once runs each exactly once", () =>
+    Effect.gen(function*() {
+      const recorder = makeRecorder()
+      // Stream.range emits its elements in Effect chunks of up to 4,096: all 1,000 arrive in one pull.
+      const stream = Stream.map(Stream.range(0, 999), (id): Chunk => ({ id, payload: null }))
+      const summary = yield* JobExecutor.executeStream(stream, { jobId, concurrency: 3 }).pipe(
+        Effect.provideService(ChunkWorker, recordingWorker(recorder, () => Effect.void))
+      )
+      expect(summary).toMatchObject({ totalChunks: 1000, completedChunks: 1000, ended: true })
+      expect(startedIds(recorder).sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, i) => i))
+    }))
+
   it.effect("pulls lazily: never more than concurrency + prefetch chunks ahead of the settled ones", () =>
     Effect.gen(function*() {
       const recorder = makeRecorder()

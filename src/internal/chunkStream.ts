@@ -98,7 +98,9 @@ const decodeChunk = Schema.decodeUnknownEither(Chunk, { onExcessProperty: "error
  * the Effect parts are the two waits it hands out.
  */
 export class ChunkBuffer {
-  readonly #items: Array<Chunk> = []
+  /** Pulled chunks not yet taken: `#items[#head..]` (a stream may hand over thousands at once). */
+  #items: Array<Chunk> = []
+  #head = 0
   readonly #ids = RangeSet.empty()
   #pulled = 0
   #ended = false
@@ -121,15 +123,29 @@ export class ChunkBuffer {
 
   /** The next pulled chunk not yet taken, if any. */
   take(): Chunk | undefined {
-    const chunk = this.#items.shift()
-    if (chunk !== undefined) this.#wake("room")
+    if (this.#head === this.#items.length) return undefined
+    const chunk = this.#items[this.#head++]!
+    // Drop the taken ones once they are half the array: amortised O(1) a take, and memory bounded by what waits.
+    if (this.#head === this.#items.length) {
+      this.#items = []
+      this.#head = 0
+    } else if (this.#head >= 64 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
+    }
+    this.#wake("room")
     return chunk
+  }
+
+  /** Pulled chunks waiting for a worker loop. */
+  get #waiting(): number {
+    return this.#items.length - this.#head
   }
 
   /** After {@link take} gave nothing: what to wait on for more, or `undefined` when the stream has ended. */
   more(): Effect.Effect<void> | undefined {
     if (this.#ended) return undefined
-    if (this.#items.length > 0) return Effect.void
+    if (this.#waiting > 0) return Effect.void
     this.#arrival ??= Deferred.unsafeMake<void>(FiberId.none)
     this.#wake("room")
     return Deferred.await(this.#arrival)
@@ -137,7 +153,7 @@ export class ChunkBuffer {
 
   /** For the producer: what to wait on before its next pull, or `undefined` to pull now. */
   room(): Effect.Effect<void> | undefined {
-    if (this.#items.length < this.prefetch || this.#arrival !== undefined) return undefined
+    if (this.#waiting < this.prefetch || this.#arrival !== undefined) return undefined
     this.#room ??= Deferred.unsafeMake<void>(FiberId.none)
     return Deferred.await(this.#room)
   }
