@@ -12,11 +12,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import { LazyAbortController, SignalLane } from "./Abort.js"
+import { copyJson } from "./internal/json.js"
 import { DurationInput, FunctionInput, PositiveDurationInput } from "./internal/schemas.js"
 import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
@@ -25,10 +27,19 @@ import { MacrotaskYield } from "./internal/macrotaskYield.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import * as ChunkStream from "./internal/chunkStream.js"
-import type { Chunk, JobId, JobSpec } from "./Job.js"
+import type { Chunk, JobId, JobSpec, Json } from "./Job.js"
 import { chunkAt, totalChunks } from "./Job.js"
 import type { InvalidJobSpec } from "./JobError.js"
-import { ChunkFailed, ChunkTimeout, firstIssue, InvalidOption, isNonRetryable, JobFailed } from "./JobError.js"
+import {
+  ChunkFailed,
+  ChunkTimeout,
+  describeError,
+  firstIssue,
+  InvalidOption,
+  InvalidResult,
+  isNonRetryable,
+  JobFailed
+} from "./JobError.js"
 
 const RetryableFunction = FunctionInput<(error: unknown) => boolean>("a function (error) => boolean")
 
@@ -51,7 +62,7 @@ export const RetryPolicy = Schema.Struct({
   maxDelay: Schema.optional(PositiveDurationInput),
   /** Multiply each delay by a random factor in 0.8..1.2 (then cap it at `maxDelay`); default true. */
   jitter: Schema.optional(Schema.Boolean),
-  /** Which errors are retried (default: all but `NonRetryable`). */
+  /** Which errors are retried (default: all but `NonRetryable` and `InvalidResult`). */
   isRetryable: Schema.optional(RetryableFunction)
 }).annotations({ identifier: "RetryPolicy" })
 /** @since 0.1.0 */
@@ -87,7 +98,12 @@ export const ExecutionOptions = Schema.Struct({
    * failed attempt.
    */
   chunkTimeout: Schema.optional(PositiveDurationInput),
-  failurePolicy: Schema.optional(FailurePolicy)
+  failurePolicy: Schema.optional(FailurePolicy),
+  /**
+   * The largest result a worker may return, in bytes of its JSON encoding (default 65,536). A larger one, or
+   * one that is not plain JSON, fails the attempt with `InvalidResult`. `undefined` and `null` are no result.
+   */
+  maxResultBytes: Schema.optional(Schema.Int.pipe(Schema.between(1, 2 ** 30)))
 }).annotations({ identifier: "ExecutionOptions" })
 /** @since 0.1.0 */
 export type ExecutionOptions = typeof ExecutionOptions.Type
@@ -113,6 +129,41 @@ export interface ChunkSettled {
   readonly completedChunks: number
   readonly failedChunks: number
   readonly totalChunks: number
+  /** The attempts the chunk took. */
+  readonly attempts: number
+  /** What the worker returned (a checked copy), when it returned something other than `undefined`/`null`. */
+  readonly result: Json | undefined
+  /** The last error of a failed chunk. */
+  readonly error: string | undefined
+  /** When its first attempt started and when it settled (epoch millis). */
+  readonly startedAt: number
+  readonly finishedAt: number
+}
+
+/**
+ * A chunk in flight.
+ *
+ * @since 0.2.0
+ */
+export interface InFlightChunk {
+  readonly id: number
+  /** The attempt under way (1 for the first). */
+  readonly attempts: number
+  readonly startedAt: number
+  /** What it last reported with `reportProgress` (0..1; 0 when it reported nothing). */
+  readonly progress: number
+}
+
+/**
+ * A look into a running execution, for the manager that runs it.
+ *
+ * @since 0.2.0
+ */
+export interface ExecutionView {
+  /** The chunks in flight now, in no particular order. */
+  readonly inFlight: () => ReadonlyArray<InFlightChunk>
+  /** The sum of the fractions the chunks in flight reported: how many chunks' worth of work they have done. */
+  readonly partialChunks: () => number
 }
 
 /**
@@ -141,6 +192,10 @@ export interface ExecuteOptions extends ExecutionOptions {
    * manager holds its pulls while it cannot prove that it still owns the job). `undefined`: pull.
    */
   readonly beforePull?: (() => Effect.Effect<void> | undefined) | undefined
+  /** Called once, as the execution starts, with a view of its chunks in flight. */
+  readonly onStart?: ((view: ExecutionView) => void) | undefined
+  /** Called (synchronously, in the worker's call) when a chunk in flight reports more progress. */
+  readonly onChunkProgress?: (() => void) | undefined
 }
 
 /**
@@ -162,7 +217,8 @@ const defaults = {
   attempts: 3,
   initialDelay: Duration.millis(100),
   factor: 2,
-  maxDelay: Duration.seconds(30)
+  maxDelay: Duration.seconds(30),
+  maxResultBytes: 64 * 1024
 } as const
 
 const noTags: ReadonlyArray<never> = []
@@ -173,16 +229,62 @@ const noTags: ReadonlyArray<never> = []
 const macrotaskTurn = { everyMillis: 4, checkEvery: 16 } as const
 const builtInTracer = Effect.runSync(Effect.tracer)
 
-class AttemptContext extends LazyAbortController implements ChunkContext {
-  constructor(readonly jobId: JobId, readonly attempt: number, lane: SignalLane) {
-    super(lane)
+/**
+ * What one worker loop of an execution owns: its timeout slot, its lane of abort signals, and the chunk it
+ * runs (`chunkId` -1 between chunks).
+ */
+class Lane {
+  chunkId = -1
+  attempt = 1
+  startedAt = 0
+  fraction = 0
+  constructor(
+    readonly slot: DeadlineSlot | undefined,
+    readonly signals: SignalLane,
+    readonly partial: PartialProgress
+  ) {}
+
+  /** The lane's chunk settled: its reported fraction leaves the execution's sum. */
+  free(): void {
+    this.chunkId = -1
+    if (this.fraction !== 0) {
+      this.partial.sum -= this.fraction
+      this.fraction = 0
+    }
   }
 }
 
-/** What one worker loop of an execution owns: its timeout slot and its lane of abort signals. */
-interface Lane {
-  readonly slot: DeadlineSlot | undefined
-  readonly signals: SignalLane
+/** The fractions reported by an execution's chunks in flight, summed as they are reported. */
+class PartialProgress {
+  sum = 0
+  constructor(readonly onChange: (() => void) | undefined) {}
+}
+
+class AttemptContext extends LazyAbortController implements ChunkContext {
+  readonly #lane: Lane
+  readonly #chunkId: number
+  constructor(readonly jobId: JobId, readonly attempt: number, lane: Lane) {
+    super(lane.signals)
+    this.#lane = lane
+    this.#chunkId = lane.chunkId
+  }
+
+  #reporter: ((fraction: number) => void) | undefined = undefined
+
+  /** Made on first read (so `const { reportProgress } = context` works), and only then. */
+  get reportProgress(): (fraction: number) => void {
+    return this.#reporter ??= (fraction) => this.#report(fraction)
+  }
+
+  #report(fraction: number): void {
+    const lane = this.#lane
+    // A late call of an attempt whose chunk has settled must not count for the lane's next chunk.
+    if (lane.chunkId !== this.#chunkId || !(fraction > lane.fraction)) return
+    const value = fraction > 1 ? 1 : fraction
+    lane.partial.sum += value - lane.fraction
+    lane.fraction = value
+    lane.partial.onChange?.()
+  }
 }
 
 /**
@@ -209,7 +311,8 @@ export const execute = (
       ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
       ...(options.retry === undefined ? {} : { retry: options.retry }),
       ...(options.chunkTimeout === undefined ? {} : { chunkTimeout: options.chunkTimeout }),
-      ...(options.failurePolicy === undefined ? {} : { failurePolicy: options.failurePolicy })
+      ...(options.failurePolicy === undefined ? {} : { failurePolicy: options.failurePolicy }),
+      ...(options.maxResultBytes === undefined ? {} : { maxResultBytes: options.maxResultBytes })
     }),
     (validated) => executeValidated(spec, { ...options, ...validated })
   )
@@ -397,7 +500,21 @@ const runSource = <E, R>(
     const shouldStop = options.shouldStop
     const retry = options.retry
     const maxAttempts = retry?.attempts ?? defaults.attempts
-    const isRetryable = retry?.isRetryable ?? ((error: unknown) => !isNonRetryable(error))
+    const isRetryable = retry?.isRetryable ??
+      ((error: unknown) => !isNonRetryable(error) && !(error instanceof InvalidResult))
+    const maxResultBytes = options.maxResultBytes ?? defaults.maxResultBytes
+    const resultLimit = {
+      bytes: maxResultBytes,
+      message: `the result passes maxResultBytes (${maxResultBytes} bytes of JSON); raise maxResultBytes, or keep ` +
+        "bulky output out of the result (e.g. return a reference to it)"
+    }
+    /** A worker's return value as a stored result: a checked copy, or the attempt's failure. */
+    const checkResult = (chunkId: number, value: unknown): Exit.Exit<Json, InvalidResult> => {
+      const copied = copyJson(value, { maxBytes: resultLimit })
+      return Either.isRight(copied)
+        ? Exit.succeed(copied.right)
+        : Exit.fail(new InvalidResult({ chunkId, path: copied.left.path, detail: copied.left.detail }))
+    }
     const initialDelayMillis = Duration.toMillis(retry?.initialDelay ?? defaults.initialDelay)
     const factor = retry?.factor ?? defaults.factor
     const maxDelayMillis = Duration.toMillis(retry?.maxDelay ?? defaults.maxDelay)
@@ -465,7 +582,7 @@ const runSource = <E, R>(
       lane: Lane
     ): Effect.Effect<unknown, unknown> =>
       Effect.async<unknown, unknown>((resume) => {
-        const context = new AttemptContext(jobId, attempt, lane.signals)
+        const context = new AttemptContext(jobId, attempt, lane)
         const slot = lane.slot
         let settled = false
         const settle = (result: Effect.Effect<unknown, unknown>) => {
@@ -483,7 +600,8 @@ const runSource = <E, R>(
         }
         try {
           run(chunk, context).then(
-            (value) => settle(Exit.succeed(value)),
+            // No result costs one comparison.
+            (value) => settle(value == null ? Exit.void : checkResult(chunk.id, value)),
             (error) => settle(Exit.fail(error))
           )
         } catch (error) {
@@ -499,9 +617,13 @@ const runSource = <E, R>(
 
     const attemptOnce = (chunk: Chunk, attempt: number, lane: Lane): Effect.Effect<unknown, unknown> => {
       if (worker.promise !== undefined) return promiseAttempt(worker.promise, chunk, attempt, lane)
-      const context = new AttemptContext(jobId, attempt, lane.signals)
+      const context = new AttemptContext(jobId, attempt, lane)
       const run = Effect.onExit(
-        worker.run(chunk, context),
+        Effect.flatMap(
+          worker.run(chunk, context),
+          (value): Effect.Effect<Json | undefined, InvalidResult> =>
+            value == null ? Effect.void as Effect.Effect<undefined> : checkResult(chunk.id, value)
+        ),
         (exit) => Effect.sync(() => Exit.isInterrupted(exit) ? context.abort() : context.release())
       )
       return timeout === undefined ? run : Effect.timeoutFail(run, {
@@ -517,6 +639,7 @@ const runSource = <E, R>(
             Effect.flatMap(retryDelay(attempt), (millis) => Effect.sleep(millis)),
             Effect.suspend(() => {
               JobMetrics.chunkRetries.unsafeUpdate(1, noTags)
+              lane.attempt = attempt + 1
               return attemptFrom(chunk, attempt + 1, lane)
             })
           )
@@ -524,38 +647,57 @@ const runSource = <E, R>(
             new ChunkFailed({ chunkId: chunk.id, attempts: attempt, cause: isNonRetryable(error) ? error.cause : error })
           ))
 
-    const settled = (chunkId: number, outcome: ChunkSettled["outcome"]): Effect.Effect<void> =>
-      onChunkSettled === undefined
-        ? Effect.void
-        : onChunkSettled({
-          chunkId,
-          outcome,
-          completedChunks: completed,
-          failedChunks: failed,
-          // A stream's total is unknown until it ends (see StreamChunkSettled).
-          totalChunks: source.total() as number
-        })
+    /** The chunk of `lane` settled: the lane is free, and the event goes out. */
+    const settled = (
+      lane: Lane,
+      outcome: ChunkSettled["outcome"],
+      finishedAt: number,
+      result: Json | undefined,
+      error: string | undefined
+    ): Effect.Effect<void> => {
+      const chunkId = lane.chunkId
+      lane.free()
+      return onChunkSettled === undefined ? Effect.void : onChunkSettled({
+        chunkId,
+        outcome,
+        completedChunks: completed,
+        failedChunks: failed,
+        // A stream's total is unknown until it ends (see StreamChunkSettled).
+        totalChunks: source.total() as number,
+        attempts: lane.attempt,
+        result,
+        error,
+        startedAt: lane.startedAt,
+        finishedAt
+      })
+    }
 
     const runChunk = (chunk: Chunk, lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> => {
       const startedAt = clock.unsafeCurrentTimeMillis()
+      lane.chunkId = chunk.id
+      lane.attempt = 1
+      lane.startedAt = startedAt
       JobMetrics.chunksStarted.unsafeUpdate(1, noTags)
       const attempts = attemptFrom(chunk, 1, lane)
       return Effect.matchEffect(traced ? Effect.withSpan(attempts, "effect-jobs.chunk", spanOptions(chunk)) : attempts, {
-        onSuccess: () => {
+        onSuccess: (value) => {
           completed++
+          const finishedAt = clock.unsafeCurrentTimeMillis()
           JobMetrics.chunksSucceeded.unsafeUpdate(1, noTags)
-          JobMetrics.chunkDuration.unsafeUpdate(clock.unsafeCurrentTimeMillis() - startedAt, noTags)
-          return settled(chunk.id, "completed")
+          JobMetrics.chunkDuration.unsafeUpdate(finishedAt - startedAt, noTags)
+          return settled(lane, "completed", finishedAt, value as Json | undefined, undefined)
         },
         onFailure: (error): Effect.Effect<void, ChunkFailed | JobFailed> => {
           failed++
+          const finishedAt = clock.unsafeCurrentTimeMillis()
           JobMetrics.chunksFailed.unsafeUpdate(1, noTags)
-          JobMetrics.chunkDuration.unsafeUpdate(clock.unsafeCurrentTimeMillis() - startedAt, noTags)
+          JobMetrics.chunkDuration.unsafeUpdate(finishedAt - startedAt, noTags)
+          const message = describeError(error.cause)
           lastFailure = error.message
-          if (withinTolerance()) return settled(chunk.id, "failed")
+          if (withinTolerance()) return settled(lane, "failed", finishedAt, undefined, message)
           halted = true
           const failure: ChunkFailed | JobFailed = policy === "fail-fast" ? error : toleranceExceeded()
-          return Effect.zipRight(settled(chunk.id, "failed"), Effect.fail(failure))
+          return Effect.zipRight(settled(lane, "failed", finishedAt, undefined, message), Effect.fail(failure))
         }
       })
     }
@@ -583,14 +725,25 @@ const runSource = <E, R>(
         skippedChunks: skipped
       }) : Effect.fail(toleranceExceeded()))
     const producer = source.producer
+    const onStart = options.onStart
     const pool = (slotOf: (index: number) => DeadlineSlot | undefined) => {
-      const laneOf = (index: number): Lane => ({ slot: slotOf(index), signals: new SignalLane() })
-      const loops = concurrency === 1
-        ? workerLoop(laneOf(0))
-        : Effect.forEach(Array.from({ length: concurrency }, (_, index) => index), (index) => workerLoop(laneOf(index)), {
-          concurrency,
-          discard: true
+      const partial = new PartialProgress(options.onChunkProgress)
+      const lanes = Array.from({ length: concurrency }, (_, index) => new Lane(slotOf(index), new SignalLane(), partial))
+      if (onStart !== undefined) {
+        onStart({
+          inFlight: () =>
+            lanes.flatMap((lane): Array<InFlightChunk> =>
+              lane.chunkId === -1
+                ? []
+                : [{ id: lane.chunkId, attempts: lane.attempt, startedAt: lane.startedAt, progress: lane.fraction }]
+            ),
+          // Rounding of the running sum must not show as a tiny negative.
+          partialChunks: () => Math.max(0, partial.sum)
         })
+      }
+      const loops = concurrency === 1
+        ? workerLoop(lanes[0]!)
+        : Effect.forEach(lanes, workerLoop, { concurrency, discard: true })
       // The producer never ends the race by succeeding: the loops end it (and the producer is interrupted).
       return Effect.zipRight(
         producer === undefined ? loops : Effect.raceFirst(loops, Effect.zipRight(producer, Effect.never)),

@@ -43,6 +43,7 @@ export {
   type JobManagerOptions,
   type ListJobsQuery,
   type PromiseFinalizer,
+  type PromiseFinalizeContext,
   type PromiseJobManager,
   type PromiseWorker,
   type PruneJobsOptions,

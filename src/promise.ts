@@ -16,10 +16,21 @@ import * as Stream from "effect/Stream"
 import { abortError, causeToError, runPromise, whenAborted } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import * as ChunkWorker from "./ChunkWorker.js"
-import type { Chunk, JobId, JobPage, JobSpecInput, JobState, JobStatus, Json } from "./Job.js"
+import type {
+  Chunk,
+  ChunkPage,
+  JobId,
+  JobPage,
+  JobSpecInput,
+  JobState,
+  JobStatus,
+  Json,
+  ListChunksQueryInput
+} from "./Job.js"
 import { makeJobId, SpecLimits, validateSpec } from "./Job.js"
 import { firstIssue, InvalidOption, ManagerClosed } from "./JobError.js"
-import type { FinalizeContext } from "./Finalizer.js"
+import type { PromiseFinalizeContext } from "./Finalizer.js"
+export type { PromiseFinalizeContext } from "./Finalizer.js"
 import * as Finalizer from "./Finalizer.js"
 import type {
   ChunkSettled,
@@ -47,7 +58,7 @@ export type PromiseWorker = (chunk: Chunk, context: ChunkContext) => Promise<unk
  *
  * @since 0.1.0
  */
-export type PromiseFinalizer = (context: FinalizeContext) => Promise<unknown>
+export type PromiseFinalizer = (context: PromiseFinalizeContext) => Promise<unknown>
 
 /**
  * How a job's chunks run: the worker, and the executor's options (see `JobExecutor.ExecutionOptions`).
@@ -62,6 +73,11 @@ export interface WorkerOptions {
   /** Time limit of one chunk attempt, in milliseconds or as a string such as `"30 seconds"`. */
   readonly chunkTimeout?: number | string | undefined
   readonly failurePolicy?: JobExecutor.FailurePolicy | undefined
+  /**
+   * The largest result a worker may return, in bytes of JSON (default 65,536); a larger one fails the attempt
+   * with `InvalidResult`.
+   */
+  readonly maxResultBytes?: number | undefined
 }
 
 /**
@@ -91,7 +107,7 @@ export interface JobManagerOptions extends WorkerOptions, SpecLimitOptions {
    */
   readonly store?: "memory" | { readonly sqlite: string } | { readonly postgres: string } | string | undefined
   /** Finalize steps a job may name in its spec's `finalize` (see `Finalizer`). */
-  readonly finalizers?: Readonly<Record<string, (context: FinalizeContext) => Promise<unknown>>> | undefined
+  readonly finalizers?: Readonly<Record<string, (context: PromiseFinalizeContext) => Promise<unknown>>> | undefined
   /** The longest a watcher of a job running in another process waits before it re-reads it (ms, default 500). */
   readonly pollInterval?: number | undefined
   /** The shortest time between two statuses a watcher receives (ms, default 50; 0 for every change). */
@@ -160,6 +176,11 @@ export interface PromiseJobManager extends AsyncDisposable {
   listJobs(query?: ListJobsQuery): Promise<Array<JobStatus>>
   /** One page of jobs and the cursor of the next page (absent on the last page). */
   listJobsPage(query?: ListJobsQuery): Promise<JobPage>
+  /**
+   * One page of the job's chunks in chunk-id order, `{ chunks, nextCursor? }` (see the Effect
+   * `JobManager.listChunks`); rejects with `JobNotFound` for an unknown job.
+   */
+  listChunks(id: string, query?: ListChunksQueryInput): Promise<ChunkPage>
   /** Cancels the job (see the cancellation contract) and resolves with its status. */
   cancelJob(id: string): Promise<JobStatus>
   /** Pauses a running or pending job (stored `paused`; in-flight chunks are aborted, completed ones kept). */
@@ -263,6 +284,7 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
     getJob: (id) => run((manager) => undefinedIfNotFound(manager.getJob(id))),
     listJobs: (query) => run((manager) => Effect.map(manager.listJobs(query), (page) => [...page.jobs])),
     listJobsPage: (query) => run((manager) => manager.listJobs(query)),
+    listChunks: (id, query) => run((manager) => manager.listChunks(id, query)),
     cancelJob: (id) => run((manager) => manager.cancelJob(id)),
     pauseJob: (id) => run((manager) => manager.pauseJob(id)),
     resumeJob: (id) => run((manager) => manager.resumeJob(id)),
