@@ -68,6 +68,27 @@ describe("JobExecutor.executeStream", () => {
       expect(startedIds(recorder).sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, i) => i))
     }))
 
+  it.effect("a streamed chunk's result and attempts reach onChunkSettled as an array's do", () =>
+    Effect.gen(function*() {
+      const events: Array<JobExecutor.StreamChunkSettled> = []
+      let calls = 0
+      yield* JobExecutor.executeStream(countingStream(3).stream, {
+        jobId,
+        concurrency: 1,
+        retry: { attempts: 2, initialDelay: 0 },
+        onChunkSettled: (event) => Effect.sync(() => events.push(event))
+      }).pipe(Effect.provideService(
+        ChunkWorker,
+        recordingWorker(makeRecorder(), (chunk) =>
+          chunk.id === 1 && calls++ === 0 ? Effect.fail("flaky") : Effect.succeed({ rendered: chunk.id }))
+      ))
+      expect(events.map(({ attempts, chunkId, result }) => ({ chunkId, attempts, result }))).toEqual([
+        { chunkId: 0, attempts: 1, result: { rendered: 0 } },
+        { chunkId: 1, attempts: 2, result: { rendered: 1 } },
+        { chunkId: 2, attempts: 1, result: { rendered: 2 } }
+      ])
+    }))
+
   it.effect("pulls lazily: never more than concurrency + prefetch chunks ahead of the settled ones", () =>
     Effect.gen(function*() {
       const recorder = makeRecorder()
