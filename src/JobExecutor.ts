@@ -19,6 +19,7 @@ import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
 import * as Deadlines from "./internal/deadlines.js"
 import { MacrotaskYield } from "./internal/macrotaskYield.js"
+import { isTracing } from "./internal/tracing.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import type { Chunk, JobId, JobSpec } from "./Job.js"
@@ -166,7 +167,6 @@ const noTags: ReadonlyArray<never> = []
  * pulls go between two looks at the clock.
  */
 const macrotaskTurn = { everyMillis: 4, checkEvery: 16 } as const
-const builtInTracer = Effect.runSync(Effect.tracer)
 
 class AttemptContext extends LazyAbortController implements ChunkContext {
   constructor(readonly jobId: JobId, readonly attempt: number, lane: SignalLane) {
@@ -221,7 +221,7 @@ export const executeValidated = (
   Effect.flatMap(Effect.all([ChunkWorker, Effect.clock, Effect.tracer]), ([worker, clock, tracer]) => {
     const jobId = options.jobId
     // A span per chunk only when a tracer is installed: the built-in one records nothing, at a cost.
-    const traced = tracer !== builtInTracer
+    const traced = isTracing(tracer)
     const spanOptions = (chunk: Chunk) => ({ attributes: { "job.id": jobId, "chunk.id": chunk.id } })
     const total = totalChunks(spec)
     const skip = options.skip
