@@ -24,6 +24,7 @@ import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
 import * as Deadlines from "./internal/deadlines.js"
 import { MacrotaskYield } from "./internal/macrotaskYield.js"
+import { isTracing } from "./internal/tracing.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import * as ChunkStream from "./internal/chunkStream.js"
@@ -227,7 +228,6 @@ const noTags: ReadonlyArray<never> = []
  * pulls go between two looks at the clock.
  */
 const macrotaskTurn = { everyMillis: 4, checkEvery: 16 } as const
-const builtInTracer = Effect.runSync(Effect.tracer)
 
 /**
  * What one worker loop of an execution owns: its timeout slot, its lane of abort signals, and the chunk it
@@ -492,7 +492,7 @@ const runSource = <E, R>(
   Effect.flatMap(Effect.all([ChunkWorker, Effect.clock, Effect.tracer]), ([worker, clock, tracer]) => {
     const jobId = options.jobId
     // A span per chunk only when a tracer is installed: the built-in one records nothing, at a cost.
-    const traced = tracer !== builtInTracer
+    const traced = isTracing(tracer)
     const spanOptions = (chunk: Chunk) => ({ attributes: { "job.id": jobId, "chunk.id": chunk.id } })
     const knownTotal = source.total()
     const skip = options.skip

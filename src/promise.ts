@@ -8,9 +8,11 @@
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { abortError, causeToError, runPromise, whenAborted } from "./Abort.js"
@@ -165,6 +167,12 @@ export interface PromiseJobManager extends AsyncDisposable {
   /** Validates and stores the job as `pending`, starts it in the background, and resolves with its id. */
   submitJob(spec: JobSpecInput): Promise<JobId>
   /**
+   * Submits several jobs at once (one transaction on a SQL store) and resolves with their ids, in order.
+   * All or nothing: an invalid spec rejects with `InvalidJobSpec` whose path starts with its index, and no
+   * job is stored.
+   */
+  submitBatch(specs: ReadonlyArray<JobSpecInput>): Promise<Array<JobId>>
+  /**
    * Submits the job and resolves with its terminal status (`completed`, `failed` or `cancelled`). If
    * `signal` aborts, the job is cancelled and the Promise rejects with the abort reason once `cancelled`
    * is stored; an already-aborted signal submits nothing.
@@ -264,13 +272,30 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
   })
   let closed = false
 
+  const manager = Context.get(rt.context, JobManager)
+  const runFork = Runtime.runFork(rt)
+
+  /**
+   * Runs a manager operation. Without a signal it runs on a fiber of the manager's runtime, started at once:
+   * an operation that completes without waiting (a submit to the memory store, a read of a job of this
+   * manager) resolves without another turn through a Promise of Effect's; one that waits settles the Promise
+   * from the fiber's end.
+   */
   const run = <A, E>(
     body: (manager: JobManager["Type"]) => Effect.Effect<A, E>,
     signal?: AbortSignal | undefined
-  ): Promise<A> =>
-    closed
-      ? Promise.reject(new ManagerClosed())
-      : runPromise(Effect.flatMap(JobManager, body), { runtime, signal })
+  ): Promise<A> => {
+    if (closed) return Promise.reject(new ManagerClosed())
+    if (signal !== undefined) return runPromise(body(manager), { runtime, signal })
+    const fiber = runFork(body(manager))
+    const settled = fiber.unsafePoll()
+    if (settled !== null) {
+      return settled._tag === "Success" ? Promise.resolve(settled.value) : Promise.reject(causeToError(settled.cause))
+    }
+    return new Promise<A>((resolve, reject) =>
+      fiber.addObserver((exit) => exit._tag === "Success" ? resolve(exit.value) : reject(causeToError(exit.cause)))
+    )
+  }
 
   const close = async (): Promise<void> => {
     if (closed) return
@@ -280,6 +305,7 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
 
   return {
     submitJob: (spec) => run((manager) => manager.submitJob(spec)),
+    submitBatch: (specs) => run((manager) => Effect.map(manager.submitBatch(specs), (ids) => [...ids])),
     runJob: (spec, options) => run((manager) => manager.runJob(spec), options?.signal),
     getJob: (id) => run((manager) => undefinedIfNotFound(manager.getJob(id))),
     listJobs: (query) => run((manager) => Effect.map(manager.listJobs(query), (page) => [...page.jobs])),
@@ -296,7 +322,7 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
       if (closed) throw new ManagerClosed()
       const signal = options?.signal
       // Failures reach the loop as the Errors `causeToError` makes (interruption: an AbortError).
-      const statuses = Stream.unwrap(Effect.map(JobManager, (manager) => manager.watchJob(id))).pipe(
+      const statuses = manager.watchJob(id).pipe(
         Stream.catchAllCause((cause) => Stream.fail(causeToError(cause)))
       )
       return Stream.toAsyncIterableRuntime(
