@@ -45,6 +45,7 @@ export {
   createJobManager,
   executeJob,
   type ExecuteJobOptions,
+  type ExecuteStreamJobOptions,
   type JobManagerOptions,
   type ListJobsQuery,
   type PromiseFinalizer,
@@ -52,5 +53,6 @@ export {
   type PromiseJobManager,
   type PromiseWorker,
   type PruneJobsOptions,
+  type StreamJobSpec,
   type WorkerOptions
 } from "./promise.js"

@@ -61,6 +61,17 @@ const tempSchema = Effect.acquireRelease(Effect.sync(randomSchema), dropSchema)
 const pgLayer = (options?: Omit<SqlJobRepository.PgOptions, "url" | "schema">) =>
   Layer.unwrapScoped(Effect.map(tempSchema, (schema) => SqlJobRepository.layerPg({ ...options, url: pgUrl, schema })))
 
+/** A PostgreSQL store in a fresh schema that flushes every second, and an SQL client on the same database. */
+const slowFlushPgStore = Effect.gen(function*() {
+  const schema = yield* tempSchema
+  const context = yield* Layer.build(
+    SqlJobRepository.layerWith({ schema, flushInterval: "1 second" }).pipe(
+      Layer.provideMerge(PgClient.layer({ url: Redacted.make(pgUrl) }))
+    )
+  )
+  return { repo: Context.get(context, JobRepository), schema, sql: Context.get(context, SqlClient.SqlClient) }
+})
+
 /** Runs statements on an SQLite file through a client of its own (WAL left as the file has it). */
 const withSqlite = <A, E>(filename: string, f: (sql: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
   Effect.flatMap(SqlClient.SqlClient, f).pipe(
@@ -976,14 +987,7 @@ describe("SqlJobRepository.layerPg", () => {
 
   it.scoped("coalesces progress: one transaction per flush writes every dirty job", () =>
     Effect.gen(function*() {
-      const schema = yield* tempSchema
-      const context = yield* Layer.build(
-        SqlJobRepository.layerWith({ schema, flushInterval: "1 second" }).pipe(
-          Layer.provideMerge(PgClient.layer({ url: Redacted.make(pgUrl) }))
-        )
-      )
-      const repo = Context.get(context, JobRepository)
-      const sql = Context.get(context, SqlClient.SqlClient)
+      const { repo, schema, sql } = yield* slowFlushPgStore
       const ids = ["job_a", "job_b", "job_c"].map(jobId)
       for (const id of ids) {
         yield* repo.create(newJob(id, chunkSpec(50)))
@@ -1003,14 +1007,7 @@ describe("SqlJobRepository.layerPg", () => {
 
   it.scoped("chunk records are written by the progress flush, in its one transaction, with the checkpoint", () =>
     Effect.gen(function*() {
-      const schema = yield* tempSchema
-      const context = yield* Layer.build(
-        SqlJobRepository.layerWith({ schema, flushInterval: "1 second" }).pipe(
-          Layer.provideMerge(PgClient.layer({ url: Redacted.make(pgUrl) }))
-        )
-      )
-      const repo = Context.get(context, JobRepository)
-      const sql = Context.get(context, SqlClient.SqlClient)
+      const { repo, schema, sql } = yield* slowFlushPgStore
       const id = jobId("job_results")
       yield* repo.create(newJob(id, chunkSpec(10)))
       yield* moveTo(id, "running").pipe(Effect.provideService(JobRepository, repo))

@@ -21,6 +21,8 @@ import { NonRetryable } from "../src/JobError.js"
 import { JobManager } from "../src/JobManager.js"
 import * as JobManagerModule from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
+import * as ProcessWorker from "../src/ProcessWorker.js"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import type { ChunkSettled } from "../src/JobExecutor.js"
 import { createJobManager, executeJob } from "../src/promise.js"
 
@@ -171,6 +173,30 @@ describe("chunk results and history (Effect JobManager)", () => {
         })
       )
     }))
+
+  it.live("a process worker's noisy output fits the default result limit: its chunk completes with the tails", () =>
+    Effect.gen(function*() {
+      const manager = yield* JobManager
+      const status = yield* manager.runJob(frames(1))
+      expect(status.state).toBe("completed")
+      const [chunk] = (yield* manager.listChunks(status.id)).chunks
+      const output = chunk!.result as unknown as ProcessWorker.ProcessOutput
+      expect([output.stdout.length, output.stderr.length]).toEqual([16 * 1024, 16 * 1024])
+      expect([output.stdoutTruncated, output.stderrTruncated]).toEqual([true, true])
+    }).pipe(
+      Effect.provide(
+        JobManagerModule.layer({}).pipe(
+          Layer.provide(JobRepository.layerMemory),
+          Layer.provide(ProcessWorker.layer({
+            command: () => ({
+              command: process.execPath,
+              args: ["-e", "process.stdout.write('o'.repeat(200000)); process.stderr.write('e\\n'.repeat(100000))"]
+            })
+          })),
+          Layer.provide(NodeContext.layer)
+        )
+      )
+    ), 30_000)
 
   it.effect("listChunks refuses a misspelt query field, and an unknown job", () =>
     withManager(() => Effect.void, {}, Effect.gen(function*() {

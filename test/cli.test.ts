@@ -118,6 +118,9 @@ describe("effect-jobs CLI", { timeout: 120_000 }, () => {
       const usage = await cli(["show", ids.render1, "--state", "failed", ...store])
       expect(usage.code).toBe(2)
       expect(firstLine(usage.stderr)).toBe("effect-jobs: --state: only with --chunks")
+      const cursor = await cli(["show", ids.render1, "--chunks", "--cursor", "x", ...store])
+      expect(cursor.code).toBe(2)
+      expect(firstLine(cursor.stderr)).toBe("effect-jobs: --cursor: not a cursor of a chunk listing")
       const bad = await cli(["show", ids.render1, "--chunks", "--state", "done", ...store])
       expect(bad.code).toBe(2)
       expect(firstLine(bad.stderr)).toBe(

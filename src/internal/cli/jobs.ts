@@ -12,6 +12,7 @@ import type { ChunkPage, JobStatus } from "../../Job.js"
 import { ChunkState, JobState } from "../../Job.js"
 import type { JobClient } from "../../JobClient.js"
 import * as JobClientModule from "../../JobClient.js"
+import { InvalidOption } from "../../JobError.js"
 import { JobRepository } from "../../JobRepository.js"
 import type { Control } from "../control.js"
 import { control } from "../control.js"
@@ -51,6 +52,14 @@ const withJob = <A, E>(
   body: (client: JobClient, status: JobStatus) => Effect.Effect<A, E>
 ) => withStore(input, (client, repository) => Effect.flatMap(resolveJob(repository, input.positionals[0]!), (status) => body(client, status)))
 
+/** A bad listing option (a cursor that is not one) is the user's: a usage error naming it. */
+const asUsageError = <A, E, R>(effect: Effect.Effect<A, E | InvalidOption, R>): Effect.Effect<A, E | UsageError, R> =>
+  Effect.catchIf(
+    effect,
+    (error): error is InvalidOption => error instanceof InvalidOption,
+    (error) => Effect.fail(new UsageError({ subject: `--${error.path.join(".")}`, problem: error.detail }))
+  ) as Effect.Effect<A, E | UsageError, R>
+
 /** The owners of running jobs that are gone, with how long they have been silent (`null`: never beat). */
 const silences = (client: JobClient, statuses: ReadonlyArray<JobStatus>) =>
   Effect.map(client.goneOwners(statuses), (gone) => (status: JobStatus): number | null | undefined =>
@@ -84,8 +93,7 @@ export const list: Command = {
             ...(states.length === 0 ? {} : { state: states }),
             limit,
             ...(cursor === undefined ? {} : { cursor })
-          }).pipe(Effect.catchTag("InvalidOption", (error) =>
-            Effect.fail(new UsageError({ subject: `--${error.path.join(".")}`, problem: error.detail }))))
+          }).pipe(asUsageError)
           const more = page.nextCursor === undefined ? undefined : `more jobs: add --cursor ${page.nextCursor}`
           if (input.values["json"] === true) {
             yield* Effect.forEach(page.jobs, printJson, { discard: true })
@@ -126,8 +134,7 @@ const showChunks = (input: Input, client: JobClient, status: JobStatus) =>
       ...(states.length === 0 ? {} : { state: states }),
       limit,
       ...(cursor === undefined ? {} : { cursor })
-    }).pipe(Effect.catchTag("InvalidOption", (error) =>
-      Effect.fail(new UsageError({ subject: `--${error.path.join(".")}`, problem: error.detail }))))
+    }).pipe(asUsageError)
     const more = page.nextCursor === undefined ? undefined : `more chunks: add --cursor ${page.nextCursor}`
     if (input.values["json"] === true) {
       yield* Effect.forEach(page.chunks, printChunkJson, { discard: true })
