@@ -9,7 +9,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as AST from "effect/SchemaAST"
 import type { ParseOptions } from "effect/SchemaAST"
-import { types } from "node:util"
+import { isChunkStream, ownChunks } from "./internal/iterables.js"
 import { copyJson, type JsonIssue, type Layout } from "./internal/json.js"
 import { firstIssue, InvalidJobSpec } from "./JobError.js"
 
@@ -360,10 +360,17 @@ const decodeSpecShape = Schema.decodeUnknownEither(JobSpec, { onExcessProperty: 
 
 /** The spec's explicit chunk array, read without calling a getter or a proxy trap. */
 const explicitChunks = (spec: unknown): ReadonlyArray<Json> | undefined => {
-  if (typeof spec !== "object" || spec === null || types.isProxy(spec)) return undefined
-  const chunks: unknown = Object.getOwnPropertyDescriptor(spec, "chunks")?.value
-  return Array.isArray(chunks) && !types.isProxy(chunks) ? chunks : undefined
+  const chunks = ownChunks(spec)
+  return Array.isArray(chunks) ? chunks : undefined
 }
+
+/** The error for a spec whose chunks are a stream, read without calling a getter or a proxy trap. */
+const streamedChunks = (spec: unknown): InvalidJobSpec | undefined =>
+  !isChunkStream(ownChunks(spec)) ? undefined : new InvalidJobSpec({
+    path: ["chunks"],
+    detail: "a chunk stream (a Stream or an iterable) cannot be stored as a spec: give an array or a range " +
+      "plan, or run the stream with executeJob (Promise) or JobExecutor.executeStream (Effect)"
+  })
 
 /**
  * Validates a spec: a fresh plain copy of it, or `InvalidJobSpec` naming the path of the first problem.
@@ -390,7 +397,7 @@ export const validateSpec = (
           "chunk stream for more, or raise maxExplicitChunks"
       })
     }
-    const before = countChunks(input)
+    const before = countChunks(input) ?? streamedChunks(input)
     if (before !== undefined) return Effect.fail(before)
     const copied = copyJson(input, {
       layout: specLayout,

@@ -70,6 +70,7 @@ import { VersionSignal } from "./internal/versionSignal.js"
 import * as Retention from "./internal/retention.js"
 import { FunctionInput } from "./internal/schemas.js"
 import { logFailure, loop } from "./internal/supervised.js"
+import { fn, traced, withSpan } from "./internal/tracing.js"
 
 /**
  * Options of a manager: how each job's chunks run, the limits on submitted specs (`maxSpecBytes`,
@@ -133,6 +134,13 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
    * and nothing is stored.
    */
   readonly submitJob: (spec: unknown) => Effect.Effect<JobId, InvalidJobSpec | RepositoryError>
+  /**
+   * Submits several jobs at once and returns their ids, in order: every spec is validated first, and one
+   * invalid spec fails the whole batch with `InvalidJobSpec` whose path starts with its index (nothing is
+   * stored); then all are stored in one write (one transaction on a SQL store) or none, and started in the
+   * background like `submitJob`'s.
+   */
+  readonly submitBatch: (specs: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<JobId>, InvalidJobSpec | RepositoryError>
   /**
    * Submits the job and waits for its terminal status (`completed`, `failed` or `cancelled`).
    * Interrupting the caller cancels the job, and the interruption completes once `cancelled` is stored.
@@ -591,7 +599,7 @@ export const make = (
       }).pipe(
         Effect.provideService(ChunkWorker, worker),
         Effect.onExit((exit) => settle(job, exit)),
-        Effect.withSpan("effect-jobs.job", { attributes: { "job.id": job.id } }),
+        (effect) => withSpan(effect, "effect-jobs.job", { attributes: { "job.id": job.id } }),
         Effect.ensuring(Effect.suspend(() => {
           running--
           JobMetrics.jobsRunning.unsafeUpdate(running, [])
@@ -631,11 +639,16 @@ export const make = (
     /** Queues a stored `pending` job owned by this manager (under the lease of `status`). */
     const enqueue = (spec: JobSpec, status: JobStatus): Effect.Effect<void> =>
       Effect.suspend(() => {
-        const job = new LiveJob(status.id, spec, status)
-        live.set(job.id, job)
-        MutableList.append(waiting, job)
+        queue(spec, status)
         return dispatch
       })
+
+    /** Adds a stored `pending` job of this manager to the queue (`dispatch` starts it). */
+    const queue = (spec: JobSpec, status: JobStatus): void => {
+      const job = new LiveJob(status.id, spec, status)
+      live.set(job.id, job)
+      MutableList.append(waiting, job)
+    }
 
     /**
      * Queues a job this manager has just taken over (claimed, resumed or queued again). The job is this
@@ -673,7 +686,7 @@ export const make = (
      * The chunks of a job from the store; for a job this manager runs, its chunks in flight show as `running`
      * (they are merged into the page in id order, up to where the store's page ends).
      */
-    const listChunks = Effect.fn("JobManager.listChunks")(function*(id: string, input?: ListChunksQueryInput) {
+    const listChunks = fn("JobManager.listChunks")(function*(id: string, input?: ListChunksQueryInput) {
       const jobId = yield* parseJobId(id)
       const query = yield* decodeChunksQuery(input)
       const view = live.get(jobId)?.execution
@@ -707,21 +720,47 @@ export const make = (
       return (page.nextCursor === undefined ? { chunks } : { chunks, nextCursor: page.nextCursor }) satisfies ChunkPage
     })
 
-    const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
-      const spec = yield* validateSpec(input, specLimits)
-      if (spec.finalize !== undefined && !Object.hasOwn(finalizers, spec.finalize.name)) {
+    /** A valid spec whose finalize step (if any) this manager knows, or `InvalidJobSpec` naming the path. */
+    const checkSpec = (input: unknown): Effect.Effect<JobSpec, InvalidJobSpec> =>
+      Effect.flatMap(validateSpec(input, specLimits), (spec) => {
+        if (spec.finalize === undefined || Object.hasOwn(finalizers, spec.finalize.name)) return Effect.succeed(spec)
         const known = Object.keys(finalizers)
-        return yield* new InvalidJobSpec({
-          path: ["finalize", "name"],
-          detail: `no finalizer named ${JSON.stringify(spec.finalize.name)} (known: ${
-            known.length === 0 ? "none" : known.join(", ")
-          })`
-        })
-      }
+        return Effect.fail(
+          new InvalidJobSpec({
+            path: ["finalize", "name"],
+            detail: `no finalizer named ${JSON.stringify(spec.finalize.name)} (known: ${
+              known.length === 0 ? "none" : known.join(", ")
+            })`
+          })
+        )
+      })
+
+    const submitJob = fn("JobManager.submitJob")(function*(input: unknown) {
+      const spec = yield* checkSpec(input)
       const id = makeJobId(yield* Clock.currentTimeMillis)
       const status = yield* repository.create({ id, spec, totalChunks: totalChunks(spec), owner })
       yield* enqueue(spec, status)
       return id
+    })
+
+    const submitBatch = fn("JobManager.submitBatch")(function*(inputs: unknown) {
+      if (!Array.isArray(inputs)) {
+        return yield* new InvalidJobSpec({ path: [], detail: "submitBatch takes an array of job specs" })
+      }
+      const specs: Array<JobSpec> = []
+      for (let index = 0; index < inputs.length; index++) {
+        specs.push(
+          yield* Effect.mapError(checkSpec(inputs[index]), (error) =>
+            new InvalidJobSpec({ path: [index, ...error.path], detail: error.detail }))
+        )
+      }
+      const now = yield* Clock.currentTimeMillis
+      const statuses = yield* repository.createMany(
+        specs.map((spec) => ({ id: makeJobId(now), spec, totalChunks: totalChunks(spec), owner }))
+      )
+      statuses.forEach((status, index) => queue(specs[index]!, status))
+      yield* dispatch
+      return statuses.map((status) => status.id)
     })
 
     /** Statuses of a job of this manager, until it ends here; then, if it is not terminal, from the store. */
@@ -750,7 +789,7 @@ export const make = (
         )
       }))
 
-    const awaitJob = Effect.fn("JobManager.awaitJob")(function*(id: string) {
+    const awaitJob = fn("JobManager.awaitJob")(function*(id: string) {
       const jobId = yield* parseJobId(id)
       const job = live.get(jobId)
       if (job !== undefined) {
@@ -792,7 +831,7 @@ export const make = (
         return FiberMap.remove(fibers, status.id)
       })
 
-    const cancelJob = Effect.fn("JobManager.cancelJob")(function*(id: string) {
+    const cancelJob = fn("JobManager.cancelJob")(function*(id: string) {
       const jobId = yield* parseJobId(id)
       const fromWaiting = yield* repository.transition(jobId, ["pending", "paused"], "cancelled")
       if (fromWaiting.applied) {
@@ -810,7 +849,7 @@ export const make = (
       return (yield* repository.transition(jobId, ["paused"], "cancelled")).status
     })
 
-    const pauseJob = Effect.fn("JobManager.pauseJob")(function*(id: string) {
+    const pauseJob = fn("JobManager.pauseJob")(function*(id: string) {
       const jobId = yield* parseJobId(id)
       const held = yield* repository.transition(jobId, ["pending"], "paused", { owner: null })
       if (held.applied) {
@@ -822,20 +861,20 @@ export const make = (
       return stopped.state === "running" ? yield* client.stopRunning(stopped, "pause") : stopped
     })
 
-    const resumeJob = Effect.fn("JobManager.resumeJob")(function*(id: string) {
+    const resumeJob = fn("JobManager.resumeJob")(function*(id: string) {
       const jobId = yield* parseJobId(id)
       const resumed = yield* repository.transition(jobId, ["paused"], "pending", { owner })
       if (resumed.applied) yield* adopt(jobId)
       return resumed.status
     })
 
-    const retryJob = Effect.fn("JobManager.retryJob")(function*(id: string) {
+    const retryJob = fn("JobManager.retryJob")(function*(id: string) {
       const { spec, status } = yield* client.redrive(id, owner)
       yield* enqueue(spec, status)
       return status
     })
 
-    const runJob = Effect.fn("JobManager.runJob")(function*(input: unknown) {
+    const runJob = fn("JobManager.runJob")(function*(input: unknown) {
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(submitJob(input), (id) =>
           restore(awaitJob(id)).pipe(
@@ -956,16 +995,17 @@ export const make = (
 
     return JobManager.of({
       submitJob,
+      submitBatch,
       runJob,
-      getJob: Effect.fn("JobManager.getJob")(client.getJob),
-      listJobs: Effect.fn("JobManager.listJobs")(client.listJobs),
+      getJob: traced("JobManager.getJob", client.getJob),
+      listJobs: traced("JobManager.listJobs", client.listJobs),
       listChunks,
       cancelJob,
       pauseJob,
       resumeJob,
       retryJob,
-      deleteJob: Effect.fn("JobManager.deleteJob")(client.deleteJob),
-      pruneJobs: Effect.fn("JobManager.pruneJobs")(client.pruneJobs),
+      deleteJob: traced("JobManager.deleteJob", client.deleteJob),
+      pruneJobs: traced("JobManager.pruneJobs", client.pruneJobs),
       awaitJob,
       watchJob,
       owner

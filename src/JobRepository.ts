@@ -199,6 +199,12 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
    * changes nothing.
    */
   readonly create: (job: NewJob) => Effect.Effect<JobStatus, RepositoryError>
+  /**
+   * Stores several new jobs at once, all or none: when one cannot be stored (see `create`; an id repeated
+   * in `jobs` too), it fails with a `RepositoryError` naming that job and stores none of them. Returns the
+   * statuses in the order of `jobs`.
+   */
+  readonly createMany: (jobs: ReadonlyArray<NewJob>) => Effect.Effect<ReadonlyArray<JobStatus>, RepositoryError>
   readonly get: (id: JobId) => Effect.Effect<Option.Option<JobStatus>, RepositoryError>
   /** The spec the job was created with. */
   readonly getSpec: (id: JobId) => Effect.Effect<Option.Option<JobSpec>, RepositoryError>
@@ -543,6 +549,71 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       return Effect.succeed<TransitionResult>({ applied: true, status: entry.status.current })
     })
 
+  /**
+   * The jobs in creation order, oldest first, for as long as each job was created after the one before (as
+   * the ids and clock of one process make them): a listing then reads from the newest end, skipping a page's
+   * worth of jobs, instead of sorting every job. Deleted jobs are skipped, and dropped when they pile up.
+   */
+  let order: Array<{ readonly key: CursorKey; readonly entry: MemoryEntry }> = []
+  let ordered = true
+
+  const appendOrder = (key: CursorKey, entry: MemoryEntry) => {
+    const last = order[order.length - 1]
+    if (last !== undefined && compareNewestFirst(key, last.key) >= 0) ordered = false
+    if (!ordered) return
+    order.push({ key, entry })
+    if (order.length > 2 * jobs.size + 1_000) order = order.filter((item) => jobs.get(item.key.id) === item.entry)
+  }
+
+  /** A page read from `order`: the `limit` newest jobs older than `cursor`, in `states`. */
+  const orderedPage = (states: ReadonlySet<JobState> | undefined, cursor: CursorKey | undefined, limit: number) => {
+    let index = order.length - 1
+    if (cursor !== undefined) {
+      // The newest position whose job comes after the cursor.
+      let low = 0
+      let high = order.length
+      while (low < high) {
+        const middle = (low + high) >> 1
+        if (isAfterCursor(order[middle]!.key, cursor)) low = middle + 1
+        else high = middle
+      }
+      index = low - 1
+    }
+    const page: Array<JobStatus> = []
+    for (; index >= 0 && page.length < limit; index--) {
+      const { entry, key } = order[index]!
+      if (jobs.get(key.id) !== entry) continue
+      if (states !== undefined && !states.has(entry.status.state)) continue
+      page.push(entry.status.current)
+    }
+    return page
+  }
+
+  const createMany = (batch: ReadonlyArray<NewJob>) =>
+    Effect.flatMap(now, (date): Effect.Effect<ReadonlyArray<JobStatus>, RepositoryError> => {
+      const ids = new Set<JobId>()
+      for (const job of batch) {
+        const invalid = invalidNewJob(job)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        if (jobs.has(job.id) || ids.has(job.id)) return Effect.fail(duplicateJob(job.id))
+        ids.add(job.id)
+      }
+      const statuses = batch.map((job) => {
+        const status = newJobStatus(job, date)
+        const entry: MemoryEntry = {
+          status: new LazyStatus(status),
+          spec: job.spec,
+          checkpoint: job.completed?.copy() ?? RangeSet.empty(),
+          records: []
+        }
+        jobs.set(job.id, entry)
+        appendOrder(keyOf(status), entry)
+        return status
+      })
+      if (statuses.length > 0) changes.bump()
+      return Effect.succeed(statuses)
+    })
+
   const isOrphanOf = (owner: string, staleBefore: number) => (status: JobStatus): boolean => {
     if (status.state !== "pending" && status.state !== "running") return false
     if (status.owner === undefined) return true
@@ -552,21 +623,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
   }
 
   return JobRepository.of({
-    create: (job) =>
-      Effect.flatMap(now, (date) => {
-        const invalid = invalidNewJob(job)
-        if (invalid !== undefined) return Effect.fail(invalid)
-        if (jobs.has(job.id)) return Effect.fail(duplicateJob(job.id))
-        const status = newJobStatus(job, date)
-        jobs.set(job.id, {
-          status: new LazyStatus(status),
-          spec: job.spec,
-          checkpoint: job.completed?.copy() ?? RangeSet.empty(),
-          records: []
-        })
-        changes.bump()
-        return Effect.succeed(status)
-      }),
+    create: (job) => Effect.map(createMany([job]), (statuses) => statuses[0]!),
+    createMany,
     get: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.status.current)),
     getSpec: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.spec)),
     list: (query) =>
@@ -575,6 +633,14 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         (cursor) => {
           const states = statesOf(query)
           const limit = query.limit ?? defaultListLimit
+          if (ordered) {
+            const read = orderedPage(states, cursor, limit + 1)
+            const page = read.slice(0, limit)
+            const last = page[page.length - 1]
+            return read.length > limit && last !== undefined
+              ? { jobs: page, nextCursor: encodeCursor(keyOf(last)) }
+              : { jobs: page }
+          }
           const matching: Array<JobStatus> = []
           for (const entry of jobs.values()) {
             const status = entry.status.current

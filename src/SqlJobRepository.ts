@@ -44,6 +44,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
@@ -56,11 +57,14 @@ import { existsSync } from "node:fs"
 import * as ChangeFeed from "./internal/changeFeed.js"
 import type { RecordWindow } from "./internal/chunkListing.js"
 import { chunkIdsOf, pageChunks, recordsAfter } from "./internal/chunkListing.js"
+import * as GroupCommit from "./internal/groupCommit.js"
+import type { CursorKey } from "./internal/cursor.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import type { Taken } from "./internal/progressBuffer.js"
 import { ProgressBuffer } from "./internal/progressBuffer.js"
 import { RangeSet } from "./internal/rangeSet.js"
 import { logFailure, loop } from "./internal/supervised.js"
+import { fn } from "./internal/tracing.js"
 import type { Tables } from "./internal/sqlMigrations.js"
 import { applicationName, migrations, schemaVersion, tableNames, tablesIn } from "./internal/sqlMigrations.js"
 import type { ChunkResult, JobId, JobPage, JobState, ListChunksQuery, ListQuery } from "./Job.js"
@@ -138,6 +142,16 @@ export interface SqliteOptions {
    * the CLI does). Default `true`: a missing or empty file becomes a store.
    */
   readonly create?: boolean | undefined
+  /**
+   * SQLite's `synchronous` setting for the store's connection: when a commit waits for the disk.
+   * - `"normal"` (the default): a commit writes to the write-ahead log without waiting for the disk. A crash
+   *   of the process loses nothing that was committed: every job a `submitJob` acknowledged, every change of
+   *   state, is in the file. A power loss or an operating-system crash may lose the last transactions
+   *   committed before it (the file stays consistent: they are lost whole, never torn).
+   * - `"full"`: every commit waits until the log is on the disk, so a power loss loses nothing committed
+   *   either, at the cost of one disk flush per commit (grouped submits share one).
+   */
+  readonly synchronous?: "normal" | "full" | undefined
 }
 
 /**
@@ -168,6 +182,8 @@ const defaultConnectTimeout = Duration.seconds(5)
 const defaultStopPollInterval = { sqlite: Duration.millis(10), pg: Duration.seconds(1) } as const
 /** The most jobs one statement of `prune` deletes. */
 const pruneBatch = 1_000
+/** The most jobs one INSERT statement writes (12 values each: well within SQLite's and PostgreSQL's limits). */
+const insertBatch = 500
 
 /** How a store is opened: what to call it in errors, whether it must hold nothing else, and its journal. */
 interface OpenOptions {
@@ -176,6 +192,8 @@ interface OpenOptions {
   readonly wal: boolean
   /** Whether a database without a store becomes one (else it is refused, and nothing is written). */
   readonly create: boolean
+  /** SQLite: the `synchronous` setting of the connection (left as it is when absent). */
+  readonly synchronous?: "normal" | "full" | undefined
 }
 
 type Dialect = "sqlite" | "pg"
@@ -207,6 +225,13 @@ const jobColumns = "id, name, state, total_chunks, completed_chunks, failed_chun
   " started_at, finished_at, owner, phase, retry_of, lease, partial_chunks"
 
 const decodeJobRow = Schema.decodeUnknown(JobRow)
+
+/** A new job checked and ready to insert: its encoded spec and the status it is stored with. */
+interface Prepared {
+  readonly job: NewJob
+  readonly spec: string
+  readonly status: JobStatus
+}
 const encodeSpec = Schema.encode(Schema.parseJson(JobSpec))
 const decodeSpec = Schema.decodeUnknown(Schema.parseJson(JobSpec))
 
@@ -236,7 +261,78 @@ const statusOf = (row: JobRow, metadata?: string | null) =>
     catch: (cause) => cause
   })
 
-const decodeStatus = (operation: string, row: unknown): Effect.Effect<JobStatus, RepositoryError> =>
+const jobIdPattern = /^[A-Za-z0-9_-]{1,128}$/
+const stateNames: ReadonlySet<unknown> = new Set(JobStateSchema.literals)
+
+/** A non-negative integer column (PostgreSQL returns BIGINT as a string); `undefined` otherwise. */
+const countOf = (value: unknown): number | undefined => {
+  const number = typeof value === "number" ? value : typeof value === "string" && /^\d{1,16}$/.test(value) ? Number(value) : -1
+  return Number.isSafeInteger(number) && number >= 0 ? number : undefined
+}
+const textOf = (value: unknown): string | undefined | false =>
+  value === null ? undefined : typeof value === "string" ? value : false
+
+/**
+ * The status of a well-formed row, checked column by column by hand (a row is read on every transition and
+ * every listed job: the Schema decode and the validating constructor were a tenth of the time of a job).
+ * `undefined` when anything is unusual; the Schema path then decodes it, or names what is wrong.
+ */
+const fastStatus = (input: unknown): JobStatus | undefined => {
+  if (typeof input !== "object" || input === null) return undefined
+  const row = input as Record<string, unknown>
+  const { id, state } = row
+  if (typeof id !== "string" || !jobIdPattern.test(id) || !stateNames.has(state)) return undefined
+  const total = countOf(row["total_chunks"])
+  const completed = countOf(row["completed_chunks"])
+  const failed = countOf(row["failed_chunks"])
+  const created = countOf(row["created_at"])
+  const updated = countOf(row["updated_at"])
+  const lease = countOf(row["lease"])
+  const started = row["started_at"] === null ? null : countOf(row["started_at"])
+  const finished = row["finished_at"] === null ? null : countOf(row["finished_at"])
+  const name = textOf(row["name"])
+  const error = textOf(row["error"])
+  const owner = textOf(row["owner"])
+  const retryOf = textOf(row["retry_of"])
+  const phase = row["phase"]
+  const partial = row["partial_chunks"]
+  // Metadata (read by `get` only) is JSON to check: the schema does that.
+  if (typeof row["metadata"] === "string") return undefined
+  if (
+    typeof partial !== "number" || !(partial >= 0 && partial <= total!) ||
+    total === undefined || completed === undefined || failed === undefined || created === undefined ||
+    updated === undefined || lease === undefined || started === undefined || finished === undefined ||
+    name === false || error === false || owner === false || retryOf === false ||
+    (retryOf !== undefined && !jobIdPattern.test(retryOf)) || (phase !== null && phase !== "finalizing") ||
+    completed + failed > total
+  ) return undefined
+  const jobState = state as JobState
+  return new JobStatus({
+    id: id as JobId,
+    ...(name === undefined ? {} : { name }),
+    state: jobState,
+    totalChunks: total,
+    completedChunks: completed,
+    failedChunks: failed,
+    progress: progressOf(total, completed, failed, jobState, partial),
+    ...(error === undefined ? {} : { error }),
+    createdAt: new Date(created),
+    updatedAt: new Date(updated),
+    ...(started === null ? {} : { startedAt: new Date(started) }),
+    ...(finished === null ? {} : { finishedAt: new Date(finished) }),
+    ...(owner === undefined ? {} : { owner }),
+    lease,
+    ...(phase === null ? {} : { phase }),
+    ...(retryOf === undefined ? {} : { retryOf: retryOf as JobId })
+  }, true)
+}
+
+const decodeStatus = (operation: string, row: unknown): Effect.Effect<JobStatus, RepositoryError> => {
+  const fast = fastStatus(row)
+  return fast !== undefined ? Effect.succeed(fast) : decodeStatusSlowly(operation, row)
+}
+
+const decodeStatusSlowly = (operation: string, row: unknown): Effect.Effect<JobStatus, RepositoryError> =>
   decodeJobRow(row).pipe(
     Effect.flatMap((decoded) =>
       statusOf(decoded, Predicate.hasProperty(row, "metadata") && typeof row.metadata === "string" ? row.metadata : null)
@@ -495,6 +591,12 @@ const makeService = (
     // The totals of jobs this process knows not to be terminal (a total never changes), so that
     // `updateProgress` can check its counts without a read.
     const totals = new Map<JobId, number>()
+    /**
+     * Jobs whose stored checkpoint this process knows to be empty, with the lease they had when it was: set when
+     * this process creates a job without one and carried over by its own transitions that add no chunk; dropped
+     * whenever chunk ids are written, the job is claimed, or anything else could have written them.
+     */
+    const emptyCheckpoints = new Map<JobId, number>()
     const feed = yield* ChangeFeed.make(sql, source)
 
     const reading = <A, E>(read: Effect.Effect<A, E>): Effect.Effect<A, E> =>
@@ -596,6 +698,7 @@ const makeService = (
     const flush = writeLock.withPermits(1)(Effect.suspend(() => {
       const batch = buffer.takeNews()
       if (batch.length === 0) return Effect.void
+      for (const taken of batch) if (taken.chunks.size > 0) emptyCheckpoints.delete(taken.id)
       const ids = batch.map((taken) => taken.id).join(",")
       return transaction("flush", Effect.forEach(batch, writeProgress)).pipe(
         // Any failure, a defect included (a failed COMMIT is one), gives the batch back for the next flush; the
@@ -708,35 +811,62 @@ const makeService = (
           : phaseValue === undefined
           ? sql`phase`
           : sql`${phaseValue}`
-        const write = Effect.gen(function*() {
-          const rows = yield* sql`UPDATE ${jobs} SET
-              state = ${to},
-              completed_chunks = ${completedValue},
-              failed_chunks = ${failedValue},
-              error = COALESCE(${patch?.error ?? null}, error),
-              owner = ${owner},
-              phase = ${phase},
-              lease = lease + 1,
-              partial_chunks = 0,
-              stop_requested = NULL,
-              stop_request_id = NULL,
-              updated_at = ${now},
-              started_at = COALESCE(started_at, ${to === "running" ? now : null}),
-              finished_at = ${isTerminal(to) ? now : null}
-            WHERE ${sql.and([sql`id = ${id}`, sql.in("state", allowed), ...fenced(patch?.lease), ...withinTotal])}
-            RETURNING ${columns}, checkpoint`.pipe(Effect.mapError(sqlFailure("transition")))
-          const row = rows[0]
-          if (row === undefined) return Option.none<JobStatus>()
-          if (taken?.records !== undefined) yield* writeRecords("transition", id, taken.records)
-          if (taken !== undefined && taken.chunks.size > 0) {
-            yield* mergeCheckpoint("transition", id, row["checkpoint"], taken.chunks)
-          }
-          return Option.some(yield* decodeStatus("transition", row))
-        })
-        const several = taken !== undefined && (taken.chunks.size > 0 || taken.records !== undefined)
-        const result = yield* (several ? transaction("transition", write) : write).pipe(
-          Effect.onError(() => Effect.sync(() => taken !== undefined && buffer.giveBack(taken)))
-        )
+        const chunks = taken !== undefined && taken.chunks.size > 0 ? taken.chunks : undefined
+        const records = taken?.records
+        /**
+         * The compare-and-set. With `inline`, the chunk ids become the checkpoint in the same statement, which
+         * then applies only while the stored checkpoint is empty: no transaction, no second statement. Otherwise
+         * they are merged into the stored checkpoint, and chunk records written, in the same transaction.
+         */
+        const write = (inline: string | undefined) =>
+          Effect.gen(function*() {
+            const rows = yield* sql`UPDATE ${jobs} SET
+                ${inline === undefined ? sql`` : sql`checkpoint = ${inline},`}
+                state = ${to},
+                completed_chunks = ${completedValue},
+                failed_chunks = ${failedValue},
+                error = COALESCE(${patch?.error ?? null}, error),
+                owner = ${owner},
+                phase = ${phase},
+                lease = lease + 1,
+                partial_chunks = 0,
+                stop_requested = NULL,
+                stop_request_id = NULL,
+                updated_at = ${now},
+                started_at = COALESCE(started_at, ${to === "running" ? now : null}),
+                finished_at = ${isTerminal(to) ? now : null}
+              WHERE ${
+              sql.and([
+                sql`id = ${id}`,
+                sql.in("state", allowed),
+                ...fenced(patch?.lease),
+                ...withinTotal,
+                ...(inline === undefined ? [] : [sql`checkpoint IS NULL`])
+              ])
+            }
+              RETURNING ${columns}, checkpoint`.pipe(Effect.mapError(sqlFailure("transition")))
+            const row = rows[0]
+            if (row === undefined) return Option.none<JobStatus>()
+            if (records !== undefined) yield* writeRecords("transition", id, records)
+            if (chunks !== undefined && inline === undefined) {
+              yield* mergeCheckpoint("transition", id, row["checkpoint"], chunks)
+            }
+            return Option.some(yield* decodeStatus("transition", row))
+          })
+        // A checkpoint known to be empty (see `emptyCheckpoints`) is written inline; if it turns out not to be
+        // (another process wrote it), the transition is made again the usual way.
+        const givingBack = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.onError(effect, () => Effect.sync(() => taken !== undefined && buffer.giveBack(taken)))
+        const inlined = chunks !== undefined && records === undefined && patch?.lease !== undefined &&
+            emptyCheckpoints.get(id) === patch.lease
+          ? yield* givingBack(write(chunks.toString()))
+          : undefined
+        if (inlined !== undefined && Option.isNone(inlined)) emptyCheckpoints.delete(id)
+        const result = inlined !== undefined && Option.isSome(inlined)
+          ? inlined
+          : yield* givingBack(
+            chunks !== undefined || records !== undefined ? transaction("transition", write(undefined)) : write(undefined)
+          )
         if (Option.isNone(result)) {
           if (taken !== undefined) buffer.giveBack(taken)
           return result
@@ -744,6 +874,11 @@ const makeService = (
         const status = result.value
         if (isTerminal(status.state)) totals.delete(id)
         else totals.set(id, status.totalChunks)
+        if (
+          !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
+          emptyCheckpoints.get(id) === patch.lease
+        ) emptyCheckpoints.set(id, status.lease)
+        else emptyCheckpoints.delete(id)
         // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
         if (
           entry !== undefined && buffer.get(id) === entry &&
@@ -810,6 +945,7 @@ const makeService = (
         buffer.forget(id)
         totals.delete(id)
         chunkIdCache.delete(id)
+        emptyCheckpoints.delete(id)
       }
     }
 
@@ -882,6 +1018,7 @@ const makeService = (
           RETURNING id, created_at`.pipe(Effect.mapError(sqlFailure("claimOrphans")))
         const claimed = yield* decodeClaimedRows(rows).pipe(Effect.mapError(rowFailure("claimOrphans", "a claimed job")))
         for (const row of claimed) {
+          emptyCheckpoints.delete(row.id)
           // The claim cleared the phase; a phase buffered here is older.
           const entry = buffer.get(row.id)
           if (entry !== undefined) entry.phase = undefined
@@ -917,69 +1054,154 @@ const makeService = (
         )
       )
       const next = Effect.suspend(() => {
-        const wait = seen === undefined ? Effect.void : feed.signal.changedSince(seen)
+        const wait = seen === undefined ? Effect.void : feed.stopSignal.changedSince(seen)
         return Effect.zipRight(wait, Effect.suspend(() => {
-          seen = feed.signal.version
+          seen = feed.stopSignal.version
           return check
         }))
       })
       return Stream.repeatEffect(next).pipe(Stream.flattenIterables)
     })
 
-    return JobRepository.of({
-      create: Effect.fn("SqlJobRepository.create")(function*(job: NewJob) {
-        const invalid = invalidNewJob(job)
-        if (invalid !== undefined) return yield* invalid
-        const spec = yield* encodeSpec(job.spec).pipe(
-          Effect.mapError((cause) =>
-            new RepositoryError({
-              operation: "create",
-              detail: `the spec of job ${job.id} does not encode: ${describeError(cause)}`,
-              cause
-            })
+    // --- Listing: every page is read from an index, whatever the store holds ---
+
+    const newestFirst = sql`ORDER BY created_at DESC, id DESC`
+    /**
+     * The rows of a listing page, newest first, read from the index on `(created_at, id)` or, for states,
+     * the one on `(state, created_at, id)`: a page costs its own rows, not the store's. Several states are
+     * read as one indexed page per state, merged (an `IN` over the states would sort all their jobs).
+     */
+    const selectPage = (states: ReadonlyArray<JobState> | undefined, cursor: CursorKey | undefined, rows: number) => {
+      const after = cursor === undefined ? [] : [sql`(created_at, id) < (${cursor.createdAt}, ${cursor.id})`]
+      const page = (state: JobState | undefined) =>
+        sql`SELECT ${columns} FROM ${jobs} WHERE ${sql.and([...(state === undefined ? [] : [sql`state = ${state}`]), ...after])}
+          ${newestFirst} LIMIT ${rows}`
+      const statement = states === undefined
+        ? page(undefined)
+        : states.length === 1
+        ? page(states[0])
+        : states.length === 0
+        ? sql`SELECT ${columns} FROM ${jobs} WHERE 1 = 0`
+        : sql`SELECT ${columns} FROM (${
+          sql.join(" UNION ALL ", false)(states.map((state, index) => sql`SELECT * FROM (${page(state)}) AS ${sql(`p${index}`)}`))
+        }) AS pages ${newestFirst} LIMIT ${rows}`
+      return statement.pipe(Effect.mapError(sqlFailure("list")))
+    }
+
+    // --- Creating jobs: concurrent creates share one transaction (group commit) ---
+
+    /** Checks a new job and encodes its spec, before anything is written. */
+    const prepare = (job: NewJob, now: number): Effect.Effect<Prepared, RepositoryError> => {
+      const invalid = invalidNewJob(job)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      return encodeSpec(job.spec).pipe(
+        Effect.mapError((cause) =>
+          new RepositoryError({
+            operation: "create",
+            detail: `the spec of job ${job.id} does not encode: ${describeError(cause)}`,
+            cause
+          })
+        ),
+        Effect.map((spec) => ({ job, spec, status: newJobStatus(job, new Date(now)) }))
+      )
+    }
+
+    /**
+     * Inserts jobs (distinct ids) and their specs, a few hundred rows per statement, in the caller's
+     * transaction; returns the ids inserted (an id already stored is skipped, its spec not written).
+     */
+    const insertJobs = (prepared: ReadonlyArray<Prepared>) =>
+      Effect.gen(function*() {
+        const inserted = new Set<JobId>()
+        for (let offset = 0; offset < prepared.length; offset += insertBatch) {
+          const part = prepared.slice(offset, offset + insertBatch)
+          const rows = yield* sql<{ readonly id: JobId }>`INSERT INTO ${jobs} ${
+            sql.insert(part.map(({ job, status }) => ({
+              id: job.id,
+              name: job.spec.name ?? null,
+              state: "pending",
+              total_chunks: job.totalChunks,
+              completed_chunks: status.completedChunks,
+              failed_chunks: 0,
+              created_at: status.createdAt.getTime(),
+              updated_at: status.createdAt.getTime(),
+              owner: job.owner ?? null,
+              retry_of: job.retryOf ?? null,
+              checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString(),
+              lease: 0
+            })))
+          } ON CONFLICT (id) DO NOTHING RETURNING id`
+          const fresh = new Set(rows.map((row) => row.id))
+          const specRows = part.filter(({ job }) => fresh.has(job.id)).map(({ job, spec }) => ({
+            id: job.id,
+            spec,
+            metadata: job.spec.metadata === undefined ? null : JSON.stringify(job.spec.metadata)
+          }))
+          if (specRows.length > 0) yield* sql`INSERT INTO ${specs} ${sql.insert(specRows)}`
+          for (const id of fresh) inserted.add(id)
+        }
+        return inserted
+      })
+
+    /**
+     * The creates of one turn of the event loop, in one transaction. Each gets its own answer: its status, or
+     * a `RepositoryError` for an id already stored (or repeated in the group); a failed transaction fails all.
+     */
+    const creates = yield* GroupCommit.make((group: ReadonlyArray<Prepared>) => {
+      const distinct = new Map<JobId, Prepared>()
+      for (const prepared of group) if (!distinct.has(prepared.job.id)) distinct.set(prepared.job.id, prepared)
+      return transaction("create", insertJobs([...distinct.values()])).pipe(
+        Effect.tap((inserted) =>
+          Effect.suspend(() => {
+            for (const id of inserted) {
+              const { job } = distinct.get(id)!
+              totals.set(id, job.totalChunks)
+              if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(id, 0)
+            }
+            return inserted.size === 0 ? Effect.void : feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
+          })
+        ),
+        // The first of a repeated id is the one inserted.
+        Effect.map((inserted) =>
+          group.map(({ job, status }): Either.Either<JobStatus, RepositoryError> =>
+            inserted.delete(job.id) ? Either.right(status) : Either.left(duplicateJob(job.id))
           )
         )
+      )
+    })
+
+    return JobRepository.of({
+      create: fn("SqlJobRepository.create")(function*(job: NewJob) {
+        return yield* creates.submit(yield* prepare(job, yield* Clock.currentTimeMillis))
+      }),
+      createMany: fn("SqlJobRepository.createMany")(function*(batch: ReadonlyArray<NewJob>) {
         const now = yield* Clock.currentTimeMillis
-        const status = newJobStatus(job, new Date(now))
-        const inserted = yield* transaction(
+        const prepared = yield* Effect.forEach(batch, (job) => prepare(job, now))
+        const ids = new Set<JobId>()
+        for (const { job } of prepared) {
+          if (ids.has(job.id)) return yield* duplicateJob(job.id)
+          ids.add(job.id)
+        }
+        yield* transaction(
           "create",
           Effect.gen(function*() {
-            const rows = yield* sql`INSERT INTO ${jobs} ${
-              sql.insert({
-                id: job.id,
-                name: job.spec.name ?? null,
-                state: "pending",
-                total_chunks: job.totalChunks,
-                completed_chunks: status.completedChunks,
-                failed_chunks: 0,
-                created_at: now,
-                updated_at: now,
-                owner: job.owner ?? null,
-                retry_of: job.retryOf ?? null,
-                checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString(),
-                lease: 0
-              })
-            } ON CONFLICT (id) DO NOTHING RETURNING id`
-            if (rows.length === 0) return false
-            yield* sql`INSERT INTO ${specs} ${
-              sql.insert({
-                id: job.id,
-                spec,
-                metadata: job.spec.metadata === undefined ? null : JSON.stringify(job.spec.metadata)
-              })
-            }`
-            return true
+            const inserted = yield* insertJobs(prepared)
+            const taken = prepared.find(({ job }) => !inserted.has(job.id))
+            // Failing inside the transaction rolls every insert of the batch back.
+            if (taken !== undefined) return yield* duplicateJob(taken.job.id)
           })
         )
-        if (!inserted) return yield* duplicateJob(job.id)
-        totals.set(job.id, job.totalChunks)
-        yield* feed.announce(job.id)
-        return status
+        for (const { job } of prepared) {
+          totals.set(job.id, job.totalChunks)
+          if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(job.id, 0)
+        }
+        if (prepared.length > 0) yield* feed.announce("*")
+        return prepared.map(({ status }) => status)
       }),
-      get: Effect.fn("SqlJobRepository.get")(function*(id: JobId) {
+      get: fn("SqlJobRepository.get")(function*(id: JobId) {
         return yield* selectStatus("get", id)
       }),
-      getSpec: Effect.fn("SqlJobRepository.getSpec")(function*(id: JobId) {
+      getSpec: fn("SqlJobRepository.getSpec")(function*(id: JobId) {
         const rows = yield* sql<{ readonly spec: string }>`SELECT spec FROM ${specs} WHERE id = ${id}`.pipe(
           Effect.mapError(sqlFailure("getSpec"))
         )
@@ -995,19 +1217,14 @@ const makeService = (
         )
         return Option.some(spec)
       }),
-      list: Effect.fn("SqlJobRepository.list")(function*(query: ListQuery) {
+      list: fn("SqlJobRepository.list")(function*(query: ListQuery) {
         const cursor = query.cursor === undefined ? undefined : yield* decodeCursor(query.cursor)
         const limit = query.limit ?? defaultListLimit
-        const conditions: Array<Fragment> = []
-        if (query.state !== undefined) {
-          conditions.push(sql.in("state", typeof query.state === "string" ? [query.state] : query.state))
-        }
-        if (cursor !== undefined) {
-          conditions.push(sql`(created_at, id) < (${cursor.createdAt}, ${cursor.id})`)
-        }
+        const states = query.state === undefined
+          ? undefined
+          : [...new Set(typeof query.state === "string" ? [query.state] : query.state)]
         const statuses = yield* reading(Effect.gen(function*() {
-          const rows = yield* sql`SELECT ${columns} FROM ${jobs} WHERE ${sql.and(conditions)}
-            ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`.pipe(Effect.mapError(sqlFailure("list")))
+          const rows = yield* selectPage(states, cursor, limit + 1)
           return yield* Effect.forEach(rows, (row) => Effect.map(decodeStatus("list", row), (status) => buffer.overlay(status)))
         }))
         const page = statuses.slice(0, limit)
@@ -1017,7 +1234,7 @@ const makeService = (
           : { jobs: page }
         return result
       }),
-      transition: Effect.fn("SqlJobRepository.transition")(function*(
+      transition: fn("SqlJobRepository.transition")(function*(
         id: JobId,
         from: ReadonlyArray<JobState>,
         to: JobState,
@@ -1071,7 +1288,7 @@ const makeService = (
           if (known !== undefined) return record(id, progress, known)
           return Effect.flatMap(totalOf(id), (total) => total === undefined ? Effect.void : record(id, progress, total))
         }),
-      getCheckpoint: Effect.fn("SqlJobRepository.getCheckpoint")(function*(id: JobId) {
+      getCheckpoint: fn("SqlJobRepository.getCheckpoint")(function*(id: JobId) {
         return yield* writeLock.withPermits(1)(Effect.gen(function*() {
           const rows = yield* sql<{ readonly checkpoint: unknown }>`SELECT checkpoint FROM ${jobs} WHERE id = ${id}`.pipe(
             Effect.mapError(sqlFailure("getCheckpoint"))
@@ -1082,7 +1299,7 @@ const makeService = (
           return entry === undefined ? stored : stored.union(entry.chunks)
         }))
       }),
-      listChunks: Effect.fn("SqlJobRepository.listChunks")(function*(id: JobId, query: ListChunksQuery) {
+      listChunks: fn("SqlJobRepository.listChunks")(function*(id: JobId, query: ListChunksQuery) {
         // Under the write lock: every chunk is either stored or buffered, none is in a flush under way.
         return yield* writeLock.withPermits(1)(Effect.gen(function*() {
           const rows = yield* sql<{ readonly checkpoint: unknown; readonly created_at: unknown }>`SELECT checkpoint,
@@ -1100,7 +1317,7 @@ const makeService = (
               mergeRecords(read, recordsAfter(buffered, after, limit), limit)))
         }))
       }),
-      chunkResults: Effect.fn("SqlJobRepository.chunkResults")(function*(id: JobId, query: ResultsQuery) {
+      chunkResults: fn("SqlJobRepository.chunkResults")(function*(id: JobId, query: ResultsQuery) {
         return yield* writeLock.withPermits(1)(Effect.gen(function*() {
           const exists = yield* sql`SELECT id FROM ${jobs} WHERE id = ${id}`.pipe(Effect.mapError(sqlFailure("chunkResults")))
           if (exists.length === 0) return yield* new JobNotFound({ jobId: id })
@@ -1116,7 +1333,7 @@ const makeService = (
           )
         }))
       }),
-      delete: Effect.fn("SqlJobRepository.delete")(function*(id: JobId) {
+      delete: fn("SqlJobRepository.delete")(function*(id: JobId) {
         // A terminal state never changes: a job found terminal after the DELETE missed it is deleted next time.
         for (let attempt = 1;; attempt++) {
           const rows = yield* transaction(
@@ -1141,7 +1358,7 @@ const makeService = (
           if (!isTerminal(current.value.state) || attempt >= 2) return yield* notDeletable(current.value)
         }
       }),
-      prune: Effect.fn("SqlJobRepository.prune")(function*(query: PruneQuery) {
+      prune: fn("SqlJobRepository.prune")(function*(query: PruneQuery) {
         if (query.states.length === 0) return 0
         // In batches, so that no statement holds the write lock for long.
         let removed = 0
@@ -1168,7 +1385,7 @@ const makeService = (
           if (rows.length < pruneBatch) return removed
         }
       }),
-      find: Effect.fn("SqlJobRepository.find")(function*(query: FindQuery) {
+      find: fn("SqlJobRepository.find")(function*(query: FindQuery) {
         const conditions: Array<Fragment> = []
         // Ids are ASCII below "~", so the ids starting with the prefix are exactly those in this range.
         if (query.idPrefix !== undefined) {
@@ -1183,7 +1400,7 @@ const makeService = (
         }))
       }),
       durable: true,
-      heartbeat: Effect.fn("SqlJobRepository.heartbeat")(function*(owner: string, held: ReadonlyArray<HeldLease> = []) {
+      heartbeat: fn("SqlJobRepository.heartbeat")(function*(owner: string, held: ReadonlyArray<HeldLease> = []) {
         const now = yield* Clock.currentTimeMillis
         const beat = sql`INSERT INTO ${owners} ${sql.insert({ owner, heartbeat_at: now })}
           ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`.pipe(
@@ -1200,11 +1417,11 @@ const makeService = (
         for (const job of lost) buffer.markLost(job.id, job.lease)
         return lost.map((job) => job.id)
       }),
-      retire: Effect.fn("SqlJobRepository.retire")(function*(owner: string) {
+      retire: fn("SqlJobRepository.retire")(function*(owner: string) {
         yield* sql`DELETE FROM ${owners} WHERE owner = ${owner}`.pipe(Effect.mapError(sqlFailure("retire")))
         yield* feed.announce("*")
       }),
-      lastHeartbeat: Effect.fn("SqlJobRepository.lastHeartbeat")(function*(owner: string) {
+      lastHeartbeat: fn("SqlJobRepository.lastHeartbeat")(function*(owner: string) {
         const rows = yield* sql`SELECT heartbeat_at FROM ${owners} WHERE owner = ${owner}`.pipe(
           Effect.mapError(sqlFailure("lastHeartbeat"))
         )
@@ -1214,11 +1431,11 @@ const makeService = (
         )
         return Option.some(row.heartbeat_at)
       }),
-      claimOrphans: Effect.fn("SqlJobRepository.claimOrphans")(function*(owner: string, staleBefore: number) {
+      claimOrphans: fn("SqlJobRepository.claimOrphans")(function*(owner: string, staleBefore: number) {
         // Under the write lock, so no flush writes a phase this process buffered for a job it claims.
         return yield* writeLock.withPermits(1)(claim(owner, staleBefore))
       }),
-      activeJobsOf: Effect.fn("SqlJobRepository.activeJobsOf")(function*(owner: string) {
+      activeJobsOf: fn("SqlJobRepository.activeJobsOf")(function*(owner: string) {
         return yield* reading(Effect.gen(function*() {
           const rows = yield* sql`SELECT ${columns} FROM ${jobs}
             WHERE owner = ${owner} AND state IN ('pending', 'running')`.pipe(Effect.mapError(sqlFailure("activeJobsOf")))
@@ -1226,7 +1443,7 @@ const makeService = (
             Effect.map(decodeStatus("activeJobsOf", row), (status) => buffer.overlay(status)))
         }))
       }),
-      requestStop: Effect.fn("SqlJobRepository.requestStop")(function*(request: StopRequest) {
+      requestStop: fn("SqlJobRepository.requestStop")(function*(request: StopRequest) {
         // A request already stored is kept (and not delivered again); a cancel replaces a pause.
         const replaceable = request.kind === "cancel"
           ? sql`(stop_requested IS NULL OR stop_requested = 'pause')`
@@ -1236,7 +1453,7 @@ const makeService = (
           WHERE id = ${request.id} AND state = 'running' AND owner IS NOT NULL AND ${replaceable}
           RETURNING id`.pipe(Effect.mapError(sqlFailure("requestStop")))
         // The request is stored: if the announcement is lost, the owner's poll still finds it.
-        if (rows.length > 0) yield* feed.announce(request.id)
+        if (rows.length > 0) yield* feed.announceStop(request.id)
       }),
       stopRequests,
       changes: feed.signal
@@ -1270,6 +1487,11 @@ const build = ({ flushInterval, schema, stopPollInterval }: Settings, open: Open
     // An existing store keeps its journal mode (a store made by `layerSqlite` is in WAL mode already).
     if (open.wal && open.create) {
       yield* sql`PRAGMA journal_mode = WAL`.pipe(Effect.mapError(sqlFailure("open", `${open.label}: cannot enable WAL`)))
+    }
+    if (open.synchronous !== undefined) {
+      yield* sql`PRAGMA synchronous = ${sql.literal(open.synchronous === "full" ? "FULL" : "NORMAL")}`.pipe(
+        Effect.mapError(sqlFailure("open", `${open.label}: cannot set synchronous`))
+      )
     }
     yield* Migrator.make({})({ loader: migrations(tables), table: tables.migrations }).pipe(
       // The Migrator reports a failing migration as a defect.
@@ -1349,9 +1571,14 @@ const openClient = <ROut, E>(label: string, client: Layer.Layer<ROut, E>): Layer
 export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, RepositoryError | InvalidOption> => {
   const label = `SQLite file ${JSON.stringify(options.filename)}`
   const create = options.create ?? true
+  const synchronous = options.synchronous ?? "normal"
   return Layer.unwrapEffect(Effect.map(
     Effect.zipLeft(
       decodeOptions({ flushInterval: options.flushInterval, stopPollInterval: options.stopPollInterval }),
+      synchronous === "normal" || synchronous === "full"
+        ? Effect.void
+        : Effect.fail(new InvalidOption({ path: ["synchronous"], detail: `must be "normal" or "full"` }))
+    ).pipe(Effect.zipLeft(
       // Opening a missing file would create it.
       create || existsSync(options.filename)
         ? Effect.void
@@ -1359,9 +1586,9 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, 
             operation: "open",
             detail: `no job store at ${options.filename} (a job manager creates one on first use)`
           }))
-    ),
+    )),
     (settings) =>
-      Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true, create })).pipe(
+      Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true, create, synchronous })).pipe(
         // WAL is switched on by the store, once the file is known to be ours: switching rewrites the header.
         Layer.provide(openClient(label, SqliteClient.layer({ filename: options.filename, disableWAL: true })))
       )

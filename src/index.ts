@@ -39,6 +39,7 @@ export {
   createJobManager,
   executeJob,
   type ExecuteJobOptions,
+  type ExecuteStreamJobOptions,
   type JobManagerOptions,
   type ListJobsQuery,
   type PromiseFinalizer,
@@ -46,5 +47,6 @@ export {
   type PromiseJobManager,
   type PromiseWorker,
   type PruneJobsOptions,
+  type StreamJobSpec,
   type WorkerOptions
 } from "./promise.js"

@@ -21,6 +21,7 @@ export type Operation = {
 
 export const operations: ReadonlyArray<Operation> = [
   "create",
+  "createMany",
   "get",
   "getSpec",
   "list",
@@ -107,6 +108,7 @@ export const wrap = (store: Store, controller: FaultController): Store => {
     })
   return {
     create: (job) => guard("create", () => store.create(job)),
+    createMany: (jobs) => guard("createMany", () => store.createMany(jobs)),
     get: (id) => guard("get", () => store.get(id)),
     getSpec: (id) => guard("getSpec", () => store.getSpec(id)),
     list: (query) => guard("list", () => store.list(query)),
