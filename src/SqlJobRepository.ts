@@ -295,11 +295,22 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
   const owner = textOf(row["owner"])
   const retryOf = textOf(row["retry_of"])
   const phase = row["phase"]
+  // PostgreSQL returns a DOUBLE PRECISION as a number, SQLite a REAL as a number.
   const partial = row["partial_chunks"]
-  // Metadata (read by `get` only) is JSON to check: the schema does that.
-  if (typeof row["metadata"] === "string") return undefined
+  const metadataText = row["metadata"]
+  let metadata: JobStatus["metadata"] = undefined
+  if (typeof metadataText === "string") {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(metadataText)
+    } catch {
+      return undefined
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined
+    metadata = parsed as JobStatus["metadata"]
+  } else if (metadataText !== undefined && metadataText !== null) return undefined
   if (
-    typeof partial !== "number" || !(partial >= 0 && partial <= total!) ||
+    typeof partial !== "number" || !Number.isFinite(partial) || partial < 0 ||
     total === undefined || completed === undefined || failed === undefined || created === undefined ||
     updated === undefined || lease === undefined || started === undefined || finished === undefined ||
     name === false || error === false || owner === false || retryOf === false ||
@@ -323,7 +334,8 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
     ...(owner === undefined ? {} : { owner }),
     lease,
     ...(phase === null ? {} : { phase }),
-    ...(retryOf === undefined ? {} : { retryOf: retryOf as JobId })
+    ...(retryOf === undefined ? {} : { retryOf: retryOf as JobId }),
+    ...(metadata === undefined ? {} : { metadata })
   }, true)
 }
 
