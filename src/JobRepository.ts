@@ -17,7 +17,8 @@ import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from ".
 import { LazyStatus } from "./internal/lazyStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
 import { VersionSignal } from "./internal/versionSignal.js"
-import type { JobId, JobPage, JobSpec, JobState, ListQuery } from "./Job.js"
+import { chunkIdsOf, pageChunks, recordsAfter } from "./internal/chunkListing.js"
+import type { ChunkPage, ChunkResult, JobId, JobPage, JobSpec, JobState, Json, ListChunksQuery, ListQuery } from "./Job.js"
 import { canTransition, isTerminal, JobStatus, progressOf } from "./Job.js"
 import type { InvalidOption } from "./JobError.js"
 import { InvalidJobState, JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
@@ -71,6 +72,35 @@ export interface TransitionResult {
 }
 
 /**
+ * What is kept of one settled chunk beyond the checkpoint: written for a chunk that has a result, failed,
+ * or needed more than one attempt (a chunk completed at its first attempt without a result is only an id in
+ * the job's compact checkpoint). Times are epoch millis.
+ *
+ * @since 0.2.0
+ */
+export interface ChunkRecord {
+  readonly id: number
+  readonly state: "completed" | "failed"
+  readonly attempts: number
+  /** What the worker returned (plain JSON, already checked). */
+  readonly result?: Json | undefined
+  /** The last error of a failed chunk. */
+  readonly error?: string | undefined
+  readonly startedAt: number
+  readonly finishedAt: number
+}
+
+/**
+ * Which results `chunkResults` reads: those of chunks after `after` (a chunk id), at most `limit`.
+ *
+ * @since 0.2.0
+ */
+export interface ResultsQuery {
+  readonly after?: number | undefined
+  readonly limit: number
+}
+
+/**
  * Chunk counts of a job that is not yet terminal.
  *
  * @since 0.1.0
@@ -82,6 +112,16 @@ export interface ProgressUpdate {
   readonly completedChunkId?: number | undefined
   /** Set when the job enters its finalize step. */
   readonly phase?: "finalizing" | undefined
+  /**
+   * The work done by the chunks in flight, in chunks (the sum of the fractions they reported, see
+   * `ChunkContext.reportProgress`): counted in the job's `progress` until its next change of state.
+   */
+  readonly partialChunks?: number | undefined
+  /**
+   * The record of the chunk that just settled, when it has one to keep (see {@link ChunkRecord}); stored
+   * with the checkpoint, in the same write.
+   */
+  readonly chunk?: ChunkRecord | undefined
   /** Fencing: the lease the writer holds; the update is refused (`LeaseLost`) once the job's lease moved on. */
   readonly lease?: number | undefined
 }
@@ -197,6 +237,21 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   /** The ids of the job's completed chunks, as recorded so far. */
   readonly getCheckpoint: (id: JobId) => Effect.Effect<RangeSet, JobNotFound | RepositoryError>
   /**
+   * One page of the job's chunks in chunk-id order (see `ListChunksQuery`), as recorded so far (buffered
+   * progress of this process included): `completed`, `failed` or `pending`; a store cannot tell a running
+   * chunk from a pending one, so a filter on `running` alone matches nothing here. Paging costs the same on
+   * any page of a range job, and memory for one page.
+   */
+  readonly listChunks: (
+    id: JobId,
+    query: ListChunksQuery
+  ) => Effect.Effect<ChunkPage, JobNotFound | InvalidOption | RepositoryError>
+  /** The results of the job's chunks after `query.after`, in chunk-id order, at most `query.limit`. */
+  readonly chunkResults: (
+    id: JobId,
+    query: ResultsQuery
+  ) => Effect.Effect<ReadonlyArray<ChunkResult>, JobNotFound | RepositoryError>
+  /**
    * Removes a terminal job (its status, spec and checkpoint) and returns its last status. A job that is not
    * terminal fails with `InvalidJobState` and is left as it is (it may still run); an unknown id fails with
    * `JobNotFound`.
@@ -282,7 +337,8 @@ export const applyTransition = (
     ...(owner === undefined ? {} : { owner }),
     lease: status.lease + 1,
     ...(phase === undefined ? {} : { phase }),
-    ...(status.retryOf === undefined ? {} : { retryOf: status.retryOf })
+    ...(status.retryOf === undefined ? {} : { retryOf: status.retryOf }),
+    ...(status.metadata === undefined ? {} : { metadata: status.metadata })
   }, true)
 }
 
@@ -305,7 +361,8 @@ export const newJobStatus = (job: NewJob, now: Date): JobStatus => {
     updatedAt: now,
     ...(job.owner === undefined ? {} : { owner: job.owner }),
     lease: 0,
-    ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf })
+    ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf }),
+    ...(job.spec.metadata === undefined ? {} : { metadata: job.spec.metadata })
   }, true)
 }
 
@@ -412,6 +469,44 @@ interface MemoryEntry {
   readonly status: LazyStatus
   readonly spec: JobSpec
   readonly checkpoint: RangeSet
+  /** Chunk records in id order (chunks mostly settle in id order, so a new one is mostly appended). */
+  readonly records: Array<ChunkRecord>
+}
+
+/** Adds or replaces a record in an id-ordered array. */
+const putRecord = (records: Array<ChunkRecord>, record: ChunkRecord): void => {
+  const last = records[records.length - 1]
+  if (last === undefined || last.id < record.id) {
+    records.push(record)
+    return
+  }
+  let low = 0
+  let high = records.length
+  while (low < high) {
+    const middle = (low + high) >> 1
+    if (records[middle]!.id < record.id) low = middle + 1
+    else high = middle
+  }
+  if (records[low]?.id === record.id) records[low] = record
+  else records.splice(low, 0, record)
+}
+
+/** The results of an id-ordered array of records after `query.after`, at most `query.limit`. */
+const resultsOf = (
+  records: ReadonlyArray<ChunkRecord>,
+  query: ResultsQuery
+): ReadonlyArray<ChunkResult> => {
+  const results: Array<ChunkResult> = []
+  let after = query.after ?? -1
+  while (results.length < query.limit) {
+    const window = recordsAfter(records, after, query.limit)
+    for (const record of window.records) {
+      if (record.result !== undefined && results.length < query.limit) results.push({ id: record.id, result: record.result })
+      after = record.id
+    }
+    if (window.complete) break
+  }
+  return results
 }
 
 /**
@@ -508,7 +603,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         const entry: MemoryEntry = {
           status: new LazyStatus(status),
           spec: job.spec,
-          checkpoint: job.completed?.copy() ?? RangeSet.empty()
+          checkpoint: job.completed?.copy() ?? RangeSet.empty(),
+          records: []
         }
         jobs.set(job.id, entry)
         appendOrder(keyOf(status), entry)
@@ -580,6 +676,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         if (over !== undefined) return Effect.fail(over)
         entry.status.progress(progress, millis)
         if (progress.completedChunkId !== undefined) entry.checkpoint.add(progress.completedChunkId)
+        if (progress.chunk !== undefined) putRecord(entry.records, progress.chunk)
         changes.bump()
         return Effect.void
       }),
@@ -587,6 +684,24 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       Effect.suspend(() => {
         const entry = jobs.get(id)
         return entry === undefined ? Effect.fail(new JobNotFound({ jobId: id })) : Effect.succeed(entry.checkpoint.copy())
+      }),
+    listChunks: (id, query) =>
+      Effect.suspend((): Effect.Effect<ChunkPage, JobNotFound | InvalidOption> => {
+        const entry = jobs.get(id)
+        if (entry === undefined) return Effect.fail(new JobNotFound({ jobId: id }))
+        return pageChunks(
+          query,
+          chunkIdsOf(entry.spec),
+          entry.checkpoint,
+          (after, limit) => Effect.succeed(recordsAfter(entry.records, after, limit))
+        )
+      }),
+    chunkResults: (id, query) =>
+      Effect.suspend(() => {
+        const entry = jobs.get(id)
+        return entry === undefined
+          ? Effect.fail(new JobNotFound({ jobId: id }))
+          : Effect.succeed(resultsOf(entry.records, query))
       }),
     delete: (id) =>
       Effect.suspend((): Effect.Effect<JobStatus, JobNotFound | InvalidJobState> => {

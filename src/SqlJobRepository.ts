@@ -14,6 +14,9 @@
  *   record of a few bytes. `get`, `list` and `getCheckpoint` of the same process see the buffered progress,
  *   and a transition writes it (or the counts it is given) in the same transaction, so closing the layer
  *   loses no progress. A crash loses at most one flush window.
+ * - Chunk records (a chunk's result, failure and attempts; see `ChunkRecord`) are buffered with the progress
+ *   and written by the same flush or transition, in its transaction, into `effect_jobs_chunks`: no transaction
+ *   per chunk. `listChunks` and `chunkResults` of the same process see the buffered ones.
  * - A checkpoint that does not read back (a corrupt record) fails the operation that needs it with a
  *   `RepositoryError`; it is never taken as empty, nor overwritten.
  * - `claimOrphans` is one `UPDATE ... RETURNING` statement, so managers claiming at once never share a job.
@@ -52,6 +55,8 @@ import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import { existsSync } from "node:fs"
 import * as ChangeFeed from "./internal/changeFeed.js"
+import type { RecordWindow } from "./internal/chunkListing.js"
+import { chunkIdsOf, pageChunks, recordsAfter } from "./internal/chunkListing.js"
 import * as GroupCommit from "./internal/groupCommit.js"
 import type { CursorKey } from "./internal/cursor.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
@@ -62,9 +67,10 @@ import { logFailure, loop } from "./internal/supervised.js"
 import { fn } from "./internal/tracing.js"
 import type { Tables } from "./internal/sqlMigrations.js"
 import { applicationName, migrations, schemaVersion, tableNames, tablesIn } from "./internal/sqlMigrations.js"
-import type { JobId, JobPage, JobState, ListQuery } from "./Job.js"
+import type { ChunkResult, JobId, JobPage, JobState, ListChunksQuery, ListQuery } from "./Job.js"
 import {
   canTransition,
+  Json,
   isTerminal,
   JobId as JobIdSchema,
   JobSpec,
@@ -75,11 +81,13 @@ import {
 } from "./Job.js"
 import { describeError, InvalidOption, JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
 import type {
+  ChunkRecord,
   FindQuery,
   HeldLease,
   NewJob,
   ProgressUpdate,
   PruneQuery,
+  ResultsQuery,
   StopRequest,
   TransitionPatch,
   TransitionResult
@@ -208,12 +216,13 @@ const JobRow = Schema.Struct({
   owner: Schema.NullOr(Schema.String),
   phase: Schema.NullOr(Schema.Literal("finalizing")),
   retry_of: Schema.NullOr(JobIdSchema),
-  lease: Integer
+  lease: Integer,
+  partial_chunks: Schema.Number
 })
 type JobRow = typeof JobRow.Type
 
 const jobColumns = "id, name, state, total_chunks, completed_chunks, failed_chunks, error, created_at, updated_at," +
-  " started_at, finished_at, owner, phase, retry_of, lease"
+  " started_at, finished_at, owner, phase, retry_of, lease, partial_chunks"
 
 const decodeJobRow = Schema.decodeUnknown(JobRow)
 
@@ -227,7 +236,7 @@ const encodeSpec = Schema.encode(Schema.parseJson(JobSpec))
 const decodeSpec = Schema.decodeUnknown(Schema.parseJson(JobSpec))
 
 /** The constructor validates every field (integers, progress within 0..100, ...). */
-const statusOf = (row: JobRow) =>
+const statusOf = (row: JobRow, metadata?: string | null) =>
   Effect.try({
     try: () =>
       new JobStatus({
@@ -237,7 +246,7 @@ const statusOf = (row: JobRow) =>
         totalChunks: row.total_chunks,
         completedChunks: row.completed_chunks,
         failedChunks: row.failed_chunks,
-        progress: progressOf(row.total_chunks, row.completed_chunks, row.failed_chunks, row.state),
+        progress: progressOf(row.total_chunks, row.completed_chunks, row.failed_chunks, row.state, row.partial_chunks),
         ...(row.error === null ? {} : { error: row.error }),
         createdAt: new Date(row.created_at),
         updatedAt: new Date(row.updated_at),
@@ -246,7 +255,8 @@ const statusOf = (row: JobRow) =>
         ...(row.owner === null ? {} : { owner: row.owner }),
         lease: row.lease,
         ...(row.phase === null ? {} : { phase: row.phase }),
-        ...(row.retry_of === null ? {} : { retryOf: row.retry_of })
+        ...(row.retry_of === null ? {} : { retryOf: row.retry_of }),
+        ...(metadata === undefined || metadata === null ? {} : { metadata: JSON.parse(metadata) })
       }),
     catch: (cause) => cause
   })
@@ -320,11 +330,76 @@ const decodeStatus = (operation: string, row: unknown): Effect.Effect<JobStatus,
 
 const decodeStatusSlowly = (operation: string, row: unknown): Effect.Effect<JobStatus, RepositoryError> =>
   decodeJobRow(row).pipe(
-    Effect.flatMap(statusOf),
+    Effect.flatMap((decoded) =>
+      statusOf(decoded, Predicate.hasProperty(row, "metadata") && typeof row.metadata === "string" ? row.metadata : null)
+    ),
     Effect.mapError((cause) =>
       new RepositoryError({ operation, detail: `a stored job does not decode: ${describeError(cause)}`, cause })
     )
   )
+
+const ChunkRow = Schema.Struct({
+  chunk_id: Integer,
+  state: Schema.Literal("completed", "failed"),
+  attempts: Integer,
+  result: Schema.NullOr(Schema.String),
+  error: Schema.NullOr(Schema.String),
+  started_at: Integer,
+  finished_at: Integer
+})
+const decodeChunkRows = Schema.decodeUnknown(Schema.Array(ChunkRow))
+
+/**
+ * Stored and buffered records after the same id, merged in id order (a buffered record is newer), cut where
+ * either window stops being known.
+ */
+const mergeRecords = (stored: RecordWindow, buffered: RecordWindow, limit: number): RecordWindow => {
+  if (buffered.records.length === 0 && buffered.complete) return stored
+  const byId = new Map<number, ChunkRecord>()
+  for (const record of stored.records) byId.set(record.id, record)
+  for (const record of buffered.records) byId.set(record.id, record)
+  const lastOf = (window: RecordWindow) =>
+    window.complete ? Number.POSITIVE_INFINITY : window.records[window.records.length - 1]?.id ?? Number.POSITIVE_INFINITY
+  const known = Math.min(lastOf(stored), lastOf(buffered))
+  const records = [...byId.values()].filter((record) => record.id <= known).sort((a, b) => a.id - b.id).slice(0, limit)
+  const complete = known === Number.POSITIVE_INFINITY && byId.size <= limit
+  return { records, complete }
+}
+const decodeResult = Schema.decodeUnknown(Schema.parseJson(Json))
+const encodeResult = Schema.encodeSync(Schema.parseJson(Json))
+
+/** A stored chunk record; its result is decoded (and checked) as JSON. */
+const recordOf = (operation: string, id: JobId) => (row: typeof ChunkRow.Type): Effect.Effect<ChunkRecord, RepositoryError> =>
+  Effect.map(
+    row.result === null
+      ? Effect.succeed(undefined)
+      : Effect.mapError(decodeResult(row.result), rowFailure(operation, `the result of chunk ${row.chunk_id} of job ${id}`)),
+    (result): ChunkRecord => ({
+      id: row.chunk_id,
+      state: row.state,
+      attempts: row.attempts,
+      ...(result === undefined ? {} : { result }),
+      ...(row.error === null ? {} : { error: row.error }),
+      startedAt: row.started_at,
+      finishedAt: row.finished_at
+    })
+  )
+
+/** The rows of chunk records, for an insert. */
+const chunkRows = (id: JobId, records: Iterable<ChunkRecord>) =>
+  Array.from(records, (record) => ({
+    job_id: id,
+    chunk_id: record.id,
+    state: record.state,
+    attempts: record.attempts,
+    result: record.result === undefined ? null : encodeResult(record.result),
+    error: record.error ?? null,
+    started_at: record.startedAt,
+    finished_at: record.finishedAt
+  }))
+
+/** The most chunk records one insert writes (8 parameters each). */
+const recordBatch = 500
 
 const TotalRow = Schema.Struct({ total_chunks: Integer, state: JobStateSchema })
 const decodeTotalRow = Schema.decodeUnknown(TotalRow)
@@ -500,6 +575,7 @@ const makeService = (
   Effect.gen(function*() {
     const jobs = sql(tables.jobs)
     const specs = sql(tables.specs)
+    const chunkTable = sql(tables.chunks)
     const owners = sql(tables.owners)
     const columns = sql.literal(jobColumns)
     const notTerminal = sql`NOT (${sql.in("state", terminalStates)})`
@@ -544,7 +620,8 @@ const makeService = (
 
     const selectStatus = (operation: string, id: JobId) =>
       reading(Effect.gen(function*() {
-        const rows = yield* sql`SELECT ${columns} FROM ${jobs} WHERE id = ${id}`.pipe(
+        const rows = yield* sql`SELECT ${columns}, (SELECT s.metadata FROM ${specs} AS s WHERE s.id = j.id) AS metadata
+          FROM ${jobs} AS j WHERE id = ${id}`.pipe(
           Effect.mapError(sqlFailure(operation))
         )
         return rows[0] === undefined
@@ -558,6 +635,22 @@ const makeService = (
         sql`UPDATE ${jobs} SET checkpoint = ${checkpoint.union(chunks).toString()} WHERE id = ${id}`.pipe(
           Effect.mapError(sqlFailure(operation))
         ))
+
+    /** Writes chunk records (a new record of a chunk replaces its older one). */
+    const writeRecords = (operation: string, id: JobId, records: Map<number, ChunkRecord>) => {
+      const rows = chunkRows(id, records.values())
+      return Effect.forEach(
+        Array.from({ length: Math.ceil(rows.length / recordBatch) }, (_, index) =>
+          rows.slice(index * recordBatch, (index + 1) * recordBatch)),
+        (part) =>
+          sql`INSERT INTO ${chunkTable} ${sql.insert(part)} ON CONFLICT (job_id, chunk_id) DO UPDATE SET
+            state = excluded.state, attempts = excluded.attempts, result = excluded.result, error = excluded.error,
+            started_at = excluded.started_at, finished_at = excluded.finished_at`.pipe(
+            Effect.mapError(sqlFailure(operation))
+          ),
+        { discard: true }
+      )
+    }
 
     /** The condition that a write holds `lease` (none for an unfenced write). */
     const fenced = (lease: number | undefined): ReadonlyArray<Fragment> => lease === undefined ? [] : [sql`lease = ${lease}`]
@@ -575,6 +668,7 @@ const makeService = (
         const rows = yield* sql<{ readonly state: JobState; readonly checkpoint: unknown }>`UPDATE ${jobs} SET
             completed_chunks = CASE WHEN ${notTerminal} THEN ${taken.completedChunks} ELSE completed_chunks END,
             failed_chunks = CASE WHEN ${notTerminal} THEN ${taken.failedChunks} ELSE failed_chunks END,
+            partial_chunks = CASE WHEN ${notTerminal} THEN ${taken.partialChunks} ELSE partial_chunks END,
             updated_at = CASE WHEN ${notTerminal} THEN ${taken.at} ELSE updated_at END,
             phase = CASE WHEN ${notTerminal} THEN COALESCE(${taken.phase ?? null}, phase) ELSE phase END
           WHERE ${sql.and([sql`id = ${taken.id}`, ...fenced(taken.lease)])}
@@ -585,6 +679,7 @@ const makeService = (
           const exists = yield* sql`SELECT id FROM ${jobs} WHERE id = ${taken.id}`.pipe(Effect.mapError(sqlFailure("flush")))
           return { taken, outcome: exists.length === 0 ? "gone" : "lost" } as const
         }
+        if (taken.records !== undefined) yield* writeRecords("flush", taken.id, taken.records)
         if (taken.chunks.size > 0) {
           const merged = yield* Effect.either(mergeCheckpoint("flush", taken.id, row.checkpoint, taken.chunks))
           // A corrupt checkpoint keeps its chunk ids buffered (and is reported); the other jobs are written.
@@ -710,10 +805,11 @@ const makeService = (
           ? sql`phase`
           : sql`${phaseValue}`
         const chunks = taken !== undefined && taken.chunks.size > 0 ? taken.chunks : undefined
+        const records = taken?.records
         /**
          * The compare-and-set. With `inline`, the chunk ids become the checkpoint in the same statement, which
          * then applies only while the stored checkpoint is empty: no transaction, no second statement. Otherwise
-         * they are merged into the stored checkpoint in the same transaction.
+         * they are merged into the stored checkpoint, and chunk records written, in the same transaction.
          */
         const write = (inline: string | undefined) =>
           Effect.gen(function*() {
@@ -726,6 +822,7 @@ const makeService = (
                 owner = ${owner},
                 phase = ${phase},
                 lease = lease + 1,
+                partial_chunks = 0,
                 stop_requested = NULL,
                 stop_request_id = NULL,
                 updated_at = ${now},
@@ -743,6 +840,7 @@ const makeService = (
               RETURNING ${columns}, checkpoint`.pipe(Effect.mapError(sqlFailure("transition")))
             const row = rows[0]
             if (row === undefined) return Option.none<JobStatus>()
+            if (records !== undefined) yield* writeRecords("transition", id, records)
             if (chunks !== undefined && inline === undefined) {
               yield* mergeCheckpoint("transition", id, row["checkpoint"], chunks)
             }
@@ -752,13 +850,16 @@ const makeService = (
         // (another process wrote it), the transition is made again the usual way.
         const givingBack = <A, E>(effect: Effect.Effect<A, E>) =>
           Effect.onError(effect, () => Effect.sync(() => taken !== undefined && buffer.giveBack(taken)))
-        const inlined = chunks !== undefined && patch?.lease !== undefined && emptyCheckpoints.get(id) === patch.lease
+        const inlined = chunks !== undefined && records === undefined && patch?.lease !== undefined &&
+            emptyCheckpoints.get(id) === patch.lease
           ? yield* givingBack(write(chunks.toString()))
           : undefined
         if (inlined !== undefined && Option.isNone(inlined)) emptyCheckpoints.delete(id)
         const result = inlined !== undefined && Option.isSome(inlined)
           ? inlined
-          : yield* givingBack(chunks !== undefined ? transaction("transition", write(undefined)) : write(undefined))
+          : yield* givingBack(
+            chunks !== undefined || records !== undefined ? transaction("transition", write(undefined)) : write(undefined)
+          )
         if (Option.isNone(result)) {
           if (taken !== undefined) buffer.giveBack(taken)
           return result
@@ -778,6 +879,7 @@ const makeService = (
         ) {
           entry.completedChunks = status.completedChunks
           entry.failedChunks = status.failedChunks
+          entry.partialChunks = 0
           entry.at = now
           entry.phase = undefined
           entry.lease = status.lease
@@ -786,7 +888,17 @@ const makeService = (
         return result
       }))
 
-    /** Drops what this process buffered for jobs that were deleted. */
+    /** The stored records of a job after the chunk `after` (only those with a result when `results`). */
+    const selectRecords = (operation: string, id: JobId, after: number, limit: number, results: boolean) =>
+      sql`SELECT chunk_id, state, attempts, result, error, started_at, finished_at FROM ${chunkTable}
+        WHERE ${sql.and([sql`job_id = ${id}`, sql`chunk_id > ${after}`, ...(results ? [sql`result IS NOT NULL`] : [])])}
+        ORDER BY chunk_id LIMIT ${limit}`.pipe(
+        Effect.mapError(sqlFailure(operation)),
+        Effect.flatMap((rows) => Effect.mapError(decodeChunkRows(rows), rowFailure(operation, `a chunk record of job ${id}`))),
+        Effect.flatMap((rows) => Effect.forEach(rows, recordOf(operation, id))),
+        Effect.map((records) => ({ records, complete: records.length < limit }))
+      )
+
     /** Deleted jobs: nothing of them stays buffered. */
     const forget = (ids: Iterable<JobId>) => {
       for (const id of ids) {
@@ -850,6 +962,7 @@ const makeService = (
             owner = ${owner},
             phase = NULL,
             lease = lease + 1,
+            partial_chunks = 0,
             stop_requested = NULL,
             stop_request_id = NULL,
             updated_at = ${now},
@@ -978,7 +1091,11 @@ const makeService = (
             })))
           } ON CONFLICT (id) DO NOTHING RETURNING id`
           const fresh = new Set(rows.map((row) => row.id))
-          const specRows = part.filter(({ job }) => fresh.has(job.id)).map(({ job, spec }) => ({ id: job.id, spec }))
+          const specRows = part.filter(({ job }) => fresh.has(job.id)).map(({ job, spec }) => ({
+            id: job.id,
+            spec,
+            metadata: job.spec.metadata === undefined ? null : JSON.stringify(job.spec.metadata)
+          }))
           if (specRows.length > 0) yield* sql`INSERT INTO ${specs} ${sql.insert(specRows)}`
           for (const id of fresh) inserted.add(id)
         }
@@ -1141,6 +1258,44 @@ const makeService = (
           return entry === undefined ? stored : stored.union(entry.chunks)
         }))
       }),
+      listChunks: fn("SqlJobRepository.listChunks")(function*(id: JobId, query: ListChunksQuery) {
+        // Under the write lock: every chunk is either stored or buffered, none is in a flush under way.
+        return yield* writeLock.withPermits(1)(Effect.gen(function*() {
+          const rows = yield* sql<{ readonly checkpoint: unknown; readonly spec: string }>`SELECT j.checkpoint, s.spec
+            FROM ${jobs} AS j JOIN ${specs} AS s ON s.id = j.id WHERE j.id = ${id}`.pipe(
+            Effect.mapError(sqlFailure("listChunks"))
+          )
+          if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
+          const stored = yield* readCheckpoint("listChunks", id, rows[0].checkpoint)
+          const spec = yield* decodeSpec(rows[0].spec).pipe(
+            Effect.mapError(rowFailure("listChunks", `the stored spec of job ${id}`))
+          )
+          const entry = buffer.get(id)
+          const checkpoint = entry === undefined ? stored : stored.union(entry.chunks)
+          const buffered = entry?.records === undefined
+            ? []
+            : [...entry.records.values()].sort((a, b) => a.id - b.id)
+          return yield* pageChunks(query, chunkIdsOf(spec), checkpoint, (after, limit) =>
+            Effect.map(selectRecords("listChunks", id, after, limit, false), (read) =>
+              mergeRecords(read, recordsAfter(buffered, after, limit), limit)))
+        }))
+      }),
+      chunkResults: fn("SqlJobRepository.chunkResults")(function*(id: JobId, query: ResultsQuery) {
+        return yield* writeLock.withPermits(1)(Effect.gen(function*() {
+          const exists = yield* sql`SELECT id FROM ${jobs} WHERE id = ${id}`.pipe(Effect.mapError(sqlFailure("chunkResults")))
+          if (exists.length === 0) return yield* new JobNotFound({ jobId: id })
+          const after = query.after ?? -1
+          const entry = buffer.get(id)
+          const buffered = entry?.records === undefined
+            ? []
+            : [...entry.records.values()].filter((record) => record.result !== undefined).sort((a, b) => a.id - b.id)
+          const read = yield* selectRecords("chunkResults", id, after, query.limit, true)
+          const merged = mergeRecords(read, recordsAfter(buffered, after, query.limit), query.limit)
+          return merged.records.flatMap((record): Array<ChunkResult> =>
+            record.result === undefined ? [] : [{ id: record.id, result: record.result }]
+          )
+        }))
+      }),
       delete: fn("SqlJobRepository.delete")(function*(id: JobId) {
         // A terminal state never changes: a job found terminal after the DELETE missed it is deleted next time.
         for (let attempt = 1;; attempt++) {
@@ -1149,7 +1304,10 @@ const makeService = (
             Effect.gen(function*() {
               const deleted = yield* sql`DELETE FROM ${jobs} WHERE id = ${id} AND ${sql.in("state", terminalStates)}
                 RETURNING ${columns}`
-              if (deleted.length > 0) yield* sql`DELETE FROM ${specs} WHERE id = ${id}`
+              if (deleted.length > 0) {
+                yield* sql`DELETE FROM ${specs} WHERE id = ${id}`
+                yield* sql`DELETE FROM ${chunkTable} WHERE job_id = ${id}`
+              }
               return deleted
             })
           )
@@ -1176,7 +1334,11 @@ const makeService = (
                   WHERE ${sql.in("state", query.states)} AND finished_at < ${query.finishedBefore}
                   LIMIT ${pruneBatch}
                 ) RETURNING id`
-              if (deleted.length > 0) yield* sql`DELETE FROM ${specs} WHERE ${sql.in("id", deleted.map((row) => row.id))}`
+              if (deleted.length > 0) {
+                const ids = deleted.map((row) => row.id)
+                yield* sql`DELETE FROM ${specs} WHERE ${sql.in("id", ids)}`
+                yield* sql`DELETE FROM ${chunkTable} WHERE ${sql.in("job_id", ids)}`
+              }
               return deleted
             })
           )
