@@ -26,13 +26,17 @@ run(process.argv.slice(2)).pipe(
   NodeRuntime.runMain({
     disableErrorReporting: true,
     // Ctrl+C: 130, unless the command set its own code (serve stops cleanly with 0).
-    teardown: (exit, onExit) =>
-      onExit(
-        process.exitCode !== undefined
-          ? Number(process.exitCode)
-          : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
-          ? 130
-          : 0
-      )
+    // The command is done and its store closed: exit once stdout and stderr are flushed, even when a handle
+    // outlived the store (a PostgreSQL LISTEN connection still being opened when a quick command closed it
+    // stays open, and would keep the process alive).
+    teardown: (exit, onExit) => {
+      const code = process.exitCode !== undefined
+        ? Number(process.exitCode)
+        : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+        ? 130
+        : 0
+      process.stdout.write("", () => process.stderr.write("", () => process.exit(code)))
+      onExit(code)
+    }
   })
 )

@@ -5,11 +5,16 @@
  */
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Redacted from "effect/Redacted"
 import { run } from "../src/internal/cli/main.js"
+import * as SqlJobRepository from "../src/SqlJobRepository.js"
 import type { TsxProcess } from "./support/tsxProcess.js"
 import { exitCode, killAll, runTsx, startTsx } from "./support/tsxProcess.js"
 
@@ -379,5 +384,33 @@ describe("effect-jobs CLI", { timeout: 120_000 }, () => {
       expect(list.stdout).toMatch(/^ {2}--state STATE +only jobs in this state/m)
       expect((await cli(["--version"])).stdout).toBe("0.1.0\n")
     })
+  })
+})
+
+describe("effect-jobs CLI on PostgreSQL", { timeout: 60_000 }, () => {
+  const pgUrl = process.env["EFFECT_JOBS_TEST_PG_URL"] ?? "postgres://postgres@127.0.0.1:5432/test"
+
+  it("exits once a quick command is done, though the store was closed while it was still opening its LISTEN connection", async () => {
+    const admin = (statement: string) =>
+      Effect.runPromise(
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+          Effect.provide(PgClient.layer({ url: Redacted.make(pgUrl) }))
+        )
+      )
+    const database = `effect_jobs_cli_${process.pid}`
+    await admin(`DROP DATABASE IF EXISTS ${database}`)
+    await admin(`CREATE DATABASE ${database}`)
+    try {
+      const url = pgUrl.replace(/\/[^/]*$/, `/${database}`)
+      await Effect.runPromise(Effect.scoped(Layer.build(SqlJobRepository.layerPg({ url }))))
+      // Without an explicit exit, `list` printed its table and then never exited (runTsx gives up after 20 s).
+      const listed = await cli(["list", "--pg", url])
+      expect(listed.code).toBe(0)
+      expect(listed.stdout).toMatch(/^id\s+name\s+state/)
+      const json = await cli(["list", "--pg", url, "--json"])
+      expect(json.code).toBe(0)
+    } finally {
+      await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+    }
   })
 })
