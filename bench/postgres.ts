@@ -19,3 +19,15 @@ export const postgresAvailable = (): Promise<boolean> =>
 /** Drops a schema a benchmark made, with everything in it. */
 export const dropPgSchema = (schema: string): Promise<void> =>
   Effect.runPromise(withClient((sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(Effect.ignore))
+
+/** Creates an empty database `name` on the server and returns its URL. */
+export const createPgDatabase = async (name: string): Promise<string> => {
+  await Effect.runPromise(withClient((sql) => sql`CREATE DATABASE ${sql(name)}`))
+  const url = new URL(pgUrl)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
+/** Drops a database a benchmark made (its connections are closed first). */
+export const dropPgDatabase = (name: string): Promise<void> =>
+  Effect.runPromise(withClient((sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(Effect.ignore))

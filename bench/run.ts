@@ -3,6 +3,7 @@
  *
  *     npm run bench               full run (a few minutes)
  *     npm run bench -- --quick    small sizes, one repetition: a smoke test (CI runs it)
+ *     npm run bench -- --only s7  some scenarios only (s1, s2, s3, s4, s5, xproc, s7)
  *
  * Contenders of a scenario run in alternating order, repetition after repetition; the table shows
  * medians. Raw figures go to bench/results/<timestamp>.json. Nothing here asserts a timing.
@@ -24,13 +25,17 @@ import * as JobManager from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
 import { createJobManager } from "../src/promise.js"
 import { bullmqAvailable, runBullmq } from "./bullmq.js"
-import { dropPgSchema, pgUrl, postgresAvailable } from "./postgres.js"
+import * as PerJob from "./perjob.js"
+import { createPgDatabase, dropPgDatabase, dropPgSchema, pgUrl, postgresAvailable } from "./postgres.js"
 
-const { values: flags } = parseArgs({ options: { quick: { type: "boolean", default: false } }, strict: true })
+const { values: flags } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, only: { type: "string" } },
+  strict: true
+})
 const quick = flags.quick
 const sizes = quick
-  ? { s1: 5_000, s2: 2_000, bull: 1_000, s3: 50_000, s4: 50, s5: 200, repetitions: 1 }
-  : { s1: 100_000, s2: 100_000, bull: 20_000, s3: 1_000_000, s4: 1_000, s5: 2_000, repetitions: 5 }
+  ? { s1: 5_000, s2: 2_000, bull: 1_000, s3: 50_000, s4: 50, s5: 200, s7: 500, s7List: 2_000, s7Latency: 50, repetitions: 1 }
+  : { s1: 100_000, s2: 100_000, bull: 20_000, s3: 1_000_000, s4: 1_000, s5: 2_000, s7: 10_000, s7List: 100_000, s7Latency: 1_000, repetitions: 5 }
 const concurrency = 16
 
 const median = (values: ReadonlyArray<number>): number => {
@@ -290,14 +295,123 @@ const crossProcess = async () => {
   if (stores.length > 1) await dropPgSchema(schema)
 }
 
+/** S7: the cost per job, through the Promise facade, against BullMQ (see bench/perjob.ts). */
+const s7 = async () => {
+  const jobs = sizes.s7
+  const callers = 32
+  const bull = await bullmqAvailable()
+  const pg = await postgresAvailable()
+  let databases = 0
+  const pgDatabases: Array<string> = []
+  /** A fresh store of each kind for every run. */
+  const stores: Array<readonly [string, () => Promise<PerJob.Store>]> = [
+    ["memory", () => Promise.resolve("memory")],
+    ["SQLite", () => Promise.resolve({ sqlite: join(scratch, `s7-${databases++}.db`) })],
+    ...(pg
+      ? [["PostgreSQL", async () => {
+        const name = `effect_jobs_s7_${process.pid}_${databases++}`
+        pgDatabases.push(name)
+        return { postgres: await createPgDatabase(name) }
+      }] as const]
+      : [])
+  ]
+  const notes = new Map<string, Array<number>>()
+  const noted = <A>(key: string, value: number, result: A): A => {
+    notes.set(key, [...(notes.get(key) ?? []), value])
+    return result
+  }
+  const submitNote = (key: string) => {
+    const values = notes.get(key) ?? []
+    return values.length === 0 ? undefined : `mean wait per submit ${median(values).toFixed(3)} ms`
+  }
+  try {
+    await compare(`S7 per job: ${jobs.toLocaleString("en")} one-chunk jobs, ${callers} callers each awaiting its submit, ${callers} running`, "jobs/s", [
+      ...stores.map(([name, store]) =>
+        [`effect-jobs ${name}`, async () => {
+          const result = await PerJob.endToEnd(await store(), jobs, callers)
+          return noted(name, result.submitMillis, result.jobsPerSecond)
+        }] as const
+      ),
+      ...(bull
+        ? [["BullMQ (local Redis)", async () => {
+          const result = await PerJob.bullEndToEnd(jobs, callers)
+          return noted("BullMQ", result.submitMillis, result.jobsPerSecond)
+        }] as const]
+        : [])
+    ])
+    for (const row of rows) {
+      if (!row.scenario.startsWith("S7 per job")) continue
+      const key = row.contender.replace(/^effect-jobs /, "").replace(" (local Redis)", "")
+      const note = submitNote(key)
+      if (note !== undefined) Object.assign(row, { note })
+    }
+    const batchNotes = new Map<string, Array<number>>()
+    await compare(`S7 batch: submitBatch / addBulk of ${jobs.toLocaleString("en")} jobs, until stored`, "jobs/s", [
+      ...stores.map(([name, store]) =>
+        [`effect-jobs ${name}`, async () => {
+          const result = await PerJob.batch(await store(), jobs, callers)
+          batchNotes.set(name, [...(batchNotes.get(name) ?? []), result.completedPerSecond])
+          return result.storedPerSecond
+        }] as const
+      ),
+      ...(bull
+        ? [["BullMQ (local Redis)", async () => {
+          const result = await PerJob.bullBatch(jobs, callers)
+          batchNotes.set("BullMQ", [...(batchNotes.get("BullMQ") ?? []), result.completedPerSecond])
+          return result.storedPerSecond
+        }] as const]
+        : [])
+    ])
+    for (const row of rows) {
+      if (!row.scenario.startsWith("S7 batch")) continue
+      const values = batchNotes.get(row.contender.replace(/^effect-jobs /, "").replace(" (local Redis)", ""))
+      if (values !== undefined) Object.assign(row, { note: `until all completed: ${median(values).toFixed(0)} jobs/s` })
+    }
+    const samples = sizes.s7Latency
+    for (const [name, store] of stores) {
+      const latency = await PerJob.firstChunk(await store(), samples)
+      rows.push(
+        { scenario: "S7 submit -> first chunk", contender: `effect-jobs ${name} p50`, unit: "ms", median: latency.p50, samples: [latency.p50] },
+        { scenario: "S7 submit -> first chunk", contender: `effect-jobs ${name} p99`, unit: "ms", median: latency.p99, samples: [latency.p99], note: `${samples} jobs one at a time` }
+      )
+    }
+    if (bull) {
+      const latency = await PerJob.bullFirstChunk(samples)
+      rows.push(
+        { scenario: "S7 submit -> first chunk", contender: "BullMQ p50", unit: "ms", median: latency.p50, samples: [latency.p50] },
+        { scenario: "S7 submit -> first chunk", contender: "BullMQ p99", unit: "ms", median: latency.p99, samples: [latency.p99], note: `${samples} jobs one at a time` }
+      )
+    }
+    const listed = sizes.s7List
+    const runs = quick ? 5 : 21
+    const listRows = (name: string, times: PerJob.ListTimes) => {
+      const scenario = `S7 listJobs, ${listed.toLocaleString("en")} jobs stored (page of 50, median of ${runs})`
+      rows.push(
+        { scenario, contender: `effect-jobs ${name}, first page`, unit: "ms", median: times.first, samples: [times.first] },
+        { scenario, contender: `effect-jobs ${name}, page half-way down`, unit: "ms", median: times.deep, samples: [times.deep] },
+        { scenario, contender: `effect-jobs ${name}, one state`, unit: "ms", median: times.byState, samples: [times.byState] },
+        { scenario, contender: `effect-jobs ${name}, two states`, unit: "ms", median: times.byStates, samples: [times.byStates] }
+      )
+    }
+    listRows("memory", await PerJob.memoryListPages(listed, runs))
+    const sqlite = join(scratch, "s7-list.db")
+    listRows("SQLite", await PerJob.listPages({ sqlite }, listed, runs, async () => PerJob.fillSqlite(sqlite, listed)))
+    if (pg) {
+      const store = await stores[2]![1]() as { readonly postgres: string }
+      listRows("PostgreSQL", await PerJob.listPages(store, listed, runs, () => PerJob.fillPg(store.postgres, listed)))
+    }
+  } finally {
+    for (const name of pgDatabases) await dropPgDatabase(name)
+  }
+  if (!bull) console.error("  S7: BullMQ skipped: Redis at 127.0.0.1:6379 is not reachable")
+}
+
 const main = async () => {
   console.error(`effect-jobs bench${quick ? " (quick)" : ""}: ${cpus().length} cores, Node ${process.version}`)
-  await s1()
-  await s2()
-  await s3()
-  await s4()
-  await s5()
-  await crossProcess()
+  // `--only s7` (or `s1,s2`): just those scenarios.
+  const only = flags.only === undefined ? undefined : new Set(flags.only.split(","))
+  const scenarios = { s1, s2, s3, s4, s5, xproc: crossProcess, s7 }
+  for (const [name, run] of Object.entries(scenarios)) if (only === undefined || only.has(name)) await run()
 
   const ratio = (scenario: string, a: string, b: string) => {
     const x = rows.find((row) => row.scenario === scenario && row.contender === a)
@@ -317,7 +431,11 @@ const main = async () => {
     `| JobExecutor / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobExecutor", "p-map")} |`,
     `| JobManager / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobManager (memory)", "p-map")} |`,
     `| Promise facade / p-map (S1) | ${ratio("S1 overhead", "effect-jobs Promise facade (memory)", "p-map")} |`,
-    `| BullMQ / effect-jobs SQLite (S2, per chunk) | ${ratio("S2 durable", "BullMQ (local Redis)", "effect-jobs SQLite store")} |`
+    `| BullMQ / effect-jobs SQLite (S2, per chunk) | ${ratio("S2 durable", "BullMQ (local Redis)", "effect-jobs SQLite store")} |`,
+    ...["memory", "SQLite", "PostgreSQL"].map((name) => {
+      const scenario = rows.find((row) => row.scenario.startsWith("S7 per job"))?.scenario ?? ""
+      return `| effect-jobs ${name} / BullMQ (S7, jobs/s) | ${ratio(scenario, `effect-jobs ${name}`, "BullMQ (local Redis)")} |`
+    })
   ]
   console.log(lines.join("\n"))
   const resultsDir = join(process.cwd(), "bench", "results")

@@ -352,13 +352,90 @@ const renderJob = (job) => {
           ? undefined
           : fact("Retry of", h("a", { href: `#/jobs/${job.retryOf}` }, job.retryOf))
       ),
-      job.error === undefined ? undefined : h("div", {}, h("h3", {}, "Error"), h("div", { class: "error-box" }, job.error))
+      job.error === undefined ? undefined : h("div", {}, h("h3", {}, "Error"), h("div", { class: "error-box" }, job.error)),
+      job.metadata === undefined
+        ? undefined
+        : h("div", {}, h("h3", {}, "Metadata"), h("pre", { class: "metadata" }, JSON.stringify(job.metadata, null, 2)))
     )
   )
 }
 
+// --- the chunks of one job ---------------------------------------------------------------------------------
+
+const chunkStates = ["completed", "failed", "running", "pending"]
+const chunkList = { id: undefined, state: undefined, nextCursor: undefined, pages: 0, reloadAt: 0, timer: undefined }
+
+const short = (value) => {
+  if (value === undefined) return "–"
+  const text = typeof value === "string" ? value : JSON.stringify(value)
+  return text.length > 120 ? `${text.slice(0, 119)}…` : text
+}
+
+const chunkRow = (chunk) =>
+  h(
+    "tr",
+    { "data-chunk": String(chunk.id), "data-state": chunk.state },
+    h("td", { class: "num" }, String(chunk.id)),
+    h("td", {}, h("span", { class: "badge", "data-state": chunk.state }, chunk.state)),
+    h("td", { class: "num attempts" }, String(chunk.attempts)),
+    h("td", {}, time(chunk.finishedAt)),
+    h("td", { class: "result", title: chunk.result === undefined ? "" : JSON.stringify(chunk.result) }, short(chunk.result)),
+    h("td", { class: "error", title: chunk.error ?? "" }, short(chunk.error))
+  )
+
+const renderChunkFilters = () =>
+  $("chunk-filters").replaceChildren(
+    ...[undefined, ...chunkStates].map((state) =>
+      h("button", {
+        type: "button",
+        "data-chunk-state": state ?? "all",
+        "aria-pressed": String(chunkList.state === state),
+        onclick: () => {
+          chunkList.state = state
+          loadChunks(true).catch(showProblem)
+        }
+      }, state ?? "all")
+    )
+  )
+
+/** Loads the first page of the job's chunks (`fresh`), or the next one. */
+const loadChunks = async (fresh) => {
+  const id = chunkList.id
+  if (id === undefined) return
+  const params = new URLSearchParams({ limit: "50" })
+  if (chunkList.state !== undefined) params.set("state", chunkList.state)
+  if (!fresh && chunkList.nextCursor !== undefined) params.set("cursor", chunkList.nextCursor)
+  const page = await json(await api(`/jobs/${encodeURIComponent(id)}/chunks?${params}`))
+  if (chunkList.id !== id) return
+  const rows = page.chunks.map(chunkRow)
+  if (fresh) {
+    chunkList.pages = 1
+    $("chunk-rows").replaceChildren(...rows)
+  } else {
+    chunkList.pages++
+    $("chunk-rows").append(...rows)
+  }
+  chunkList.nextCursor = page.nextCursor
+  $("chunks-more").hidden = page.nextCursor === undefined
+  $("chunks-empty").hidden = $("chunk-rows").children.length > 0
+  renderChunkFilters()
+}
+
+/** The job changed: its first page of chunks is read again (at most once a second; not once more are shown). */
+const chunksChanged = () => {
+  if (chunkList.pages > 1 || chunkList.timer !== undefined) return
+  const wait = Math.max(0, chunkList.reloadAt - Date.now())
+  chunkList.timer = setTimeout(() => {
+    chunkList.timer = undefined
+    chunkList.reloadAt = Date.now() + 1000
+    loadChunks(true).catch(() => {})
+  }, wait)
+}
+
 const showDeleted = (job) => {
   current.watching?.abort()
+  chunkList.id = undefined
+  $("chunks").hidden = true
   $("job").replaceChildren(h("div", { class: "card" }, h("p", {}, `Job ${job.id} was deleted.`)))
 }
 
@@ -368,12 +445,24 @@ const openJob = async (id) => {
   $("job").replaceChildren()
   const controller = new AbortController()
   current.watching = controller
+  chunkList.id = id
+  chunkList.state = undefined
+  chunkList.nextCursor = undefined
+  $("chunk-rows").replaceChildren()
+  $("chunks").hidden = false
   try {
     renderJob(await json(await api(`/jobs/${encodeURIComponent(id)}`, { signal: controller.signal })))
-    for await (const job of events(`/jobs/${encodeURIComponent(id)}/events`, controller.signal)) renderJob(job)
+    await loadChunks(true)
+    for await (const job of events(`/jobs/${encodeURIComponent(id)}/events`, controller.signal)) {
+      renderJob(job)
+      chunksChanged()
+    }
   } catch (error) {
     if (controller.signal.aborted) return
-    if (error.status === 404) $("job").replaceChildren(h("div", { class: "card" }, h("p", {}, error.message)))
+    if (error.status === 404) {
+      $("chunks").hidden = true
+      $("job").replaceChildren(h("div", { class: "card" }, h("p", {}, error.message)))
+    }
     else showProblem(error)
   }
 }
@@ -415,6 +504,8 @@ const route = () => {
   }
   current.watching?.abort()
   current.job = undefined
+  chunkList.id = undefined
+  $("chunk-rows").replaceChildren()
   const state = new URLSearchParams(hash.split("?")[1] ?? "").get("state") ?? undefined
   list.state = states.includes(state) ? state : undefined
   list.cursors = [undefined]
@@ -429,6 +520,7 @@ const start = () => {
     if (list.cursors.length > 1) list.cursors.pop()
     loadList().catch(showProblem)
   })
+  $("chunks-more").addEventListener("click", () => loadChunks(false).catch(showProblem))
   $("older").addEventListener("click", () => {
     if (list.nextCursor === undefined) return
     list.cursors.push(list.nextCursor)

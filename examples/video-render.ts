@@ -76,7 +76,8 @@ const RenderNode = (settings: Settings) =>
       return {
         command: settings.ffmpeg,
         args: [
-          ...["-hide_banner", "-nostdin", "-loglevel", "error"],
+          // `-progress pipe:1` prints `frame=N` lines on stdout as it encodes.
+          ...["-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1"],
           ...["-f", "lavfi", "-i", `testsrc=size=${settings.size}:rate=${frameRate}`],
           ...["-vf", `trim=start_frame=${start}:end_frame=${end + 1},setpts=PTS-STARTPTS`],
           ...["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
@@ -84,7 +85,15 @@ const RenderNode = (settings: Settings) =>
         ]
       }
     },
-    killGracePeriod: "2 seconds"
+    killGracePeriod: "2 seconds",
+    // ffmpeg's frame counter becomes the chunk's progress, so the bar moves inside long chunks too.
+    onOutput: ({ chunk, context, line, stream }) =>
+      Effect.sync(() => {
+        const frame = stream === "stdout" ? /^frame=(\d+)$/.exec(line) : null
+        if (frame === null) return
+        const { end, start } = chunk.payload as { readonly start: number; readonly end: number }
+        context.reportProgress(Number(frame[1]) / (end - start + 1))
+      })
   })
 
 /**

@@ -23,6 +23,14 @@ export interface ChunkContext {
    * or the attempt timed out. It is made on first read, so a worker that never reads it pays nothing.
    */
   readonly signal: AbortSignal
+  /**
+   * Reports how far this chunk has got, from 0 to 1 (e.g. frames rendered / frames of the chunk). Cheap: it
+   * stores a number in memory, and nothing is written per call. The job's `progress` counts the fraction of
+   * its running chunks (coalesced with its other progress writes); a value lower than one reported before
+   * for the same chunk is ignored, so progress never goes back while the chunk runs. Values are clamped to
+   * 0..1; calls after the attempt ended are ignored.
+   */
+  readonly reportProgress: (fraction: number) => void
 }
 
 /**

@@ -255,6 +255,7 @@ const JobsLive = HttpApiBuilder.group(Api.JobApi, "jobs", (handlers) =>
             ...(page.nextCursor === undefined ? {} : { nextCursor: page.nextCursor })
           })))))
       .handle("get", ({ path }) => answer(Effect.flatMap(client.getJob(path.id), view)))
+      .handle("chunks", ({ path, urlParams }) => answer(client.listChunks(path.id, urlParams)))
       // A cancel never fails with InvalidJobState: it is idempotent.
       .handle("cancel", ({ path }) => answer(Effect.catchTag(act("cancel", path.id), "InvalidJobState", Effect.die)))
       .handle("pause", ({ path }) => answer(act("pause", path.id)))

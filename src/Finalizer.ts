@@ -15,7 +15,9 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import type { JobId, JobSpec, Json } from "./Job.js"
+import * as Stream from "effect/Stream"
+import type { ChunkResult, JobId, JobSpec, Json } from "./Job.js"
+import type { JobNotFound, RepositoryError } from "./JobError.js"
 import { describeError } from "./JobError.js"
 
 /**
@@ -33,6 +35,21 @@ export interface FinalizeContext {
   readonly failedChunks: number
   /** Fires when the finalize step is interrupted. */
   readonly signal: AbortSignal
+  /**
+   * The results the job's chunks returned, in chunk-id order (chunks that returned nothing are left out), read
+   * from the store a page at a time as the stream is pulled: memory stays flat however many there are.
+   */
+  readonly results: Stream.Stream<ChunkResult, JobNotFound | RepositoryError>
+}
+
+/**
+ * What a Promise finalizer knows about its job: the same as {@link FinalizeContext}, with the results as an
+ * `AsyncIterable` (`for await (const { id, result } of context.results)`).
+ *
+ * @since 0.2.0
+ */
+export interface PromiseFinalizeContext extends Omit<FinalizeContext, "results"> {
+  readonly results: AsyncIterable<ChunkResult>
 }
 
 /**
@@ -61,5 +78,19 @@ export class FinalizeFailed extends Schema.TaggedError<FinalizeFailed>()("Finali
  *
  * @since 0.1.0
  */
-export const fromPromise = (run: (context: FinalizeContext) => PromiseLike<unknown>): Finalizer => (context) =>
-  Effect.tryPromise({ try: () => run(context), catch: (error) => error })
+export const fromPromise = (run: (context: PromiseFinalizeContext) => PromiseLike<unknown>): Finalizer => (context) =>
+  Effect.tryPromise({
+    try: () =>
+      run({
+        jobId: context.jobId,
+        spec: context.spec,
+        payload: context.payload,
+        completedChunks: context.completedChunks,
+        failedChunks: context.failedChunks,
+        get signal() {
+          return context.signal
+        },
+        results: Stream.toAsyncIterable(context.results)
+      }),
+    catch: (error) => error
+  })

@@ -9,7 +9,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as AST from "effect/SchemaAST"
 import type { ParseOptions } from "effect/SchemaAST"
-import { types } from "node:util"
+import { isChunkStream, ownChunks } from "./internal/iterables.js"
 import { copyJson, type JsonIssue, type Layout } from "./internal/json.js"
 import { firstIssue, InvalidJobSpec } from "./JobError.js"
 
@@ -119,7 +119,17 @@ const decodeJson = (input: unknown, _options: ParseOptions | undefined, ast: AST
  */
 export const Json: Schema.Schema<Json> = checkedSchema(decodeJson, {
   identifier: "Json",
-  description: "plain JSON: null, a boolean, a finite number, a string, an array or a plain object"
+  description: "plain JSON: null, a boolean, a finite number, a string, an array or a plain object",
+  jsonSchema: {
+    anyOf: [
+      { type: "null" },
+      { type: "boolean" },
+      { type: "number" },
+      { type: "string" },
+      { type: "array" },
+      { type: "object" }
+    ]
+  }
 })
 
 /** The rule of {@link ChunkId} as a plain predicate (`Schema.is` costs about half a microsecond a chunk). */
@@ -292,7 +302,11 @@ const decodeJsonObject = (input: unknown, options: ParseOptions | undefined, ast
       : Either.left(new ParseResult.Type(ast, input, "expected an object of JSON values")))
 
 /** A JSON object (job metadata): {@link Json} that is an object. */
-const JsonObject = checkedSchema(decodeJsonObject, { identifier: "JsonObject", description: "an object of JSON values" })
+const JsonObject = checkedSchema(decodeJsonObject, {
+  identifier: "JsonObject",
+  description: "an object of JSON values",
+  jsonSchema: { type: "object" }
+})
 
 /**
  * What a user submits: an optional name and metadata, the chunks (an explicit array or a
@@ -346,10 +360,17 @@ const decodeSpecShape = Schema.decodeUnknownEither(JobSpec, { onExcessProperty: 
 
 /** The spec's explicit chunk array, read without calling a getter or a proxy trap. */
 const explicitChunks = (spec: unknown): ReadonlyArray<Json> | undefined => {
-  if (typeof spec !== "object" || spec === null || types.isProxy(spec)) return undefined
-  const chunks: unknown = Object.getOwnPropertyDescriptor(spec, "chunks")?.value
-  return Array.isArray(chunks) && !types.isProxy(chunks) ? chunks : undefined
+  const chunks = ownChunks(spec)
+  return Array.isArray(chunks) ? chunks : undefined
 }
+
+/** The error for a spec whose chunks are a stream, read without calling a getter or a proxy trap. */
+const streamedChunks = (spec: unknown): InvalidJobSpec | undefined =>
+  !isChunkStream(ownChunks(spec)) ? undefined : new InvalidJobSpec({
+    path: ["chunks"],
+    detail: "a chunk stream (a Stream or an iterable) cannot be stored as a spec: give an array or a range " +
+      "plan, or run the stream with executeJob (Promise) or JobExecutor.executeStream (Effect)"
+  })
 
 /**
  * Validates a spec: a fresh plain copy of it, or `InvalidJobSpec` naming the path of the first problem.
@@ -376,7 +397,7 @@ export const validateSpec = (
           "chunk stream for more, or raise maxExplicitChunks"
       })
     }
-    const before = countChunks(input)
+    const before = countChunks(input) ?? streamedChunks(input)
     if (before !== undefined) return Effect.fail(before)
     const copied = copyJson(input, {
       layout: specLayout,
@@ -433,8 +454,16 @@ export const chunkAt = (spec: JobSpec, index: number): Chunk => {
  *
  * @since 0.1.0
  */
-export const progressOf = (total: number, completed: number, failed: number, state: JobState): number =>
-  total === 0 ? (state === "completed" ? 100 : 0) : Math.floor(((completed + failed) * 100) / total)
+export const progressOf = (
+  total: number,
+  completed: number,
+  failed: number,
+  state: JobState,
+  partial = 0
+): number =>
+  total === 0
+    ? (state === "completed" ? 100 : 0)
+    : Math.min(100, Math.floor(((completed + failed + (isTerminal(state) ? 0 : partial)) * 100) / total))
 
 /**
  * The stored status of a job.
@@ -465,7 +494,12 @@ export class JobStatus extends Schema.Class<JobStatus>("effect-jobs/JobStatus")(
   /** Set while the job runs its finalize step, after every chunk succeeded. */
   phase: Schema.optional(Schema.Literal("finalizing")),
   /** The failed job this one re-drives (see `retryJob`). */
-  retryOf: Schema.optional(JobId)
+  retryOf: Schema.optional(JobId),
+  /**
+   * The metadata the job was submitted with. Present on a status read on its own (`getJob`); listings and
+   * the statuses of a watch may leave it out.
+   */
+  metadata: Schema.optional(JsonObject)
 }) {}
 
 /**
@@ -479,6 +513,8 @@ export const withProgress = (
     readonly completedChunks: number
     readonly failedChunks: number
     readonly phase?: "finalizing" | undefined
+    /** The fractions reported by the chunks in flight, summed (see `ChunkContext.reportProgress`). */
+    readonly partialChunks?: number | undefined
   },
   now: Date
 ): JobStatus =>
@@ -486,7 +522,13 @@ export const withProgress = (
     ...status,
     completedChunks: progress.completedChunks,
     failedChunks: progress.failedChunks,
-    progress: progressOf(status.totalChunks, progress.completedChunks, progress.failedChunks, status.state),
+    progress: progressOf(
+      status.totalChunks,
+      progress.completedChunks,
+      progress.failedChunks,
+      status.state,
+      progress.partialChunks
+    ),
     updatedAt: now,
     ...(progress.phase === undefined ? {} : { phase: progress.phase })
   }, true)
@@ -514,4 +556,74 @@ export type ListQuery = typeof ListQuery.Type
 export interface JobPage {
   readonly jobs: ReadonlyArray<JobStatus>
   readonly nextCursor?: string | undefined
+}
+
+/**
+ * The state of one chunk of a job: `completed` (it succeeded), `failed` (it ran out of attempts), `running`
+ * (an attempt is in flight in the manager that runs the job) or `pending` (not run yet, or to be run again).
+ *
+ * @since 0.2.0
+ */
+export const ChunkState = Schema.Literal("completed", "failed", "running", "pending")
+/** @since 0.2.0 */
+export type ChunkState = typeof ChunkState.Type
+
+/**
+ * One chunk of a job, as `listChunks` shows it. `attempts` is the attempts it took (0 for a chunk that has
+ * not run); `result` is what its worker returned (absent when it returned nothing, `undefined` or `null`);
+ * `error` is the last error of a failed chunk; `progress` (0..1) is what a running chunk last reported with
+ * `reportProgress`. Times are known for chunks that have a result, failed, needed more than one attempt, or
+ * run now; a chunk completed at its first attempt without a result is kept in the job's compact checkpoint
+ * only, so it has none.
+ *
+ * @since 0.2.0
+ */
+export const ChunkInfo = Schema.Struct({
+  id: Schema.Number,
+  state: ChunkState,
+  attempts: Schema.Number,
+  result: Schema.optional(Json),
+  error: Schema.optional(Schema.String),
+  startedAt: Schema.optional(Schema.Date),
+  finishedAt: Schema.optional(Schema.Date),
+  progress: Schema.optional(Schema.Number)
+}).annotations({ identifier: "ChunkInfo" })
+/** @since 0.2.0 */
+export type ChunkInfo = typeof ChunkInfo.Type
+
+/**
+ * Filters and paging of a chunk listing. Chunks come in chunk-id order, `limit` at a time (default 100, at
+ * most 1000); pass the `nextCursor` of a page as `cursor` to get the next one. A page filtered by state may
+ * hold fewer than `limit` chunks and still have a `nextCursor`.
+ *
+ * @since 0.2.0
+ */
+export const ListChunksQuery = Schema.Struct({
+  state: Schema.optional(Schema.Union(ChunkState, Schema.Array(ChunkState))),
+  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000))),
+  cursor: Schema.optional(Schema.String)
+}).annotations({ identifier: "ListChunksQuery" })
+/** @since 0.2.0 */
+export type ListChunksQuery = typeof ListChunksQuery.Type
+/** What a caller may pass as a chunk query (a misspelt field is a compile error). @since 0.2.0 */
+export type ListChunksQueryInput = typeof ListChunksQuery.Encoded
+
+/**
+ * One page of a chunk listing; `nextCursor` is absent on the last page.
+ *
+ * @since 0.2.0
+ */
+export interface ChunkPage {
+  readonly chunks: ReadonlyArray<ChunkInfo>
+  readonly nextCursor?: string | undefined
+}
+
+/**
+ * A chunk's result, as the finalize step reads them (in chunk-id order).
+ *
+ * @since 0.2.0
+ */
+export interface ChunkResult {
+  readonly id: number
+  readonly result: Json
 }

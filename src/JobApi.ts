@@ -5,7 +5,10 @@
  *
  * Routes (all under `/api`; every one needs `Authorization: Bearer <token>` when the server has a token):
  * - `GET /jobs?state=&limit=&cursor=`: a page of jobs, newest first: `{ jobs, nextCursor? }`.
- * - `GET /jobs/:id`: the job.
+ * - `GET /jobs/:id`: the job (with its `metadata`).
+ * - `GET /jobs/:id/chunks?state=&limit=&cursor=`: a page of the job's chunks in chunk-id order: `{ chunks,
+ *   nextCursor? }`, each chunk `{ id, state, attempts, result?, error?, startedAt?, finishedAt? }` (a chunk in
+ *   flight shows as `pending`: the server does not run the job).
  * - `POST /jobs/:id/cancel`: the job once it has ended (`cancelled`, or the state it reached first; a job
  *   that had already ended is returned as it is).
  * - `POST /jobs/:id/pause`, `POST /jobs/:id/resume`: the job once it is `paused`, resp. queued again; 409
@@ -31,7 +34,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Schema from "effect/Schema"
-import { JobState, JobStatus } from "./Job.js"
+import { ChunkInfo, ChunkState, JobState, JobStatus } from "./Job.js"
 
 /**
  * A job as the API shows it: its stored status, and what the server observes about it: whether the owner
@@ -72,6 +75,29 @@ export const JobPageView = Schema.Struct({
  */
 export const ListParams = Schema.Struct({
   state: Schema.optional(Schema.Union(JobState, Schema.Array(JobState))),
+  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))),
+  cursor: Schema.optional(Schema.String)
+})
+
+/**
+ * A page of a job's chunks in chunk-id order; `nextCursor` (absent on the last page) is the `cursor` of the
+ * next one.
+ *
+ * @since 0.2.0
+ */
+export const ChunkPageView = Schema.Struct({
+  chunks: Schema.Array(ChunkInfo),
+  nextCursor: Schema.optional(Schema.String)
+}).annotations({ identifier: "ChunkPage" })
+
+/**
+ * The query of `GET /api/jobs/:id/chunks`: `state` (repeat it for several), `limit` (1 to 1000, default 100)
+ * and the `cursor` of the previous page.
+ *
+ * @since 0.2.0
+ */
+export const ChunkParams = Schema.Struct({
+  state: Schema.optional(Schema.Union(ChunkState, Schema.Array(ChunkState))),
   limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))),
   cursor: Schema.optional(Schema.String)
 })
@@ -150,6 +176,15 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
       .addSuccess(JobView)
       .addError(JobNotFound)
       .annotate(OpenApi.Summary, "One job")
+  )
+  .add(
+    HttpApiEndpoint.get("chunks", "/jobs/:id/chunks")
+      .setPath(IdPath)
+      .setUrlParams(ChunkParams)
+      .addSuccess(ChunkPageView)
+      .addError(JobNotFound)
+      .addError(InvalidOption)
+      .annotate(OpenApi.Summary, "A page of a job's chunks in chunk-id order: state, attempts, result, last error")
   )
   .add(
     HttpApiEndpoint.post("cancel", "/jobs/:id/cancel")

@@ -14,8 +14,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import type { JobPage, JobSpec, JobState, JobStatus } from "./Job.js"
-import { isTerminal, JobId, ListQuery, makeJobId } from "./Job.js"
+import type { ChunkPage, JobPage, JobSpec, JobState, JobStatus, ListChunksQueryInput } from "./Job.js"
+import { isTerminal, JobId, ListChunksQuery, ListQuery, makeJobId } from "./Job.js"
 import type { RepositoryError } from "./JobError.js"
 import { firstIssue, InvalidJobState, InvalidOption, JobNotFound } from "./JobError.js"
 import type { StopRequest } from "./JobRepository.js"
@@ -47,6 +47,14 @@ export interface ClientOptions {
 export interface JobClient {
   readonly getJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
   readonly listJobs: (query?: unknown) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
+  /**
+   * One page of the job's chunks in chunk-id order, as the store has them (see `JobRepository.listChunks`:
+   * a chunk in flight shows as `pending`; the manager that runs the job shows it as `running`).
+   */
+  readonly listChunks: (
+    id: string,
+    query?: ListChunksQueryInput
+  ) => Effect.Effect<ChunkPage, JobNotFound | InvalidOption | RepositoryError>
   /**
    * The job's status now, then each change the store signals (at most one per `watchInterval`, and at least
    * a look every `pollInterval`), ending with its terminal status.
@@ -108,16 +116,28 @@ export interface JobClient {
 }
 
 /**
- * Whether two statuses of a job record the same change (same state, same update time): a watcher that
- * reads a job from several sources emits such a status once.
+ * Whether two statuses of a job record the same change (same state, update time and progress: progress
+ * reported inside chunks moves without a new update time): a watcher that reads a job from several sources
+ * emits such a status once.
  *
  * @since 0.1.0
  */
 export const sameChange = (a: JobStatus, b: JobStatus): boolean =>
-  a === b || (a.state === b.state && a.updatedAt.getTime() === b.updatedAt.getTime())
+  a === b ||
+  (a.state === b.state && a.updatedAt.getTime() === b.updatedAt.getTime() && a.progress === b.progress)
 
 const decodeId = Schema.decodeUnknownOption(JobId)
 const decodeQuery = Schema.decodeUnknown(ListQuery, { onExcessProperty: "error" })
+
+const decodeChunks = Schema.decodeUnknown(ListChunksQuery, { onExcessProperty: "error" })
+
+/**
+ * Validates a chunk listing query; a bad field fails with `InvalidOption` naming it.
+ *
+ * @since 0.2.0
+ */
+export const decodeChunksQuery = (input: unknown): Effect.Effect<ListChunksQuery, InvalidOption> =>
+  Effect.mapError(decodeChunks(input ?? {}), (error) => new InvalidOption(firstIssue(error)))
 
 /**
  * A malformed id names no job: it fails with `JobNotFound`.
@@ -244,6 +264,11 @@ export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, J
         Effect.flatMap(
           Effect.mapError(decodeQuery(input ?? {}), (error) => new InvalidOption(firstIssue(error))),
           repository.list
+        ),
+      listChunks: (id, input) =>
+        Effect.flatMap(
+          Effect.all([parseJobId(id), decodeChunksQuery(input)]),
+          ([jobId, query]) => repository.listChunks(jobId, query)
         ),
       watchJob,
       cancelJob: (id) =>

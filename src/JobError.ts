@@ -174,6 +174,25 @@ export class NonRetryable extends Schema.TaggedError<NonRetryable>()("NonRetryab
   }
 }
 
+/**
+ * A worker returned a result that cannot be stored: not plain JSON, or larger than `maxResultBytes`. The
+ * attempt fails with it, and it is not retried by the default retry policy (the same work would return the
+ * same result).
+ *
+ * @since 0.2.0
+ */
+export class InvalidResult extends Schema.TaggedError<InvalidResult>()("InvalidResult", {
+  chunkId: Schema.Number,
+  path: Schema.Array(Schema.Union(Schema.String, Schema.Number)),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `chunk ${this.chunkId} returned a result that cannot be stored${
+      this.path.length === 0 ? "" : ` (at ${formatPath(this.path)})`
+    }: ${this.detail}`
+  }
+}
+
 /** @since 0.1.0 */
 export const isNonRetryable = (error: unknown): error is NonRetryable => Predicate.isTagged(error, "NonRetryable")
 

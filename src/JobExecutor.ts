@@ -1,9 +1,10 @@
 /**
  * Runs one job's chunks through the `ChunkWorker`: a pool of `concurrency` fibers pulling chunks lazily
- * from the spec, with a per-chunk retry policy, a per-chunk timeout and a failure policy.
+ * from the spec ({@link execute}) or from a chunk stream ({@link executeStream}, {@link executeIterable}), with
+ * a per-chunk retry policy, a per-chunk timeout and a failure policy.
  *
- * Memory grows with the concurrency, never with the number of chunks: chunks are made one at a time as a
- * worker fiber pulls them, and nothing is kept per chunk once it has settled.
+ * Memory grows with the concurrency, never with the number of chunks: chunks are made (or pulled from the
+ * stream) one at a time as a worker fiber needs them, and nothing is kept per chunk once it has settled.
  *
  * @since 0.1.0
  */
@@ -11,19 +12,35 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import { LazyAbortController, SignalLane } from "./Abort.js"
+import { copyJson } from "./internal/json.js"
 import { DurationInput, FunctionInput, PositiveDurationInput } from "./internal/schemas.js"
 import * as JobMetrics from "./JobMetrics.js"
 import type { DeadlineSlot } from "./internal/deadlines.js"
 import * as Deadlines from "./internal/deadlines.js"
 import { MacrotaskYield } from "./internal/macrotaskYield.js"
+import { isTracing } from "./internal/tracing.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
-import type { Chunk, JobId, JobSpec } from "./Job.js"
+import * as ChunkStream from "./internal/chunkStream.js"
+import type { Chunk, JobId, JobSpec, Json } from "./Job.js"
 import { chunkAt, totalChunks } from "./Job.js"
-import { ChunkFailed, ChunkTimeout, firstIssue, InvalidOption, isNonRetryable, JobFailed } from "./JobError.js"
+import type { InvalidJobSpec } from "./JobError.js"
+import {
+  ChunkFailed,
+  ChunkTimeout,
+  describeError,
+  firstIssue,
+  InvalidOption,
+  InvalidResult,
+  isNonRetryable,
+  JobFailed
+} from "./JobError.js"
 
 const RetryableFunction = FunctionInput<(error: unknown) => boolean>("a function (error) => boolean")
 
@@ -46,7 +63,7 @@ export const RetryPolicy = Schema.Struct({
   maxDelay: Schema.optional(PositiveDurationInput),
   /** Multiply each delay by a random factor in 0.8..1.2 (then cap it at `maxDelay`); default true. */
   jitter: Schema.optional(Schema.Boolean),
-  /** Which errors are retried (default: all but `NonRetryable`). */
+  /** Which errors are retried (default: all but `NonRetryable` and `InvalidResult`). */
   isRetryable: Schema.optional(RetryableFunction)
 }).annotations({ identifier: "RetryPolicy" })
 /** @since 0.1.0 */
@@ -82,7 +99,12 @@ export const ExecutionOptions = Schema.Struct({
    * failed attempt.
    */
   chunkTimeout: Schema.optional(PositiveDurationInput),
-  failurePolicy: Schema.optional(FailurePolicy)
+  failurePolicy: Schema.optional(FailurePolicy),
+  /**
+   * The largest result a worker may return, in bytes of its JSON encoding (default 65,536). A larger one, or
+   * one that is not plain JSON, fails the attempt with `InvalidResult`. `undefined` and `null` are no result.
+   */
+  maxResultBytes: Schema.optional(Schema.Int.pipe(Schema.between(1, 2 ** 30)))
 }).annotations({ identifier: "ExecutionOptions" })
 /** @since 0.1.0 */
 export type ExecutionOptions = typeof ExecutionOptions.Type
@@ -108,6 +130,41 @@ export interface ChunkSettled {
   readonly completedChunks: number
   readonly failedChunks: number
   readonly totalChunks: number
+  /** The attempts the chunk took. */
+  readonly attempts: number
+  /** What the worker returned (a checked copy), when it returned something other than `undefined`/`null`. */
+  readonly result: Json | undefined
+  /** The last error of a failed chunk. */
+  readonly error: string | undefined
+  /** When its first attempt started and when it settled (epoch millis). */
+  readonly startedAt: number
+  readonly finishedAt: number
+}
+
+/**
+ * A chunk in flight.
+ *
+ * @since 0.2.0
+ */
+export interface InFlightChunk {
+  readonly id: number
+  /** The attempt under way (1 for the first). */
+  readonly attempts: number
+  readonly startedAt: number
+  /** What it last reported with `reportProgress` (0..1; 0 when it reported nothing). */
+  readonly progress: number
+}
+
+/**
+ * A look into a running execution, for the manager that runs it.
+ *
+ * @since 0.2.0
+ */
+export interface ExecutionView {
+  /** The chunks in flight now, in no particular order. */
+  readonly inFlight: () => ReadonlyArray<InFlightChunk>
+  /** The sum of the fractions the chunks in flight reported: how many chunks' worth of work they have done. */
+  readonly partialChunks: () => number
 }
 
 /**
@@ -136,6 +193,10 @@ export interface ExecuteOptions extends ExecutionOptions {
    * manager holds its pulls while it cannot prove that it still owns the job). `undefined`: pull.
    */
   readonly beforePull?: (() => Effect.Effect<void> | undefined) | undefined
+  /** Called once, as the execution starts, with a view of its chunks in flight. */
+  readonly onStart?: ((view: ExecutionView) => void) | undefined
+  /** Called (synchronously, in the worker's call) when a chunk in flight reports more progress. */
+  readonly onChunkProgress?: (() => void) | undefined
 }
 
 /**
@@ -157,7 +218,8 @@ const defaults = {
   attempts: 3,
   initialDelay: Duration.millis(100),
   factor: 2,
-  maxDelay: Duration.seconds(30)
+  maxDelay: Duration.seconds(30),
+  maxResultBytes: 64 * 1024
 } as const
 
 const noTags: ReadonlyArray<never> = []
@@ -166,18 +228,63 @@ const noTags: ReadonlyArray<never> = []
  * pulls go between two looks at the clock.
  */
 const macrotaskTurn = { everyMillis: 4, checkEvery: 16 } as const
-const builtInTracer = Effect.runSync(Effect.tracer)
 
-class AttemptContext extends LazyAbortController implements ChunkContext {
-  constructor(readonly jobId: JobId, readonly attempt: number, lane: SignalLane) {
-    super(lane)
+/**
+ * What one worker loop of an execution owns: its timeout slot, its lane of abort signals, and the chunk it
+ * runs (`chunkId` -1 between chunks).
+ */
+class Lane {
+  chunkId = -1
+  attempt = 1
+  startedAt = 0
+  fraction = 0
+  constructor(
+    readonly slot: DeadlineSlot | undefined,
+    readonly signals: SignalLane,
+    readonly partial: PartialProgress
+  ) {}
+
+  /** The lane's chunk settled: its reported fraction leaves the execution's sum. */
+  free(): void {
+    this.chunkId = -1
+    if (this.fraction !== 0) {
+      this.partial.sum -= this.fraction
+      this.fraction = 0
+    }
   }
 }
 
-/** What one worker loop of an execution owns: its timeout slot and its lane of abort signals. */
-interface Lane {
-  readonly slot: DeadlineSlot | undefined
-  readonly signals: SignalLane
+/** The fractions reported by an execution's chunks in flight, summed as they are reported. */
+class PartialProgress {
+  sum = 0
+  constructor(readonly onChange: (() => void) | undefined) {}
+}
+
+class AttemptContext extends LazyAbortController implements ChunkContext {
+  readonly #lane: Lane
+  readonly #chunkId: number
+  constructor(readonly jobId: JobId, readonly attempt: number, lane: Lane) {
+    super(lane.signals)
+    this.#lane = lane
+    this.#chunkId = lane.chunkId
+  }
+
+  #reporter: ((fraction: number) => void) | undefined = undefined
+
+  /** Made on first read (so `const { reportProgress } = context` works), and only then. */
+  get reportProgress(): (fraction: number) => void {
+    return this.#reporter ??= (fraction) => this.#report(fraction)
+  }
+
+  #report(fraction: number): void {
+    const lane = this.#lane
+    // A late call of an attempt whose chunk has settled must not count for the lane's next chunk.
+    if (lane.chunkId !== this.#chunkId || !(fraction > lane.fraction)) return
+    const value = fraction > 1 ? 1 : fraction
+    lane.partial.sum += value - lane.fraction
+    lane.fraction = value
+    lane.partial.onChange?.()
+  }
 }
 
 /**
@@ -204,7 +311,8 @@ export const execute = (
       ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
       ...(options.retry === undefined ? {} : { retry: options.retry }),
       ...(options.chunkTimeout === undefined ? {} : { chunkTimeout: options.chunkTimeout }),
-      ...(options.failurePolicy === undefined ? {} : { failurePolicy: options.failurePolicy })
+      ...(options.failurePolicy === undefined ? {} : { failurePolicy: options.failurePolicy }),
+      ...(options.maxResultBytes === undefined ? {} : { maxResultBytes: options.maxResultBytes })
     }),
     (validated) => executeValidated(spec, { ...options, ...validated })
   )
@@ -218,18 +326,195 @@ export const executeValidated = (
   spec: JobSpec,
   options: ExecuteOptions
 ): Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed, ChunkWorker> =>
+  Effect.suspend(() => {
+    const total = totalChunks(spec)
+    let next = 0
+    const source: Source<never, never> = {
+      total: () => total,
+      pulled: () => next,
+      take: () => (next < total ? chunkAt(spec, next++) : undefined),
+      more: () => undefined,
+      producer: undefined
+    }
+    // A spec's total is known from the start, so the summary's is a number.
+    return runSource(source, options) as Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed, ChunkWorker>
+  })
+
+/**
+ * A settled chunk of a streamed execution and the job's counts after it: `totalChunks` is `undefined` until
+ * the stream has ended (then it is the stream's number of chunks).
+ *
+ * @since 0.1.0
+ */
+export interface StreamChunkSettled extends Omit<ChunkSettled, "totalChunks"> {
+  readonly totalChunks: number | undefined
+}
+
+/**
+ * Options of a streamed execution ({@link executeStream}, {@link executeIterable}).
+ *
+ * @since 0.1.0
+ */
+export interface ExecuteStreamOptions extends Omit<ExecuteOptions, "onChunkSettled"> {
+  /**
+   * Chunks pulled ahead of the worker loops, waiting for a free one (0..10,000; default: the concurrency).
+   * With 0 a chunk is pulled only when a worker loop is free for it.
+   */
+  readonly prefetch?: number | undefined
+  /** Called after each chunk settles, in the fiber that ran it. */
+  readonly onChunkSettled?: ((event: StreamChunkSettled) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * The counts of a streamed execution that ended without failing the job.
+ *
+ * @since 0.1.0
+ */
+export interface StreamSummary extends ExecutionSummary {
+  /**
+   * True when the stream was read to its end: `totalChunks` is then its number of chunks. False only after
+   * `shouldStop` drained the execution early; `totalChunks` then counts the chunks pulled.
+   */
+  readonly ended: boolean
+}
+
+/**
+ * How a streamed job's chunks are run: {@link ExecutionOptions} and how far ahead the stream is pulled.
+ *
+ * @since 0.1.0
+ */
+export const StreamExecutionOptions = Schema.Struct({
+  ...ExecutionOptions.fields,
+  /** Chunks pulled ahead of the worker loops (0..10,000; default: the concurrency). */
+  prefetch: Schema.optional(Schema.Int.pipe(Schema.between(0, 10_000)))
+}).annotations({ identifier: "StreamExecutionOptions" })
+/** @since 0.1.0 */
+export type StreamExecutionOptions = typeof StreamExecutionOptions.Type
+
+const decodeStreamOptions = Schema.decodeUnknown(StreamExecutionOptions, { onExcessProperty: "error" })
+
+/**
+ * Runs the chunks of an Effect `Stream` (options are validated first), pulling it lazily with backpressure.
+ *
+ * - Laziness: one producer fiber pulls the stream while fewer than `prefetch` chunks wait for a worker loop
+ *   (or while one waits for a chunk); at most `concurrency + prefetch` chunks are pulled and not settled,
+ *   so memory grows with those, never with the stream's length. (A stream that emits elements in Effect
+ *   chunks of several, like `Stream.fromIterable`, has made each such chunk before it is pulled.)
+ * - Each element is checked as a `Chunk` (`{ id, payload }`, the payload JSON); an element that is not, or
+ *   whose id was pulled before, fails the execution with `InvalidJobSpec` naming it (path
+ *   `["chunks", index, ...]`, `index` counting from 0 in the stream). The ids seen are kept as ranges: O(1)
+ *   memory for ids pulled in order (0, 1, 2, ...), up to one range per chunk for scattered ids.
+ * - The total is unknown until the stream ends: `onChunkSettled` gets `totalChunks: undefined` until then.
+ *   A `maxFailedPercent` policy is judged once the total is known (a `maxFailedChunks` or `"fail-fast"` one
+ *   at each failure, as for a spec).
+ * - Failure: the stream's error, or an invalid element, fails the execution at once (the chunks in flight
+ *   are interrupted, their signals fire); chunk failures follow the failure policy as for a spec.
+ * - Interruption: the pull in progress is interrupted and nothing more is pulled, the chunks in flight are
+ *   interrupted and their signals fire, then the stream's scope is closed (its finalizers run).
+ *
+ * @since 0.1.0
+ */
+export const executeStream = <E, R>(
+  stream: Stream.Stream<Chunk, E, R>,
+  options: ExecuteStreamOptions
+): Effect.Effect<StreamSummary, ChunkFailed | JobFailed | InvalidJobSpec | InvalidOption | E, ChunkWorker | R> =>
+  executeOpened(ChunkStream.pullStream(stream), options)
+
+/**
+ * {@link executeStream} for an `AsyncIterable` (an async generator, a paginated listing) or an `Iterable`
+ * (a generator): the same laziness, checks, failure and interruption. A `next()` that throws or rejects
+ * fails the execution with what it threw. Interruption abandons a pending `next()` (a Promise cannot be
+ * stopped) and calls the iterator's `return()` without waiting for it: an async generator suspended in an
+ * `await` runs its `finally` blocks once that `await` settles.
+ *
+ * @since 0.1.0
+ */
+export const executeIterable = (
+  iterable: AsyncIterable<Chunk> | Iterable<Chunk>,
+  options: ExecuteStreamOptions
+): Effect.Effect<StreamSummary, ChunkFailed | JobFailed | InvalidJobSpec | InvalidOption | unknown, ChunkWorker> =>
+  executeOpened(ChunkStream.pullIterable(iterable), options)
+
+const executeOpened = <E, R, E2>(
+  open: Effect.Effect<ChunkStream.Pull<E, R>, E2, Scope.Scope | R>,
+  options: ExecuteStreamOptions
+): Effect.Effect<StreamSummary, ChunkFailed | JobFailed | InvalidJobSpec | InvalidOption | E | E2, ChunkWorker | R> =>
+  Effect.gen(function*() {
+    const validated = yield* Effect.mapError(
+      decodeStreamOptions({
+        ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+        ...(options.retry === undefined ? {} : { retry: options.retry }),
+        ...(options.chunkTimeout === undefined ? {} : { chunkTimeout: options.chunkTimeout }),
+        ...(options.failurePolicy === undefined ? {} : { failurePolicy: options.failurePolicy }),
+        ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch })
+      }),
+      (error) => new InvalidOption(firstIssue(error))
+    )
+    const pull = yield* open
+    const buffer = new ChunkStream.ChunkBuffer(validated.prefetch ?? validated.concurrency ?? defaults.concurrency)
+    const summary = yield* runSource({
+      total: () => (buffer.ended ? buffer.pulled : undefined),
+      pulled: () => buffer.pulled,
+      take: () => buffer.take(),
+      more: () => buffer.more(),
+      producer: ChunkStream.produce(pull, buffer)
+    }, { ...options, ...validated } as ExecuteOptions)
+    return { ...summary, totalChunks: summary.totalChunks ?? buffer.pulled, ended: buffer.ended }
+  }).pipe(Effect.scoped)
+
+/**
+ * Where an execution's worker loops take their chunks: a spec (array or range plan) or a stream's buffer.
+ * `take` is the hot path: a spec's is a bounds check and `chunkAt`.
+ */
+interface Source<E, R> {
+  /** The number of chunks, when known: a spec's from the start, a stream's once it has ended. */
+  readonly total: () => number | undefined
+  /** Chunks taken out of the source so far. */
+  readonly pulled: () => number
+  /** The next chunk ready now, or `undefined`. */
+  readonly take: () => Chunk | undefined
+  /** After `take` gave nothing: what to wait on before taking again, or `undefined` when no chunk is left. */
+  readonly more: () => Effect.Effect<void> | undefined
+  /**
+   * Runs beside the worker loops (a stream's producer): its failure fails the execution (the chunks in flight
+   * are interrupted); it is interrupted when the loops end.
+   */
+  readonly producer: Effect.Effect<void, E, R> | undefined
+}
+
+/** The summary of a run; `totalChunks` is undefined when a stream was left before its end (a drain). */
+type RunSummary = Omit<ExecutionSummary, "totalChunks"> & { readonly totalChunks: number | undefined }
+
+const runSource = <E, R>(
+  source: Source<E, R>,
+  options: ExecuteOptions
+): Effect.Effect<RunSummary, ChunkFailed | JobFailed | E, ChunkWorker | R> =>
   Effect.flatMap(Effect.all([ChunkWorker, Effect.clock, Effect.tracer]), ([worker, clock, tracer]) => {
     const jobId = options.jobId
     // A span per chunk only when a tracer is installed: the built-in one records nothing, at a cost.
-    const traced = tracer !== builtInTracer
+    const traced = isTracing(tracer)
     const spanOptions = (chunk: Chunk) => ({ attributes: { "job.id": jobId, "chunk.id": chunk.id } })
-    const total = totalChunks(spec)
+    const knownTotal = source.total()
     const skip = options.skip
     const onChunkSettled = options.onChunkSettled
     const shouldStop = options.shouldStop
     const retry = options.retry
     const maxAttempts = retry?.attempts ?? defaults.attempts
-    const isRetryable = retry?.isRetryable ?? ((error: unknown) => !isNonRetryable(error))
+    const isRetryable = retry?.isRetryable ??
+      ((error: unknown) => !isNonRetryable(error) && !(error instanceof InvalidResult))
+    const maxResultBytes = options.maxResultBytes ?? defaults.maxResultBytes
+    const resultLimit = {
+      bytes: maxResultBytes,
+      message: `the result passes maxResultBytes (${maxResultBytes} bytes of JSON); raise maxResultBytes, or keep ` +
+        "bulky output out of the result (e.g. return a reference to it)"
+    }
+    /** A worker's return value as a stored result: a checked copy, or the attempt's failure. */
+    const checkResult = (chunkId: number, value: unknown): Exit.Exit<Json, InvalidResult> => {
+      const copied = copyJson(value, { maxBytes: resultLimit })
+      return Either.isRight(copied)
+        ? Exit.succeed(copied.right)
+        : Exit.fail(new InvalidResult({ chunkId, path: copied.left.path, detail: copied.left.detail }))
+    }
     const initialDelayMillis = Duration.toMillis(retry?.initialDelay ?? defaults.initialDelay)
     const factor = retry?.factor ?? defaults.factor
     const maxDelayMillis = Duration.toMillis(retry?.maxDelay ?? defaults.maxDelay)
@@ -237,28 +522,50 @@ export const executeValidated = (
     const timeout = options.chunkTimeout === undefined ? undefined : Duration.decode(options.chunkTimeout)
     const timeoutMillis = timeout === undefined ? 0 : Duration.toMillis(timeout)
     const policy = options.failurePolicy ?? "fail-fast"
-    const tolerated = policy === "fail-fast"
-      ? 0
-      : "maxFailedChunks" in policy
-      ? policy.maxFailedChunks
-      : Math.floor((policy.maxFailedPercent * total) / 100)
+    /** Failed chunks tolerated; `undefined` while a share of a total not yet known (a stream's). */
+    const toleratedOf = (total: number | undefined): number | undefined =>
+      policy === "fail-fast"
+        ? 0
+        : "maxFailedChunks" in policy
+        ? policy.maxFailedChunks
+        : total === undefined
+        ? undefined
+        : Math.floor((policy.maxFailedPercent * total) / 100)
+    let tolerated = toleratedOf(knownTotal)
 
-    let nextIndex = 0
     let completed = skip?.size ?? 0
     let failed = 0
     let skipped = 0
     let halted = false
+    let draining = false
 
-    /** The next chunk to run, or undefined when there is none (or the execution is halting). */
+    /** The next chunk to run, or undefined when none is ready (or the execution is halting or draining). */
     const pull = (): Chunk | undefined => {
-      while (!halted && nextIndex < total) {
-        if (shouldStop !== undefined && shouldStop()) return undefined
-        const chunk = chunkAt(spec, nextIndex++)
-        if (skip === undefined || !skip.has(chunk.id)) return chunk
+      while (!halted) {
+        if (shouldStop !== undefined && shouldStop()) {
+          draining = true
+          return undefined
+        }
+        const chunk = source.take()
+        if (chunk === undefined || skip === undefined || !skip.has(chunk.id)) return chunk
         skipped++
       }
       return undefined
     }
+
+    /** Whether the failed chunks are within the failure policy (judged once a total it needs is known). */
+    const withinTolerance = (): boolean => {
+      tolerated ??= toleratedOf(source.total())
+      return tolerated === undefined || failed <= tolerated
+    }
+
+    let lastFailure = ""
+    const toleranceExceeded = (): JobFailed =>
+      new JobFailed({
+        failedChunks: failed,
+        totalChunks: source.total() ?? source.pulled(),
+        detail: `${failed} chunks failed, more than the ${tolerated} tolerated; the last: ${lastFailure}`
+      })
 
     const retryDelay = (attempt: number): Effect.Effect<number> => {
       const base = Math.min(initialDelayMillis * factor ** (attempt - 1), maxDelayMillis)
@@ -275,7 +582,7 @@ export const executeValidated = (
       lane: Lane
     ): Effect.Effect<unknown, unknown> =>
       Effect.async<unknown, unknown>((resume) => {
-        const context = new AttemptContext(jobId, attempt, lane.signals)
+        const context = new AttemptContext(jobId, attempt, lane)
         const slot = lane.slot
         let settled = false
         const settle = (result: Effect.Effect<unknown, unknown>) => {
@@ -293,7 +600,8 @@ export const executeValidated = (
         }
         try {
           run(chunk, context).then(
-            (value) => settle(Exit.succeed(value)),
+            // No result costs one comparison.
+            (value) => settle(value == null ? Exit.void : checkResult(chunk.id, value)),
             (error) => settle(Exit.fail(error))
           )
         } catch (error) {
@@ -309,9 +617,13 @@ export const executeValidated = (
 
     const attemptOnce = (chunk: Chunk, attempt: number, lane: Lane): Effect.Effect<unknown, unknown> => {
       if (worker.promise !== undefined) return promiseAttempt(worker.promise, chunk, attempt, lane)
-      const context = new AttemptContext(jobId, attempt, lane.signals)
+      const context = new AttemptContext(jobId, attempt, lane)
       const run = Effect.onExit(
-        worker.run(chunk, context),
+        Effect.flatMap(
+          worker.run(chunk, context),
+          (value): Effect.Effect<Json | undefined, InvalidResult> =>
+            value == null ? Effect.void as Effect.Effect<undefined> : checkResult(chunk.id, value)
+        ),
         (exit) => Effect.sync(() => Exit.isInterrupted(exit) ? context.abort() : context.release())
       )
       return timeout === undefined ? run : Effect.timeoutFail(run, {
@@ -327,6 +639,7 @@ export const executeValidated = (
             Effect.flatMap(retryDelay(attempt), (millis) => Effect.sleep(millis)),
             Effect.suspend(() => {
               JobMetrics.chunkRetries.unsafeUpdate(1, noTags)
+              lane.attempt = attempt + 1
               return attemptFrom(chunk, attempt + 1, lane)
             })
           )
@@ -334,34 +647,57 @@ export const executeValidated = (
             new ChunkFailed({ chunkId: chunk.id, attempts: attempt, cause: isNonRetryable(error) ? error.cause : error })
           ))
 
-    const settled = (chunkId: number, outcome: ChunkSettled["outcome"]): Effect.Effect<void> =>
-      onChunkSettled === undefined
-        ? Effect.void
-        : onChunkSettled({ chunkId, outcome, completedChunks: completed, failedChunks: failed, totalChunks: total })
+    /** The chunk of `lane` settled: the lane is free, and the event goes out. */
+    const settled = (
+      lane: Lane,
+      outcome: ChunkSettled["outcome"],
+      finishedAt: number,
+      result: Json | undefined,
+      error: string | undefined
+    ): Effect.Effect<void> => {
+      const chunkId = lane.chunkId
+      lane.free()
+      return onChunkSettled === undefined ? Effect.void : onChunkSettled({
+        chunkId,
+        outcome,
+        completedChunks: completed,
+        failedChunks: failed,
+        // A stream's total is unknown until it ends (see StreamChunkSettled).
+        totalChunks: source.total() as number,
+        attempts: lane.attempt,
+        result,
+        error,
+        startedAt: lane.startedAt,
+        finishedAt
+      })
+    }
 
     const runChunk = (chunk: Chunk, lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> => {
       const startedAt = clock.unsafeCurrentTimeMillis()
+      lane.chunkId = chunk.id
+      lane.attempt = 1
+      lane.startedAt = startedAt
       JobMetrics.chunksStarted.unsafeUpdate(1, noTags)
       const attempts = attemptFrom(chunk, 1, lane)
       return Effect.matchEffect(traced ? Effect.withSpan(attempts, "effect-jobs.chunk", spanOptions(chunk)) : attempts, {
-        onSuccess: () => {
+        onSuccess: (value) => {
           completed++
+          const finishedAt = clock.unsafeCurrentTimeMillis()
           JobMetrics.chunksSucceeded.unsafeUpdate(1, noTags)
-          JobMetrics.chunkDuration.unsafeUpdate(clock.unsafeCurrentTimeMillis() - startedAt, noTags)
-          return settled(chunk.id, "completed")
+          JobMetrics.chunkDuration.unsafeUpdate(finishedAt - startedAt, noTags)
+          return settled(lane, "completed", finishedAt, value as Json | undefined, undefined)
         },
         onFailure: (error): Effect.Effect<void, ChunkFailed | JobFailed> => {
           failed++
+          const finishedAt = clock.unsafeCurrentTimeMillis()
           JobMetrics.chunksFailed.unsafeUpdate(1, noTags)
-          JobMetrics.chunkDuration.unsafeUpdate(clock.unsafeCurrentTimeMillis() - startedAt, noTags)
-          if (failed <= tolerated) return settled(chunk.id, "failed")
+          JobMetrics.chunkDuration.unsafeUpdate(finishedAt - startedAt, noTags)
+          const message = describeError(error.cause)
+          lastFailure = error.message
+          if (withinTolerance()) return settled(lane, "failed", finishedAt, undefined, message)
           halted = true
-          const failure: ChunkFailed | JobFailed = policy === "fail-fast" ? error : new JobFailed({
-            failedChunks: failed,
-            totalChunks: total,
-            detail: `${failed} chunks failed, more than the ${tolerated} tolerated; the last: ${error.message}`
-          })
-          return Effect.zipRight(settled(chunk.id, "failed"), Effect.fail(failure))
+          const failure: ChunkFailed | JobFailed = policy === "fail-fast" ? error : toleranceExceeded()
+          return Effect.zipRight(settled(lane, "failed", finishedAt, undefined, message), Effect.fail(failure))
         }
       })
     }
@@ -373,25 +709,44 @@ export const executeValidated = (
         const wait = turns.due() ?? beforePull?.()
         if (wait !== undefined) return Effect.zipRight(wait, workerLoop(lane))
         const chunk = pull()
-        return chunk === undefined ? Effect.void : Effect.zipRight(runChunk(chunk, lane), workerLoop(lane))
+        if (chunk !== undefined) return Effect.zipRight(runChunk(chunk, lane), workerLoop(lane))
+        const more = halted || draining ? undefined : source.more()
+        return more === undefined ? Effect.void : Effect.zipRight(more, workerLoop(lane))
       })
 
-    const concurrency = Math.max(1, Math.min(options.concurrency ?? defaults.concurrency, total))
-    const summary = Effect.sync((): ExecutionSummary => ({
-      totalChunks: total,
-      completedChunks: completed,
-      failedChunks: failed,
-      skippedChunks: skipped
-    }))
+    const requested = options.concurrency ?? defaults.concurrency
+    const concurrency = Math.max(1, knownTotal === undefined ? requested : Math.min(requested, knownTotal))
+    // A stream's percent tolerance is judged once its total is known: at the latest, here.
+    const summary = Effect.suspend((): Effect.Effect<RunSummary, JobFailed> =>
+      withinTolerance() ? Effect.succeed({
+        totalChunks: source.total(),
+        completedChunks: completed,
+        failedChunks: failed,
+        skippedChunks: skipped
+      }) : Effect.fail(toleranceExceeded()))
+    const producer = source.producer
+    const onStart = options.onStart
     const pool = (slotOf: (index: number) => DeadlineSlot | undefined) => {
-      const laneOf = (index: number): Lane => ({ slot: slotOf(index), signals: new SignalLane() })
+      const partial = new PartialProgress(options.onChunkProgress)
+      const lanes = Array.from({ length: concurrency }, (_, index) => new Lane(slotOf(index), new SignalLane(), partial))
+      if (onStart !== undefined) {
+        onStart({
+          inFlight: () =>
+            lanes.flatMap((lane): Array<InFlightChunk> =>
+              lane.chunkId === -1
+                ? []
+                : [{ id: lane.chunkId, attempts: lane.attempt, startedAt: lane.startedAt, progress: lane.fraction }]
+            ),
+          // Rounding of the running sum must not show as a tiny negative.
+          partialChunks: () => Math.max(0, partial.sum)
+        })
+      }
+      const loops = concurrency === 1
+        ? workerLoop(lanes[0]!)
+        : Effect.forEach(lanes, workerLoop, { concurrency, discard: true })
+      // The producer never ends the race by succeeding: the loops end it (and the producer is interrupted).
       return Effect.zipRight(
-        concurrency === 1
-          ? workerLoop(laneOf(0))
-          : Effect.forEach(Array.from({ length: concurrency }, (_, index) => index), (index) => workerLoop(laneOf(index)), {
-            concurrency,
-            discard: true
-          }),
+        producer === undefined ? loops : Effect.raceFirst(loops, Effect.zipRight(producer, Effect.never)),
         summary
       )
     }

@@ -14,6 +14,7 @@
  */
 import { hostname } from "node:os"
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -31,10 +32,21 @@ import * as Stream from "effect/Stream"
 import { LazyAbortController } from "./Abort.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import * as JobClient from "./JobClient.js"
-import { parseJobId } from "./JobClient.js"
+import { decodeChunksQuery, parseJobId } from "./JobClient.js"
 import type { FinalizeContext, Finalizer } from "./Finalizer.js"
 import { FinalizeFailed } from "./Finalizer.js"
-import type { JobId, JobPage, JobSpec, JobState, JobStatus } from "./Job.js"
+import type {
+  ChunkInfo,
+  ChunkPage,
+  ChunkResult,
+  ChunkState,
+  JobId,
+  JobPage,
+  JobSpec,
+  JobState,
+  JobStatus,
+  ListChunksQueryInput
+} from "./Job.js"
 import { isTerminal, makeJobId, SpecLimits, totalChunks, validateSpec } from "./Job.js"
 import {
   describeCause,
@@ -45,17 +57,20 @@ import {
   JobNotFound,
   type RepositoryError
 } from "./JobError.js"
+import { decodeChunkCursor, encodeChunkCursor, statesOf } from "./internal/chunkListing.js"
 import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
 import * as JobMetrics from "./JobMetrics.js"
-import type { HeldLease, ProgressUpdate, TransitionResult } from "./JobRepository.js"
+import type { ChunkRecord, HeldLease, ProgressUpdate, TransitionResult } from "./JobRepository.js"
 import { JobRepository } from "./JobRepository.js"
 import type { StopReason } from "./internal/liveJob.js"
 import { LiveJob } from "./internal/liveJob.js"
 import { OwnershipProof } from "./internal/ownershipProof.js"
+import { VersionSignal } from "./internal/versionSignal.js"
 import * as Retention from "./internal/retention.js"
 import { FunctionInput } from "./internal/schemas.js"
 import { logFailure, loop } from "./internal/supervised.js"
+import { fn, traced, withSpan } from "./internal/tracing.js"
 
 /**
  * Options of a manager: how each job's chunks run, the limits on submitted specs (`maxSpecBytes`,
@@ -120,6 +135,13 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
    */
   readonly submitJob: (spec: unknown) => Effect.Effect<JobId, InvalidJobSpec | RepositoryError>
   /**
+   * Submits several jobs at once and returns their ids, in order: every spec is validated first, and one
+   * invalid spec fails the whole batch with `InvalidJobSpec` whose path starts with its index (nothing is
+   * stored); then all are stored in one write (one transaction on a SQL store) or none, and started in the
+   * background like `submitJob`'s.
+   */
+  readonly submitBatch: (specs: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<JobId>, InvalidJobSpec | RepositoryError>
+  /**
    * Submits the job and waits for its terminal status (`completed`, `failed` or `cancelled`).
    * Interrupting the caller cancels the job, and the interruption completes once `cancelled` is stored.
    */
@@ -127,6 +149,16 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
   readonly getJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
   /** Newest first, filtered by state, paged by cursor (see `ListQuery`). */
   readonly listJobs: (query?: unknown) => Effect.Effect<JobPage, InvalidOption | RepositoryError>
+  /**
+   * One page of the job's chunks in chunk-id order, filtered by state (see `ListChunksQuery`): each with its
+   * state, attempts, result, last error and times. The chunks in flight of a job this manager runs show as
+   * `running` (with the progress they reported); a job running in another process shows them as `pending`.
+   * Paging never materialises the job's chunks: any page of a million-chunk range job costs the same.
+   */
+  readonly listChunks: (
+    id: string,
+    query?: ListChunksQueryInput
+  ) => Effect.Effect<ChunkPage, JobNotFound | InvalidOption | RepositoryError>
   /**
    * Cancels a job and returns its status:
    * - `pending` or `paused`: stored `cancelled`; it never starts another chunk.
@@ -241,6 +273,23 @@ const targetOf = (
     ? stopped
     : { from: ["pending", "running"], to: "failed", error: describeCause(exit.cause) }
 }
+
+/** How often the progress reported inside chunks is handed to the store (which may coalesce it further). */
+const partialProgressInterval = 200
+
+/** The results read per page by a finalize step's `results`. */
+const resultsPage = 256
+
+/** What the store keeps of a settled chunk that has more to say than its id. */
+const chunkRecord = (event: ChunkSettled): ChunkRecord => ({
+  id: event.chunkId,
+  state: event.outcome,
+  attempts: event.attempts,
+  ...(event.result === undefined ? {} : { result: event.result }),
+  ...(event.error === undefined ? {} : { error: event.error }),
+  startedAt: event.startedAt,
+  finishedAt: event.finishedAt
+})
 
 const makeOwnerId = (): string =>
   `${hostname()}:${process.pid}:${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`
@@ -370,11 +419,16 @@ export const make = (
     // --- A job's fiber, and the one place its Exit becomes a state ---
 
     const onChunkSettled = (job: LiveJob) => (event: ChunkSettled): Effect.Effect<void> => {
-      const progress = {
+      const progress: ProgressUpdate = {
         completedChunks: event.completedChunks,
         failedChunks: event.failedChunks,
         completedChunkId: event.outcome === "completed" ? event.chunkId : undefined,
-        lease: job.lease
+        lease: job.lease,
+        partialChunks: job.execution?.partialChunks(),
+        // A chunk completed at its first attempt without a result is only an id in the checkpoint.
+        chunk: event.result === undefined && event.attempts === 1 && event.outcome === "completed"
+          ? undefined
+          : chunkRecord(event)
       }
       job.setProgress(progress, clock.unsafeCurrentTimeMillis())
       return recordProgress(job, progress)
@@ -443,6 +497,38 @@ export const make = (
       )
     }
 
+    // --- In-chunk progress: what chunks in flight report, written with the next progress flush ---
+
+    /** Jobs whose chunks in flight reported progress since the last write. */
+    const partialReported = new Set<LiveJob>()
+    const partialSignal = new VersionSignal()
+    let partialSeen = 0
+
+    const onChunkProgress = (job: LiveJob) => () => {
+      job.progressReported()
+      partialReported.add(job)
+      partialSignal.bump()
+    }
+
+    /** Waits for a report, lets more come for `partialProgressInterval`, then hands them to the store. */
+    const writePartialProgress = Effect.suspend(() => partialSignal.changedSince(partialSeen)).pipe(
+      Effect.zipRight(Effect.sleep(partialProgressInterval)),
+      Effect.zipRight(Effect.suspend(() => {
+        partialSeen = partialSignal.version
+        const jobs = [...partialReported]
+        partialReported.clear()
+        return Effect.forEach(jobs, (job) => {
+          const view = job.execution
+          return view === undefined || job.stopReason !== undefined ? Effect.void : recordProgress(job, {
+            completedChunks: job.completedChunks,
+            failedChunks: job.failedChunks,
+            partialChunks: view.partialChunks(),
+            lease: job.lease
+          })
+        }, { discard: true })
+      }))
+    )
+
     /** Runs the job's finalize step, with `phase: "finalizing"` recorded while it runs. */
     const finalize = (job: LiveJob, step: NonNullable<JobSpec["finalize"]>, summary: ExecutionSummary) =>
       Effect.gen(function*() {
@@ -467,7 +553,8 @@ export const make = (
           failedChunks: summary.failedChunks,
           get signal() {
             return controller.signal
-          }
+          },
+          results: resultsOf(job.id)
         }
         yield* finalizer(context).pipe(
           Effect.onInterrupt(() => Effect.sync(() => controller.abort())),
@@ -495,8 +582,14 @@ export const make = (
           skip: completed,
           shouldStop: () => job.draining,
           beforePull: beforePull(job),
-          onChunkSettled: onChunkSettled(job)
-        })
+          onChunkSettled: onChunkSettled(job),
+          onStart: (view) => {
+            job.execution = view
+          },
+          onChunkProgress: onChunkProgress(job)
+        }).pipe(Effect.ensuring(Effect.sync(() => {
+          job.execution = undefined
+        })))
         if (job.spec.finalize !== undefined && isFinished(summary)) {
           const hold = beforePull(job)()
           if (hold !== undefined) yield* hold
@@ -506,7 +599,7 @@ export const make = (
       }).pipe(
         Effect.provideService(ChunkWorker, worker),
         Effect.onExit((exit) => settle(job, exit)),
-        Effect.withSpan("effect-jobs.job", { attributes: { "job.id": job.id } }),
+        (effect) => withSpan(effect, "effect-jobs.job", { attributes: { "job.id": job.id } }),
         Effect.ensuring(Effect.suspend(() => {
           running--
           JobMetrics.jobsRunning.unsafeUpdate(running, [])
@@ -546,11 +639,16 @@ export const make = (
     /** Queues a stored `pending` job owned by this manager (under the lease of `status`). */
     const enqueue = (spec: JobSpec, status: JobStatus): Effect.Effect<void> =>
       Effect.suspend(() => {
-        const job = new LiveJob(status.id, spec, status)
-        live.set(job.id, job)
-        MutableList.append(waiting, job)
+        queue(spec, status)
         return dispatch
       })
+
+    /** Adds a stored `pending` job of this manager to the queue (`dispatch` starts it). */
+    const queue = (spec: JobSpec, status: JobStatus): void => {
+      const job = new LiveJob(status.id, spec, status)
+      live.set(job.id, job)
+      MutableList.append(waiting, job)
+    }
 
     /**
      * Queues a job this manager has just taken over (claimed, resumed or queued again). The job is this
@@ -573,21 +671,96 @@ export const make = (
 
     // --- The operations ---
 
-    const submitJob = Effect.fn("JobManager.submitJob")(function*(input: unknown) {
-      const spec = yield* validateSpec(input, specLimits)
-      if (spec.finalize !== undefined && !Object.hasOwn(finalizers, spec.finalize.name)) {
-        const known = Object.keys(finalizers)
-        return yield* new InvalidJobSpec({
-          path: ["finalize", "name"],
-          detail: `no finalizer named ${JSON.stringify(spec.finalize.name)} (known: ${
-            known.length === 0 ? "none" : known.join(", ")
-          })`
-        })
+    /** The job's chunk results, read a page at a time as the stream is pulled. */
+    const resultsOf = (id: JobId): Stream.Stream<ChunkResult, JobNotFound | RepositoryError> =>
+      Stream.paginateChunkEffect(-1, (after: number) =>
+        Effect.map(repository.chunkResults(id, { after, limit: resultsPage }), (results) => {
+          const last = results[results.length - 1]
+          return [
+            Chunk.unsafeFromArray(results as Array<ChunkResult>),
+            results.length < resultsPage || last === undefined ? Option.none<number>() : Option.some(last.id)
+          ] as const
+        }))
+
+    /**
+     * The chunks of a job from the store; for a job this manager runs, its chunks in flight show as `running`
+     * (they are merged into the page in id order, up to where the store's page ends).
+     */
+    const listChunks = fn("JobManager.listChunks")(function*(id: string, input?: ListChunksQueryInput) {
+      const jobId = yield* parseJobId(id)
+      const query = yield* decodeChunksQuery(input)
+      const view = live.get(jobId)?.execution
+      if (view === undefined) return yield* client.listChunks(jobId, query)
+      const after = yield* decodeChunkCursor(query.cursor)
+      const limit = query.limit ?? 100
+      const states = statesOf(query)
+      const inFlight = new Map(view.inFlight().filter((chunk) => chunk.id > after).map((chunk) => [chunk.id, chunk]))
+      const stored: Array<ChunkState> = ["completed", "failed", "pending"]
+      const others = stored.filter((state) => states.has(state) || (states.has("running") && state === "pending"))
+      const page = yield* client.listChunks(jobId, { ...query, state: others })
+      const chunks: Array<ChunkInfo> = page.chunks.filter((chunk) => !inFlight.has(chunk.id) && states.has(chunk.state))
+      if (states.has("running")) {
+        const end = page.nextCursor === undefined ? Number.POSITIVE_INFINITY : page.chunks[page.chunks.length - 1]!.id
+        for (const chunk of inFlight.values()) {
+          if (chunk.id > end) continue
+          chunks.push({
+            id: chunk.id,
+            state: "running",
+            attempts: chunk.attempts,
+            startedAt: new Date(chunk.startedAt),
+            progress: chunk.progress
+          })
+        }
+        chunks.sort((a, b) => a.id - b.id)
       }
+      if (chunks.length > limit) {
+        const kept = chunks.slice(0, limit)
+        return { chunks: kept, nextCursor: encodeChunkCursor(kept[kept.length - 1]!.id) } satisfies ChunkPage
+      }
+      return (page.nextCursor === undefined ? { chunks } : { chunks, nextCursor: page.nextCursor }) satisfies ChunkPage
+    })
+
+    /** A valid spec whose finalize step (if any) this manager knows, or `InvalidJobSpec` naming the path. */
+    const checkSpec = (input: unknown): Effect.Effect<JobSpec, InvalidJobSpec> =>
+      Effect.flatMap(validateSpec(input, specLimits), (spec) => {
+        if (spec.finalize === undefined || Object.hasOwn(finalizers, spec.finalize.name)) return Effect.succeed(spec)
+        const known = Object.keys(finalizers)
+        return Effect.fail(
+          new InvalidJobSpec({
+            path: ["finalize", "name"],
+            detail: `no finalizer named ${JSON.stringify(spec.finalize.name)} (known: ${
+              known.length === 0 ? "none" : known.join(", ")
+            })`
+          })
+        )
+      })
+
+    const submitJob = fn("JobManager.submitJob")(function*(input: unknown) {
+      const spec = yield* checkSpec(input)
       const id = makeJobId(yield* Clock.currentTimeMillis)
       const status = yield* repository.create({ id, spec, totalChunks: totalChunks(spec), owner })
       yield* enqueue(spec, status)
       return id
+    })
+
+    const submitBatch = fn("JobManager.submitBatch")(function*(inputs: unknown) {
+      if (!Array.isArray(inputs)) {
+        return yield* new InvalidJobSpec({ path: [], detail: "submitBatch takes an array of job specs" })
+      }
+      const specs: Array<JobSpec> = []
+      for (let index = 0; index < inputs.length; index++) {
+        specs.push(
+          yield* Effect.mapError(checkSpec(inputs[index]), (error) =>
+            new InvalidJobSpec({ path: [index, ...error.path], detail: error.detail }))
+        )
+      }
+      const now = yield* Clock.currentTimeMillis
+      const statuses = yield* repository.createMany(
+        specs.map((spec) => ({ id: makeJobId(now), spec, totalChunks: totalChunks(spec), owner }))
+      )
+      statuses.forEach((status, index) => queue(specs[index]!, status))
+      yield* dispatch
+      return statuses.map((status) => status.id)
     })
 
     /** Statuses of a job of this manager, until it ends here; then, if it is not terminal, from the store. */
@@ -616,7 +789,7 @@ export const make = (
         )
       }))
 
-    const awaitJob = Effect.fn("JobManager.awaitJob")(function*(id: string) {
+    const awaitJob = fn("JobManager.awaitJob")(function*(id: string) {
       const jobId = yield* parseJobId(id)
       const job = live.get(jobId)
       if (job !== undefined) {
@@ -658,7 +831,7 @@ export const make = (
         return FiberMap.remove(fibers, status.id)
       })
 
-    const cancelJob = Effect.fn("JobManager.cancelJob")(function*(id: string) {
+    const cancelJob = fn("JobManager.cancelJob")(function*(id: string) {
       const jobId = yield* parseJobId(id)
       const fromWaiting = yield* repository.transition(jobId, ["pending", "paused"], "cancelled")
       if (fromWaiting.applied) {
@@ -676,7 +849,7 @@ export const make = (
       return (yield* repository.transition(jobId, ["paused"], "cancelled")).status
     })
 
-    const pauseJob = Effect.fn("JobManager.pauseJob")(function*(id: string) {
+    const pauseJob = fn("JobManager.pauseJob")(function*(id: string) {
       const jobId = yield* parseJobId(id)
       const held = yield* repository.transition(jobId, ["pending"], "paused", { owner: null })
       if (held.applied) {
@@ -688,20 +861,20 @@ export const make = (
       return stopped.state === "running" ? yield* client.stopRunning(stopped, "pause") : stopped
     })
 
-    const resumeJob = Effect.fn("JobManager.resumeJob")(function*(id: string) {
+    const resumeJob = fn("JobManager.resumeJob")(function*(id: string) {
       const jobId = yield* parseJobId(id)
       const resumed = yield* repository.transition(jobId, ["paused"], "pending", { owner })
       if (resumed.applied) yield* adopt(jobId)
       return resumed.status
     })
 
-    const retryJob = Effect.fn("JobManager.retryJob")(function*(id: string) {
+    const retryJob = fn("JobManager.retryJob")(function*(id: string) {
       const { spec, status } = yield* client.redrive(id, owner)
       yield* enqueue(spec, status)
       return status
     })
 
-    const runJob = Effect.fn("JobManager.runJob")(function*(input: unknown) {
+    const runJob = fn("JobManager.runJob")(function*(input: unknown) {
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(submitJob(input), (id) =>
           restore(awaitJob(id)).pipe(
@@ -787,6 +960,11 @@ export const make = (
       Effect.forkScoped(loop(listenForStops, { module: "JobManager", name: "listening for stop requests", spacing: heartbeatInterval }))
     ])
     if (retention !== undefined) yield* Retention.sweep(repository, retention)
+    yield* Effect.forkScoped(loop(writePartialProgress, {
+      module: "JobManager",
+      name: "writing in-chunk progress",
+      spacing: 0
+    }))
 
     // --- Shutdown ---
 
@@ -817,15 +995,17 @@ export const make = (
 
     return JobManager.of({
       submitJob,
+      submitBatch,
       runJob,
-      getJob: Effect.fn("JobManager.getJob")(client.getJob),
-      listJobs: Effect.fn("JobManager.listJobs")(client.listJobs),
+      getJob: traced("JobManager.getJob", client.getJob),
+      listJobs: traced("JobManager.listJobs", client.listJobs),
+      listChunks,
       cancelJob,
       pauseJob,
       resumeJob,
       retryJob,
-      deleteJob: Effect.fn("JobManager.deleteJob")(client.deleteJob),
-      pruneJobs: Effect.fn("JobManager.pruneJobs")(client.pruneJobs),
+      deleteJob: traced("JobManager.deleteJob", client.deleteJob),
+      pruneJobs: traced("JobManager.pruneJobs", client.pruneJobs),
       awaitJob,
       watchJob,
       owner

@@ -17,7 +17,8 @@ import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from ".
 import { LazyStatus } from "./internal/lazyStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
 import { VersionSignal } from "./internal/versionSignal.js"
-import type { JobId, JobPage, JobSpec, JobState, ListQuery } from "./Job.js"
+import { chunkIdsOf, pageChunks, recordsAfter } from "./internal/chunkListing.js"
+import type { ChunkPage, ChunkResult, JobId, JobPage, JobSpec, JobState, Json, ListChunksQuery, ListQuery } from "./Job.js"
 import { canTransition, isTerminal, JobStatus, progressOf } from "./Job.js"
 import type { InvalidOption } from "./JobError.js"
 import { InvalidJobState, JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
@@ -71,6 +72,35 @@ export interface TransitionResult {
 }
 
 /**
+ * What is kept of one settled chunk beyond the checkpoint: written for a chunk that has a result, failed,
+ * or needed more than one attempt (a chunk completed at its first attempt without a result is only an id in
+ * the job's compact checkpoint). Times are epoch millis.
+ *
+ * @since 0.2.0
+ */
+export interface ChunkRecord {
+  readonly id: number
+  readonly state: "completed" | "failed"
+  readonly attempts: number
+  /** What the worker returned (plain JSON, already checked). */
+  readonly result?: Json | undefined
+  /** The last error of a failed chunk. */
+  readonly error?: string | undefined
+  readonly startedAt: number
+  readonly finishedAt: number
+}
+
+/**
+ * Which results `chunkResults` reads: those of chunks after `after` (a chunk id), at most `limit`.
+ *
+ * @since 0.2.0
+ */
+export interface ResultsQuery {
+  readonly after?: number | undefined
+  readonly limit: number
+}
+
+/**
  * Chunk counts of a job that is not yet terminal.
  *
  * @since 0.1.0
@@ -82,6 +112,16 @@ export interface ProgressUpdate {
   readonly completedChunkId?: number | undefined
   /** Set when the job enters its finalize step. */
   readonly phase?: "finalizing" | undefined
+  /**
+   * The work done by the chunks in flight, in chunks (the sum of the fractions they reported, see
+   * `ChunkContext.reportProgress`): counted in the job's `progress` until its next change of state.
+   */
+  readonly partialChunks?: number | undefined
+  /**
+   * The record of the chunk that just settled, when it has one to keep (see {@link ChunkRecord}); stored
+   * with the checkpoint, in the same write.
+   */
+  readonly chunk?: ChunkRecord | undefined
   /** Fencing: the lease the writer holds; the update is refused (`LeaseLost`) once the job's lease moved on. */
   readonly lease?: number | undefined
 }
@@ -159,6 +199,12 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
    * changes nothing.
    */
   readonly create: (job: NewJob) => Effect.Effect<JobStatus, RepositoryError>
+  /**
+   * Stores several new jobs at once, all or none: when one cannot be stored (see `create`; an id repeated
+   * in `jobs` too), it fails with a `RepositoryError` naming that job and stores none of them. Returns the
+   * statuses in the order of `jobs`.
+   */
+  readonly createMany: (jobs: ReadonlyArray<NewJob>) => Effect.Effect<ReadonlyArray<JobStatus>, RepositoryError>
   readonly get: (id: JobId) => Effect.Effect<Option.Option<JobStatus>, RepositoryError>
   /** The spec the job was created with. */
   readonly getSpec: (id: JobId) => Effect.Effect<Option.Option<JobSpec>, RepositoryError>
@@ -190,6 +236,21 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   readonly updateProgress: (id: JobId, progress: ProgressUpdate) => Effect.Effect<void, LeaseLost | RepositoryError>
   /** The ids of the job's completed chunks, as recorded so far. */
   readonly getCheckpoint: (id: JobId) => Effect.Effect<RangeSet, JobNotFound | RepositoryError>
+  /**
+   * One page of the job's chunks in chunk-id order (see `ListChunksQuery`), as recorded so far (buffered
+   * progress of this process included): `completed`, `failed` or `pending`; a store cannot tell a running
+   * chunk from a pending one, so a filter on `running` alone matches nothing here. Paging costs the same on
+   * any page of a range job, and memory for one page.
+   */
+  readonly listChunks: (
+    id: JobId,
+    query: ListChunksQuery
+  ) => Effect.Effect<ChunkPage, JobNotFound | InvalidOption | RepositoryError>
+  /** The results of the job's chunks after `query.after`, in chunk-id order, at most `query.limit`. */
+  readonly chunkResults: (
+    id: JobId,
+    query: ResultsQuery
+  ) => Effect.Effect<ReadonlyArray<ChunkResult>, JobNotFound | RepositoryError>
   /**
    * Removes a terminal job (its status, spec and checkpoint) and returns its last status. A job that is not
    * terminal fails with `InvalidJobState` and is left as it is (it may still run); an unknown id fails with
@@ -276,7 +337,8 @@ export const applyTransition = (
     ...(owner === undefined ? {} : { owner }),
     lease: status.lease + 1,
     ...(phase === undefined ? {} : { phase }),
-    ...(status.retryOf === undefined ? {} : { retryOf: status.retryOf })
+    ...(status.retryOf === undefined ? {} : { retryOf: status.retryOf }),
+    ...(status.metadata === undefined ? {} : { metadata: status.metadata })
   }, true)
 }
 
@@ -299,7 +361,8 @@ export const newJobStatus = (job: NewJob, now: Date): JobStatus => {
     updatedAt: now,
     ...(job.owner === undefined ? {} : { owner: job.owner }),
     lease: 0,
-    ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf })
+    ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf }),
+    ...(job.spec.metadata === undefined ? {} : { metadata: job.spec.metadata })
   }, true)
 }
 
@@ -406,6 +469,44 @@ interface MemoryEntry {
   readonly status: LazyStatus
   readonly spec: JobSpec
   readonly checkpoint: RangeSet
+  /** Chunk records in id order (chunks mostly settle in id order, so a new one is mostly appended). */
+  readonly records: Array<ChunkRecord>
+}
+
+/** Adds or replaces a record in an id-ordered array. */
+const putRecord = (records: Array<ChunkRecord>, record: ChunkRecord): void => {
+  const last = records[records.length - 1]
+  if (last === undefined || last.id < record.id) {
+    records.push(record)
+    return
+  }
+  let low = 0
+  let high = records.length
+  while (low < high) {
+    const middle = (low + high) >> 1
+    if (records[middle]!.id < record.id) low = middle + 1
+    else high = middle
+  }
+  if (records[low]?.id === record.id) records[low] = record
+  else records.splice(low, 0, record)
+}
+
+/** The results of an id-ordered array of records after `query.after`, at most `query.limit`. */
+const resultsOf = (
+  records: ReadonlyArray<ChunkRecord>,
+  query: ResultsQuery
+): ReadonlyArray<ChunkResult> => {
+  const results: Array<ChunkResult> = []
+  let after = query.after ?? -1
+  while (results.length < query.limit) {
+    const window = recordsAfter(records, after, query.limit)
+    for (const record of window.records) {
+      if (record.result !== undefined && results.length < query.limit) results.push({ id: record.id, result: record.result })
+      after = record.id
+    }
+    if (window.complete) break
+  }
+  return results
 }
 
 /**
@@ -448,6 +549,71 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       return Effect.succeed<TransitionResult>({ applied: true, status: entry.status.current })
     })
 
+  /**
+   * The jobs in creation order, oldest first, for as long as each job was created after the one before (as
+   * the ids and clock of one process make them): a listing then reads from the newest end, skipping a page's
+   * worth of jobs, instead of sorting every job. Deleted jobs are skipped, and dropped when they pile up.
+   */
+  let order: Array<{ readonly key: CursorKey; readonly entry: MemoryEntry }> = []
+  let ordered = true
+
+  const appendOrder = (key: CursorKey, entry: MemoryEntry) => {
+    const last = order[order.length - 1]
+    if (last !== undefined && compareNewestFirst(key, last.key) >= 0) ordered = false
+    if (!ordered) return
+    order.push({ key, entry })
+    if (order.length > 2 * jobs.size + 1_000) order = order.filter((item) => jobs.get(item.key.id) === item.entry)
+  }
+
+  /** A page read from `order`: the `limit` newest jobs older than `cursor`, in `states`. */
+  const orderedPage = (states: ReadonlySet<JobState> | undefined, cursor: CursorKey | undefined, limit: number) => {
+    let index = order.length - 1
+    if (cursor !== undefined) {
+      // The newest position whose job comes after the cursor.
+      let low = 0
+      let high = order.length
+      while (low < high) {
+        const middle = (low + high) >> 1
+        if (isAfterCursor(order[middle]!.key, cursor)) low = middle + 1
+        else high = middle
+      }
+      index = low - 1
+    }
+    const page: Array<JobStatus> = []
+    for (; index >= 0 && page.length < limit; index--) {
+      const { entry, key } = order[index]!
+      if (jobs.get(key.id) !== entry) continue
+      if (states !== undefined && !states.has(entry.status.state)) continue
+      page.push(entry.status.current)
+    }
+    return page
+  }
+
+  const createMany = (batch: ReadonlyArray<NewJob>) =>
+    Effect.flatMap(now, (date): Effect.Effect<ReadonlyArray<JobStatus>, RepositoryError> => {
+      const ids = new Set<JobId>()
+      for (const job of batch) {
+        const invalid = invalidNewJob(job)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        if (jobs.has(job.id) || ids.has(job.id)) return Effect.fail(duplicateJob(job.id))
+        ids.add(job.id)
+      }
+      const statuses = batch.map((job) => {
+        const status = newJobStatus(job, date)
+        const entry: MemoryEntry = {
+          status: new LazyStatus(status),
+          spec: job.spec,
+          checkpoint: job.completed?.copy() ?? RangeSet.empty(),
+          records: []
+        }
+        jobs.set(job.id, entry)
+        appendOrder(keyOf(status), entry)
+        return status
+      })
+      if (statuses.length > 0) changes.bump()
+      return Effect.succeed(statuses)
+    })
+
   const isOrphanOf = (owner: string, staleBefore: number) => (status: JobStatus): boolean => {
     if (status.state !== "pending" && status.state !== "running") return false
     if (status.owner === undefined) return true
@@ -457,20 +623,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
   }
 
   return JobRepository.of({
-    create: (job) =>
-      Effect.flatMap(now, (date) => {
-        const invalid = invalidNewJob(job)
-        if (invalid !== undefined) return Effect.fail(invalid)
-        if (jobs.has(job.id)) return Effect.fail(duplicateJob(job.id))
-        const status = newJobStatus(job, date)
-        jobs.set(job.id, {
-          status: new LazyStatus(status),
-          spec: job.spec,
-          checkpoint: job.completed?.copy() ?? RangeSet.empty()
-        })
-        changes.bump()
-        return Effect.succeed(status)
-      }),
+    create: (job) => Effect.map(createMany([job]), (statuses) => statuses[0]!),
+    createMany,
     get: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.status.current)),
     getSpec: (id) => Effect.sync(() => Option.fromNullable(jobs.get(id)?.spec)),
     list: (query) =>
@@ -479,6 +633,14 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         (cursor) => {
           const states = statesOf(query)
           const limit = query.limit ?? defaultListLimit
+          if (ordered) {
+            const read = orderedPage(states, cursor, limit + 1)
+            const page = read.slice(0, limit)
+            const last = page[page.length - 1]
+            return read.length > limit && last !== undefined
+              ? { jobs: page, nextCursor: encodeCursor(keyOf(last)) }
+              : { jobs: page }
+          }
           const matching: Array<JobStatus> = []
           for (const entry of jobs.values()) {
             const status = entry.status.current
@@ -514,6 +676,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         if (over !== undefined) return Effect.fail(over)
         entry.status.progress(progress, millis)
         if (progress.completedChunkId !== undefined) entry.checkpoint.add(progress.completedChunkId)
+        if (progress.chunk !== undefined) putRecord(entry.records, progress.chunk)
         changes.bump()
         return Effect.void
       }),
@@ -521,6 +684,24 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       Effect.suspend(() => {
         const entry = jobs.get(id)
         return entry === undefined ? Effect.fail(new JobNotFound({ jobId: id })) : Effect.succeed(entry.checkpoint.copy())
+      }),
+    listChunks: (id, query) =>
+      Effect.suspend((): Effect.Effect<ChunkPage, JobNotFound | InvalidOption> => {
+        const entry = jobs.get(id)
+        if (entry === undefined) return Effect.fail(new JobNotFound({ jobId: id }))
+        return pageChunks(
+          query,
+          chunkIdsOf(entry.spec),
+          entry.checkpoint,
+          (after, limit) => Effect.succeed(recordsAfter(entry.records, after, limit))
+        )
+      }),
+    chunkResults: (id, query) =>
+      Effect.suspend(() => {
+        const entry = jobs.get(id)
+        return entry === undefined
+          ? Effect.fail(new JobNotFound({ jobId: id }))
+          : Effect.succeed(resultsOf(entry.records, query))
       }),
     delete: (id) =>
       Effect.suspend((): Effect.Effect<JobStatus, JobNotFound | InvalidJobState> => {

@@ -123,7 +123,11 @@ export interface Options {
   readonly extendEnv?: boolean | undefined
   /** Working directory of every process (default: this process's). */
   readonly cwd?: string | undefined
-  /** How much of stdout and of stderr (each) is kept, from the end (default 64 KiB). */
+  /**
+   * How much of stdout and of stderr (each) is kept, from the end (default 16 KiB). The tails are the
+   * attempt's result, which the job stores: the default keeps both within the default `maxResultBytes`
+   * (64 KiB of JSON); raise both together.
+   */
   readonly maxOutputBytes?: number | undefined
   /** Receives each line of output while the process runs, in order per stream. */
   readonly onOutput?: ((output: OutputLine) => Effect.Effect<void>) | undefined
@@ -135,7 +139,7 @@ export interface Options {
 }
 
 const defaults = {
-  maxOutputBytes: 64 * 1024,
+  maxOutputBytes: 16 * 1024,
   killGracePeriod: Duration.seconds(2)
 } as const
 

@@ -14,6 +14,9 @@
  *   record of a few bytes. `get`, `list` and `getCheckpoint` of the same process see the buffered progress,
  *   and a transition writes it (or the counts it is given) in the same transaction, so closing the layer
  *   loses no progress. A crash loses at most one flush window.
+ * - Chunk records (a chunk's result, failure and attempts; see `ChunkRecord`) are buffered with the progress
+ *   and written by the same flush or transition, in its transaction, into `effect_jobs_chunks`: no transaction
+ *   per chunk. `listChunks` and `chunkResults` of the same process see the buffered ones.
  * - A checkpoint that does not read back (a corrupt record) fails the operation that needs it with a
  *   `RepositoryError`; it is never taken as empty, nor overwritten.
  * - `claimOrphans` is one `UPDATE ... RETURNING` statement, so managers claiming at once never share a job.
@@ -41,6 +44,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
@@ -51,16 +55,22 @@ import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import { existsSync } from "node:fs"
 import * as ChangeFeed from "./internal/changeFeed.js"
+import type { RecordWindow } from "./internal/chunkListing.js"
+import { chunkIdsOf, pageChunks, recordsAfter } from "./internal/chunkListing.js"
+import * as GroupCommit from "./internal/groupCommit.js"
+import type { CursorKey } from "./internal/cursor.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import type { Taken } from "./internal/progressBuffer.js"
 import { ProgressBuffer } from "./internal/progressBuffer.js"
 import { RangeSet } from "./internal/rangeSet.js"
 import { logFailure, loop } from "./internal/supervised.js"
+import { fn } from "./internal/tracing.js"
 import type { Tables } from "./internal/sqlMigrations.js"
 import { applicationName, migrations, schemaVersion, tableNames, tablesIn } from "./internal/sqlMigrations.js"
-import type { JobId, JobPage, JobState, ListQuery } from "./Job.js"
+import type { ChunkResult, JobId, JobPage, JobState, ListChunksQuery, ListQuery } from "./Job.js"
 import {
   canTransition,
+  Json,
   isTerminal,
   JobId as JobIdSchema,
   JobSpec,
@@ -71,11 +81,13 @@ import {
 } from "./Job.js"
 import { describeError, InvalidOption, JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
 import type {
+  ChunkRecord,
   FindQuery,
   HeldLease,
   NewJob,
   ProgressUpdate,
   PruneQuery,
+  ResultsQuery,
   StopRequest,
   TransitionPatch,
   TransitionResult
@@ -130,6 +142,16 @@ export interface SqliteOptions {
    * the CLI does). Default `true`: a missing or empty file becomes a store.
    */
   readonly create?: boolean | undefined
+  /**
+   * SQLite's `synchronous` setting for the store's connection: when a commit waits for the disk.
+   * - `"normal"` (the default): a commit writes to the write-ahead log without waiting for the disk. A crash
+   *   of the process loses nothing that was committed: every job a `submitJob` acknowledged, every change of
+   *   state, is in the file. A power loss or an operating-system crash may lose the last transactions
+   *   committed before it (the file stays consistent: they are lost whole, never torn).
+   * - `"full"`: every commit waits until the log is on the disk, so a power loss loses nothing committed
+   *   either, at the cost of one disk flush per commit (grouped submits share one).
+   */
+  readonly synchronous?: "normal" | "full" | undefined
 }
 
 /**
@@ -160,6 +182,8 @@ const defaultConnectTimeout = Duration.seconds(5)
 const defaultStopPollInterval = { sqlite: Duration.millis(10), pg: Duration.seconds(1) } as const
 /** The most jobs one statement of `prune` deletes. */
 const pruneBatch = 1_000
+/** The most jobs one INSERT statement writes (12 values each: well within SQLite's and PostgreSQL's limits). */
+const insertBatch = 500
 
 /** How a store is opened: what to call it in errors, whether it must hold nothing else, and its journal. */
 interface OpenOptions {
@@ -168,6 +192,8 @@ interface OpenOptions {
   readonly wal: boolean
   /** Whether a database without a store becomes one (else it is refused, and nothing is written). */
   readonly create: boolean
+  /** SQLite: the `synchronous` setting of the connection (left as it is when absent). */
+  readonly synchronous?: "normal" | "full" | undefined
 }
 
 type Dialect = "sqlite" | "pg"
@@ -190,19 +216,27 @@ const JobRow = Schema.Struct({
   owner: Schema.NullOr(Schema.String),
   phase: Schema.NullOr(Schema.Literal("finalizing")),
   retry_of: Schema.NullOr(JobIdSchema),
-  lease: Integer
+  lease: Integer,
+  partial_chunks: Schema.Number
 })
 type JobRow = typeof JobRow.Type
 
 const jobColumns = "id, name, state, total_chunks, completed_chunks, failed_chunks, error, created_at, updated_at," +
-  " started_at, finished_at, owner, phase, retry_of, lease"
+  " started_at, finished_at, owner, phase, retry_of, lease, partial_chunks"
 
 const decodeJobRow = Schema.decodeUnknown(JobRow)
+
+/** A new job checked and ready to insert: its encoded spec and the status it is stored with. */
+interface Prepared {
+  readonly job: NewJob
+  readonly spec: string
+  readonly status: JobStatus
+}
 const encodeSpec = Schema.encode(Schema.parseJson(JobSpec))
 const decodeSpec = Schema.decodeUnknown(Schema.parseJson(JobSpec))
 
 /** The constructor validates every field (integers, progress within 0..100, ...). */
-const statusOf = (row: JobRow) =>
+const statusOf = (row: JobRow, metadata?: string | null) =>
   Effect.try({
     try: () =>
       new JobStatus({
@@ -212,7 +246,7 @@ const statusOf = (row: JobRow) =>
         totalChunks: row.total_chunks,
         completedChunks: row.completed_chunks,
         failedChunks: row.failed_chunks,
-        progress: progressOf(row.total_chunks, row.completed_chunks, row.failed_chunks, row.state),
+        progress: progressOf(row.total_chunks, row.completed_chunks, row.failed_chunks, row.state, row.partial_chunks),
         ...(row.error === null ? {} : { error: row.error }),
         createdAt: new Date(row.created_at),
         updatedAt: new Date(row.updated_at),
@@ -221,18 +255,151 @@ const statusOf = (row: JobRow) =>
         ...(row.owner === null ? {} : { owner: row.owner }),
         lease: row.lease,
         ...(row.phase === null ? {} : { phase: row.phase }),
-        ...(row.retry_of === null ? {} : { retryOf: row.retry_of })
+        ...(row.retry_of === null ? {} : { retryOf: row.retry_of }),
+        ...(metadata === undefined || metadata === null ? {} : { metadata: JSON.parse(metadata) })
       }),
     catch: (cause) => cause
   })
 
-const decodeStatus = (operation: string, row: unknown): Effect.Effect<JobStatus, RepositoryError> =>
+const jobIdPattern = /^[A-Za-z0-9_-]{1,128}$/
+const stateNames: ReadonlySet<unknown> = new Set(JobStateSchema.literals)
+
+/** A non-negative integer column (PostgreSQL returns BIGINT as a string); `undefined` otherwise. */
+const countOf = (value: unknown): number | undefined => {
+  const number = typeof value === "number" ? value : typeof value === "string" && /^\d{1,16}$/.test(value) ? Number(value) : -1
+  return Number.isSafeInteger(number) && number >= 0 ? number : undefined
+}
+const textOf = (value: unknown): string | undefined | false =>
+  value === null ? undefined : typeof value === "string" ? value : false
+
+/**
+ * The status of a well-formed row, checked column by column by hand (a row is read on every transition and
+ * every listed job: the Schema decode and the validating constructor were a tenth of the time of a job).
+ * `undefined` when anything is unusual; the Schema path then decodes it, or names what is wrong.
+ */
+const fastStatus = (input: unknown): JobStatus | undefined => {
+  if (typeof input !== "object" || input === null) return undefined
+  const row = input as Record<string, unknown>
+  const { id, state } = row
+  if (typeof id !== "string" || !jobIdPattern.test(id) || !stateNames.has(state)) return undefined
+  const total = countOf(row["total_chunks"])
+  const completed = countOf(row["completed_chunks"])
+  const failed = countOf(row["failed_chunks"])
+  const created = countOf(row["created_at"])
+  const updated = countOf(row["updated_at"])
+  const lease = countOf(row["lease"])
+  const started = row["started_at"] === null ? null : countOf(row["started_at"])
+  const finished = row["finished_at"] === null ? null : countOf(row["finished_at"])
+  const name = textOf(row["name"])
+  const error = textOf(row["error"])
+  const owner = textOf(row["owner"])
+  const retryOf = textOf(row["retry_of"])
+  const phase = row["phase"]
+  if (
+    total === undefined || completed === undefined || failed === undefined || created === undefined ||
+    updated === undefined || lease === undefined || started === undefined || finished === undefined ||
+    name === false || error === false || owner === false || retryOf === false ||
+    (retryOf !== undefined && !jobIdPattern.test(retryOf)) || (phase !== null && phase !== "finalizing") ||
+    completed + failed > total
+  ) return undefined
+  const jobState = state as JobState
+  return new JobStatus({
+    id: id as JobId,
+    ...(name === undefined ? {} : { name }),
+    state: jobState,
+    totalChunks: total,
+    completedChunks: completed,
+    failedChunks: failed,
+    progress: progressOf(total, completed, failed, jobState),
+    ...(error === undefined ? {} : { error }),
+    createdAt: new Date(created),
+    updatedAt: new Date(updated),
+    ...(started === null ? {} : { startedAt: new Date(started) }),
+    ...(finished === null ? {} : { finishedAt: new Date(finished) }),
+    ...(owner === undefined ? {} : { owner }),
+    lease,
+    ...(phase === null ? {} : { phase }),
+    ...(retryOf === undefined ? {} : { retryOf: retryOf as JobId })
+  }, true)
+}
+
+const decodeStatus = (operation: string, row: unknown): Effect.Effect<JobStatus, RepositoryError> => {
+  const fast = fastStatus(row)
+  return fast !== undefined ? Effect.succeed(fast) : decodeStatusSlowly(operation, row)
+}
+
+const decodeStatusSlowly = (operation: string, row: unknown): Effect.Effect<JobStatus, RepositoryError> =>
   decodeJobRow(row).pipe(
-    Effect.flatMap(statusOf),
+    Effect.flatMap((decoded) =>
+      statusOf(decoded, Predicate.hasProperty(row, "metadata") && typeof row.metadata === "string" ? row.metadata : null)
+    ),
     Effect.mapError((cause) =>
       new RepositoryError({ operation, detail: `a stored job does not decode: ${describeError(cause)}`, cause })
     )
   )
+
+const ChunkRow = Schema.Struct({
+  chunk_id: Integer,
+  state: Schema.Literal("completed", "failed"),
+  attempts: Integer,
+  result: Schema.NullOr(Schema.String),
+  error: Schema.NullOr(Schema.String),
+  started_at: Integer,
+  finished_at: Integer
+})
+const decodeChunkRows = Schema.decodeUnknown(Schema.Array(ChunkRow))
+
+/**
+ * Stored and buffered records after the same id, merged in id order (a buffered record is newer), cut where
+ * either window stops being known.
+ */
+const mergeRecords = (stored: RecordWindow, buffered: RecordWindow, limit: number): RecordWindow => {
+  if (buffered.records.length === 0 && buffered.complete) return stored
+  const byId = new Map<number, ChunkRecord>()
+  for (const record of stored.records) byId.set(record.id, record)
+  for (const record of buffered.records) byId.set(record.id, record)
+  const lastOf = (window: RecordWindow) =>
+    window.complete ? Number.POSITIVE_INFINITY : window.records[window.records.length - 1]?.id ?? Number.POSITIVE_INFINITY
+  const known = Math.min(lastOf(stored), lastOf(buffered))
+  const records = [...byId.values()].filter((record) => record.id <= known).sort((a, b) => a.id - b.id).slice(0, limit)
+  const complete = known === Number.POSITIVE_INFINITY && byId.size <= limit
+  return { records, complete }
+}
+const decodeResult = Schema.decodeUnknown(Schema.parseJson(Json))
+const encodeResult = Schema.encodeSync(Schema.parseJson(Json))
+
+/** A stored chunk record; its result is decoded (and checked) as JSON. */
+const recordOf = (operation: string, id: JobId) => (row: typeof ChunkRow.Type): Effect.Effect<ChunkRecord, RepositoryError> =>
+  Effect.map(
+    row.result === null
+      ? Effect.succeed(undefined)
+      : Effect.mapError(decodeResult(row.result), rowFailure(operation, `the result of chunk ${row.chunk_id} of job ${id}`)),
+    (result): ChunkRecord => ({
+      id: row.chunk_id,
+      state: row.state,
+      attempts: row.attempts,
+      ...(result === undefined ? {} : { result }),
+      ...(row.error === null ? {} : { error: row.error }),
+      startedAt: row.started_at,
+      finishedAt: row.finished_at
+    })
+  )
+
+/** The rows of chunk records, for an insert. */
+const chunkRows = (id: JobId, records: Iterable<ChunkRecord>) =>
+  Array.from(records, (record) => ({
+    job_id: id,
+    chunk_id: record.id,
+    state: record.state,
+    attempts: record.attempts,
+    result: record.result === undefined ? null : encodeResult(record.result),
+    error: record.error ?? null,
+    started_at: record.startedAt,
+    finished_at: record.finishedAt
+  }))
+
+/** The most chunk records one insert writes (8 parameters each). */
+const recordBatch = 500
 
 const TotalRow = Schema.Struct({ total_chunks: Integer, state: JobStateSchema })
 const decodeTotalRow = Schema.decodeUnknown(TotalRow)
@@ -408,6 +575,7 @@ const makeService = (
   Effect.gen(function*() {
     const jobs = sql(tables.jobs)
     const specs = sql(tables.specs)
+    const chunkTable = sql(tables.chunks)
     const owners = sql(tables.owners)
     const columns = sql.literal(jobColumns)
     const notTerminal = sql`NOT (${sql.in("state", terminalStates)})`
@@ -416,6 +584,12 @@ const makeService = (
     // The totals of jobs this process knows not to be terminal (a total never changes), so that
     // `updateProgress` can check its counts without a read.
     const totals = new Map<JobId, number>()
+    /**
+     * Jobs whose stored checkpoint this process knows to be empty, with the lease they had when it was: set when
+     * this process creates a job without one and carried over by its own transitions that add no chunk; dropped
+     * whenever chunk ids are written, the job is claimed, or anything else could have written them.
+     */
+    const emptyCheckpoints = new Map<JobId, number>()
     const feed = yield* ChangeFeed.make(sql, source)
 
     const reading = <A, E>(read: Effect.Effect<A, E>): Effect.Effect<A, E> =>
@@ -446,7 +620,8 @@ const makeService = (
 
     const selectStatus = (operation: string, id: JobId) =>
       reading(Effect.gen(function*() {
-        const rows = yield* sql`SELECT ${columns} FROM ${jobs} WHERE id = ${id}`.pipe(
+        const rows = yield* sql`SELECT ${columns}, (SELECT s.metadata FROM ${specs} AS s WHERE s.id = j.id) AS metadata
+          FROM ${jobs} AS j WHERE id = ${id}`.pipe(
           Effect.mapError(sqlFailure(operation))
         )
         return rows[0] === undefined
@@ -460,6 +635,22 @@ const makeService = (
         sql`UPDATE ${jobs} SET checkpoint = ${checkpoint.union(chunks).toString()} WHERE id = ${id}`.pipe(
           Effect.mapError(sqlFailure(operation))
         ))
+
+    /** Writes chunk records (a new record of a chunk replaces its older one). */
+    const writeRecords = (operation: string, id: JobId, records: Map<number, ChunkRecord>) => {
+      const rows = chunkRows(id, records.values())
+      return Effect.forEach(
+        Array.from({ length: Math.ceil(rows.length / recordBatch) }, (_, index) =>
+          rows.slice(index * recordBatch, (index + 1) * recordBatch)),
+        (part) =>
+          sql`INSERT INTO ${chunkTable} ${sql.insert(part)} ON CONFLICT (job_id, chunk_id) DO UPDATE SET
+            state = excluded.state, attempts = excluded.attempts, result = excluded.result, error = excluded.error,
+            started_at = excluded.started_at, finished_at = excluded.finished_at`.pipe(
+            Effect.mapError(sqlFailure(operation))
+          ),
+        { discard: true }
+      )
+    }
 
     /** The condition that a write holds `lease` (none for an unfenced write). */
     const fenced = (lease: number | undefined): ReadonlyArray<Fragment> => lease === undefined ? [] : [sql`lease = ${lease}`]
@@ -477,6 +668,7 @@ const makeService = (
         const rows = yield* sql<{ readonly state: JobState; readonly checkpoint: unknown }>`UPDATE ${jobs} SET
             completed_chunks = CASE WHEN ${notTerminal} THEN ${taken.completedChunks} ELSE completed_chunks END,
             failed_chunks = CASE WHEN ${notTerminal} THEN ${taken.failedChunks} ELSE failed_chunks END,
+            partial_chunks = CASE WHEN ${notTerminal} THEN ${taken.partialChunks} ELSE partial_chunks END,
             updated_at = CASE WHEN ${notTerminal} THEN ${taken.at} ELSE updated_at END,
             phase = CASE WHEN ${notTerminal} THEN COALESCE(${taken.phase ?? null}, phase) ELSE phase END
           WHERE ${sql.and([sql`id = ${taken.id}`, ...fenced(taken.lease)])}
@@ -487,6 +679,7 @@ const makeService = (
           const exists = yield* sql`SELECT id FROM ${jobs} WHERE id = ${taken.id}`.pipe(Effect.mapError(sqlFailure("flush")))
           return { taken, outcome: exists.length === 0 ? "gone" : "lost" } as const
         }
+        if (taken.records !== undefined) yield* writeRecords("flush", taken.id, taken.records)
         if (taken.chunks.size > 0) {
           const merged = yield* Effect.either(mergeCheckpoint("flush", taken.id, row.checkpoint, taken.chunks))
           // A corrupt checkpoint keeps its chunk ids buffered (and is reported); the other jobs are written.
@@ -498,6 +691,7 @@ const makeService = (
     const flush = writeLock.withPermits(1)(Effect.suspend(() => {
       const batch = buffer.takeNews()
       if (batch.length === 0) return Effect.void
+      for (const taken of batch) if (taken.chunks.size > 0) emptyCheckpoints.delete(taken.id)
       const ids = batch.map((taken) => taken.id).join(",")
       return transaction("flush", Effect.forEach(batch, writeProgress)).pipe(
         // Any failure, a defect included (a failed COMMIT is one), gives the batch back for the next flush; the
@@ -610,32 +804,62 @@ const makeService = (
           : phaseValue === undefined
           ? sql`phase`
           : sql`${phaseValue}`
-        const write = Effect.gen(function*() {
-          const rows = yield* sql`UPDATE ${jobs} SET
-              state = ${to},
-              completed_chunks = ${completedValue},
-              failed_chunks = ${failedValue},
-              error = COALESCE(${patch?.error ?? null}, error),
-              owner = ${owner},
-              phase = ${phase},
-              lease = lease + 1,
-              stop_requested = NULL,
-              stop_request_id = NULL,
-              updated_at = ${now},
-              started_at = COALESCE(started_at, ${to === "running" ? now : null}),
-              finished_at = ${isTerminal(to) ? now : null}
-            WHERE ${sql.and([sql`id = ${id}`, sql.in("state", allowed), ...fenced(patch?.lease), ...withinTotal])}
-            RETURNING ${columns}, checkpoint`.pipe(Effect.mapError(sqlFailure("transition")))
-          const row = rows[0]
-          if (row === undefined) return Option.none<JobStatus>()
-          if (taken !== undefined && taken.chunks.size > 0) {
-            yield* mergeCheckpoint("transition", id, row["checkpoint"], taken.chunks)
-          }
-          return Option.some(yield* decodeStatus("transition", row))
-        })
-        const result = yield* (taken !== undefined && taken.chunks.size > 0 ? transaction("transition", write) : write).pipe(
-          Effect.onError(() => Effect.sync(() => taken !== undefined && buffer.giveBack(taken)))
-        )
+        const chunks = taken !== undefined && taken.chunks.size > 0 ? taken.chunks : undefined
+        const records = taken?.records
+        /**
+         * The compare-and-set. With `inline`, the chunk ids become the checkpoint in the same statement, which
+         * then applies only while the stored checkpoint is empty: no transaction, no second statement. Otherwise
+         * they are merged into the stored checkpoint, and chunk records written, in the same transaction.
+         */
+        const write = (inline: string | undefined) =>
+          Effect.gen(function*() {
+            const rows = yield* sql`UPDATE ${jobs} SET
+                ${inline === undefined ? sql`` : sql`checkpoint = ${inline},`}
+                state = ${to},
+                completed_chunks = ${completedValue},
+                failed_chunks = ${failedValue},
+                error = COALESCE(${patch?.error ?? null}, error),
+                owner = ${owner},
+                phase = ${phase},
+                lease = lease + 1,
+                partial_chunks = 0,
+                stop_requested = NULL,
+                stop_request_id = NULL,
+                updated_at = ${now},
+                started_at = COALESCE(started_at, ${to === "running" ? now : null}),
+                finished_at = ${isTerminal(to) ? now : null}
+              WHERE ${
+              sql.and([
+                sql`id = ${id}`,
+                sql.in("state", allowed),
+                ...fenced(patch?.lease),
+                ...withinTotal,
+                ...(inline === undefined ? [] : [sql`checkpoint IS NULL`])
+              ])
+            }
+              RETURNING ${columns}, checkpoint`.pipe(Effect.mapError(sqlFailure("transition")))
+            const row = rows[0]
+            if (row === undefined) return Option.none<JobStatus>()
+            if (records !== undefined) yield* writeRecords("transition", id, records)
+            if (chunks !== undefined && inline === undefined) {
+              yield* mergeCheckpoint("transition", id, row["checkpoint"], chunks)
+            }
+            return Option.some(yield* decodeStatus("transition", row))
+          })
+        // A checkpoint known to be empty (see `emptyCheckpoints`) is written inline; if it turns out not to be
+        // (another process wrote it), the transition is made again the usual way.
+        const givingBack = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.onError(effect, () => Effect.sync(() => taken !== undefined && buffer.giveBack(taken)))
+        const inlined = chunks !== undefined && records === undefined && patch?.lease !== undefined &&
+            emptyCheckpoints.get(id) === patch.lease
+          ? yield* givingBack(write(chunks.toString()))
+          : undefined
+        if (inlined !== undefined && Option.isNone(inlined)) emptyCheckpoints.delete(id)
+        const result = inlined !== undefined && Option.isSome(inlined)
+          ? inlined
+          : yield* givingBack(
+            chunks !== undefined || records !== undefined ? transaction("transition", write(undefined)) : write(undefined)
+          )
         if (Option.isNone(result)) {
           if (taken !== undefined) buffer.giveBack(taken)
           return result
@@ -643,6 +867,11 @@ const makeService = (
         const status = result.value
         if (isTerminal(status.state)) totals.delete(id)
         else totals.set(id, status.totalChunks)
+        if (
+          !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
+          emptyCheckpoints.get(id) === patch.lease
+        ) emptyCheckpoints.set(id, status.lease)
+        else emptyCheckpoints.delete(id)
         // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
         if (
           entry !== undefined && buffer.get(id) === entry &&
@@ -650,6 +879,7 @@ const makeService = (
         ) {
           entry.completedChunks = status.completedChunks
           entry.failedChunks = status.failedChunks
+          entry.partialChunks = 0
           entry.at = now
           entry.phase = undefined
           entry.lease = status.lease
@@ -658,12 +888,23 @@ const makeService = (
         return result
       }))
 
-    /** Drops what this process buffered for jobs that were deleted. */
+    /** The stored records of a job after the chunk `after` (only those with a result when `results`). */
+    const selectRecords = (operation: string, id: JobId, after: number, limit: number, results: boolean) =>
+      sql`SELECT chunk_id, state, attempts, result, error, started_at, finished_at FROM ${chunkTable}
+        WHERE ${sql.and([sql`job_id = ${id}`, sql`chunk_id > ${after}`, ...(results ? [sql`result IS NOT NULL`] : [])])}
+        ORDER BY chunk_id LIMIT ${limit}`.pipe(
+        Effect.mapError(sqlFailure(operation)),
+        Effect.flatMap((rows) => Effect.mapError(decodeChunkRows(rows), rowFailure(operation, `a chunk record of job ${id}`))),
+        Effect.flatMap((rows) => Effect.forEach(rows, recordOf(operation, id))),
+        Effect.map((records) => ({ records, complete: records.length < limit }))
+      )
+
     /** Deleted jobs: nothing of them stays buffered. */
     const forget = (ids: Iterable<JobId>) => {
       for (const id of ids) {
         buffer.forget(id)
         totals.delete(id)
+        emptyCheckpoints.delete(id)
       }
     }
 
@@ -721,6 +962,7 @@ const makeService = (
             owner = ${owner},
             phase = NULL,
             lease = lease + 1,
+            partial_chunks = 0,
             stop_requested = NULL,
             stop_request_id = NULL,
             updated_at = ${now},
@@ -735,6 +977,7 @@ const makeService = (
           RETURNING id, created_at`.pipe(Effect.mapError(sqlFailure("claimOrphans")))
         const claimed = yield* decodeClaimedRows(rows).pipe(Effect.mapError(rowFailure("claimOrphans", "a claimed job")))
         for (const row of claimed) {
+          emptyCheckpoints.delete(row.id)
           // The claim cleared the phase; a phase buffered here is older.
           const entry = buffer.get(row.id)
           if (entry !== undefined) entry.phase = undefined
@@ -770,63 +1013,154 @@ const makeService = (
         )
       )
       const next = Effect.suspend(() => {
-        const wait = seen === undefined ? Effect.void : feed.signal.changedSince(seen)
+        const wait = seen === undefined ? Effect.void : feed.stopSignal.changedSince(seen)
         return Effect.zipRight(wait, Effect.suspend(() => {
-          seen = feed.signal.version
+          seen = feed.stopSignal.version
           return check
         }))
       })
       return Stream.repeatEffect(next).pipe(Stream.flattenIterables)
     })
 
-    return JobRepository.of({
-      create: Effect.fn("SqlJobRepository.create")(function*(job: NewJob) {
-        const invalid = invalidNewJob(job)
-        if (invalid !== undefined) return yield* invalid
-        const spec = yield* encodeSpec(job.spec).pipe(
-          Effect.mapError((cause) =>
-            new RepositoryError({
-              operation: "create",
-              detail: `the spec of job ${job.id} does not encode: ${describeError(cause)}`,
-              cause
-            })
+    // --- Listing: every page is read from an index, whatever the store holds ---
+
+    const newestFirst = sql`ORDER BY created_at DESC, id DESC`
+    /**
+     * The rows of a listing page, newest first, read from the index on `(created_at, id)` or, for states,
+     * the one on `(state, created_at, id)`: a page costs its own rows, not the store's. Several states are
+     * read as one indexed page per state, merged (an `IN` over the states would sort all their jobs).
+     */
+    const selectPage = (states: ReadonlyArray<JobState> | undefined, cursor: CursorKey | undefined, rows: number) => {
+      const after = cursor === undefined ? [] : [sql`(created_at, id) < (${cursor.createdAt}, ${cursor.id})`]
+      const page = (state: JobState | undefined) =>
+        sql`SELECT ${columns} FROM ${jobs} WHERE ${sql.and([...(state === undefined ? [] : [sql`state = ${state}`]), ...after])}
+          ${newestFirst} LIMIT ${rows}`
+      const statement = states === undefined
+        ? page(undefined)
+        : states.length === 1
+        ? page(states[0])
+        : states.length === 0
+        ? sql`SELECT ${columns} FROM ${jobs} WHERE 1 = 0`
+        : sql`SELECT ${columns} FROM (${
+          sql.join(" UNION ALL ", false)(states.map((state, index) => sql`SELECT * FROM (${page(state)}) AS ${sql(`p${index}`)}`))
+        }) AS pages ${newestFirst} LIMIT ${rows}`
+      return statement.pipe(Effect.mapError(sqlFailure("list")))
+    }
+
+    // --- Creating jobs: concurrent creates share one transaction (group commit) ---
+
+    /** Checks a new job and encodes its spec, before anything is written. */
+    const prepare = (job: NewJob, now: number): Effect.Effect<Prepared, RepositoryError> => {
+      const invalid = invalidNewJob(job)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      return encodeSpec(job.spec).pipe(
+        Effect.mapError((cause) =>
+          new RepositoryError({
+            operation: "create",
+            detail: `the spec of job ${job.id} does not encode: ${describeError(cause)}`,
+            cause
+          })
+        ),
+        Effect.map((spec) => ({ job, spec, status: newJobStatus(job, new Date(now)) }))
+      )
+    }
+
+    /**
+     * Inserts jobs (distinct ids) and their specs, a few hundred rows per statement, in the caller's
+     * transaction; returns the ids inserted (an id already stored is skipped, its spec not written).
+     */
+    const insertJobs = (prepared: ReadonlyArray<Prepared>) =>
+      Effect.gen(function*() {
+        const inserted = new Set<JobId>()
+        for (let offset = 0; offset < prepared.length; offset += insertBatch) {
+          const part = prepared.slice(offset, offset + insertBatch)
+          const rows = yield* sql<{ readonly id: JobId }>`INSERT INTO ${jobs} ${
+            sql.insert(part.map(({ job, status }) => ({
+              id: job.id,
+              name: job.spec.name ?? null,
+              state: "pending",
+              total_chunks: job.totalChunks,
+              completed_chunks: status.completedChunks,
+              failed_chunks: 0,
+              created_at: status.createdAt.getTime(),
+              updated_at: status.createdAt.getTime(),
+              owner: job.owner ?? null,
+              retry_of: job.retryOf ?? null,
+              checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString(),
+              lease: 0
+            })))
+          } ON CONFLICT (id) DO NOTHING RETURNING id`
+          const fresh = new Set(rows.map((row) => row.id))
+          const specRows = part.filter(({ job }) => fresh.has(job.id)).map(({ job, spec }) => ({
+            id: job.id,
+            spec,
+            metadata: job.spec.metadata === undefined ? null : JSON.stringify(job.spec.metadata)
+          }))
+          if (specRows.length > 0) yield* sql`INSERT INTO ${specs} ${sql.insert(specRows)}`
+          for (const id of fresh) inserted.add(id)
+        }
+        return inserted
+      })
+
+    /**
+     * The creates of one turn of the event loop, in one transaction. Each gets its own answer: its status, or
+     * a `RepositoryError` for an id already stored (or repeated in the group); a failed transaction fails all.
+     */
+    const creates = yield* GroupCommit.make((group: ReadonlyArray<Prepared>) => {
+      const distinct = new Map<JobId, Prepared>()
+      for (const prepared of group) if (!distinct.has(prepared.job.id)) distinct.set(prepared.job.id, prepared)
+      return transaction("create", insertJobs([...distinct.values()])).pipe(
+        Effect.tap((inserted) =>
+          Effect.suspend(() => {
+            for (const id of inserted) {
+              const { job } = distinct.get(id)!
+              totals.set(id, job.totalChunks)
+              if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(id, 0)
+            }
+            return inserted.size === 0 ? Effect.void : feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
+          })
+        ),
+        // The first of a repeated id is the one inserted.
+        Effect.map((inserted) =>
+          group.map(({ job, status }): Either.Either<JobStatus, RepositoryError> =>
+            inserted.delete(job.id) ? Either.right(status) : Either.left(duplicateJob(job.id))
           )
         )
+      )
+    })
+
+    return JobRepository.of({
+      create: fn("SqlJobRepository.create")(function*(job: NewJob) {
+        return yield* creates.submit(yield* prepare(job, yield* Clock.currentTimeMillis))
+      }),
+      createMany: fn("SqlJobRepository.createMany")(function*(batch: ReadonlyArray<NewJob>) {
         const now = yield* Clock.currentTimeMillis
-        const status = newJobStatus(job, new Date(now))
-        const inserted = yield* transaction(
+        const prepared = yield* Effect.forEach(batch, (job) => prepare(job, now))
+        const ids = new Set<JobId>()
+        for (const { job } of prepared) {
+          if (ids.has(job.id)) return yield* duplicateJob(job.id)
+          ids.add(job.id)
+        }
+        yield* transaction(
           "create",
           Effect.gen(function*() {
-            const rows = yield* sql`INSERT INTO ${jobs} ${
-              sql.insert({
-                id: job.id,
-                name: job.spec.name ?? null,
-                state: "pending",
-                total_chunks: job.totalChunks,
-                completed_chunks: status.completedChunks,
-                failed_chunks: 0,
-                created_at: now,
-                updated_at: now,
-                owner: job.owner ?? null,
-                retry_of: job.retryOf ?? null,
-                checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString(),
-                lease: 0
-              })
-            } ON CONFLICT (id) DO NOTHING RETURNING id`
-            if (rows.length === 0) return false
-            yield* sql`INSERT INTO ${specs} ${sql.insert({ id: job.id, spec })}`
-            return true
+            const inserted = yield* insertJobs(prepared)
+            const taken = prepared.find(({ job }) => !inserted.has(job.id))
+            // Failing inside the transaction rolls every insert of the batch back.
+            if (taken !== undefined) return yield* duplicateJob(taken.job.id)
           })
         )
-        if (!inserted) return yield* duplicateJob(job.id)
-        totals.set(job.id, job.totalChunks)
-        yield* feed.announce(job.id)
-        return status
+        for (const { job } of prepared) {
+          totals.set(job.id, job.totalChunks)
+          if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(job.id, 0)
+        }
+        if (prepared.length > 0) yield* feed.announce("*")
+        return prepared.map(({ status }) => status)
       }),
-      get: Effect.fn("SqlJobRepository.get")(function*(id: JobId) {
+      get: fn("SqlJobRepository.get")(function*(id: JobId) {
         return yield* selectStatus("get", id)
       }),
-      getSpec: Effect.fn("SqlJobRepository.getSpec")(function*(id: JobId) {
+      getSpec: fn("SqlJobRepository.getSpec")(function*(id: JobId) {
         const rows = yield* sql<{ readonly spec: string }>`SELECT spec FROM ${specs} WHERE id = ${id}`.pipe(
           Effect.mapError(sqlFailure("getSpec"))
         )
@@ -842,19 +1176,14 @@ const makeService = (
         )
         return Option.some(spec)
       }),
-      list: Effect.fn("SqlJobRepository.list")(function*(query: ListQuery) {
+      list: fn("SqlJobRepository.list")(function*(query: ListQuery) {
         const cursor = query.cursor === undefined ? undefined : yield* decodeCursor(query.cursor)
         const limit = query.limit ?? defaultListLimit
-        const conditions: Array<Fragment> = []
-        if (query.state !== undefined) {
-          conditions.push(sql.in("state", typeof query.state === "string" ? [query.state] : query.state))
-        }
-        if (cursor !== undefined) {
-          conditions.push(sql`(created_at, id) < (${cursor.createdAt}, ${cursor.id})`)
-        }
+        const states = query.state === undefined
+          ? undefined
+          : [...new Set(typeof query.state === "string" ? [query.state] : query.state)]
         const statuses = yield* reading(Effect.gen(function*() {
-          const rows = yield* sql`SELECT ${columns} FROM ${jobs} WHERE ${sql.and(conditions)}
-            ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`.pipe(Effect.mapError(sqlFailure("list")))
+          const rows = yield* selectPage(states, cursor, limit + 1)
           return yield* Effect.forEach(rows, (row) => Effect.map(decodeStatus("list", row), (status) => buffer.overlay(status)))
         }))
         const page = statuses.slice(0, limit)
@@ -864,7 +1193,7 @@ const makeService = (
           : { jobs: page }
         return result
       }),
-      transition: Effect.fn("SqlJobRepository.transition")(function*(
+      transition: fn("SqlJobRepository.transition")(function*(
         id: JobId,
         from: ReadonlyArray<JobState>,
         to: JobState,
@@ -918,7 +1247,7 @@ const makeService = (
           if (known !== undefined) return record(id, progress, known)
           return Effect.flatMap(totalOf(id), (total) => total === undefined ? Effect.void : record(id, progress, total))
         }),
-      getCheckpoint: Effect.fn("SqlJobRepository.getCheckpoint")(function*(id: JobId) {
+      getCheckpoint: fn("SqlJobRepository.getCheckpoint")(function*(id: JobId) {
         return yield* writeLock.withPermits(1)(Effect.gen(function*() {
           const rows = yield* sql<{ readonly checkpoint: unknown }>`SELECT checkpoint FROM ${jobs} WHERE id = ${id}`.pipe(
             Effect.mapError(sqlFailure("getCheckpoint"))
@@ -929,7 +1258,45 @@ const makeService = (
           return entry === undefined ? stored : stored.union(entry.chunks)
         }))
       }),
-      delete: Effect.fn("SqlJobRepository.delete")(function*(id: JobId) {
+      listChunks: fn("SqlJobRepository.listChunks")(function*(id: JobId, query: ListChunksQuery) {
+        // Under the write lock: every chunk is either stored or buffered, none is in a flush under way.
+        return yield* writeLock.withPermits(1)(Effect.gen(function*() {
+          const rows = yield* sql<{ readonly checkpoint: unknown; readonly spec: string }>`SELECT j.checkpoint, s.spec
+            FROM ${jobs} AS j JOIN ${specs} AS s ON s.id = j.id WHERE j.id = ${id}`.pipe(
+            Effect.mapError(sqlFailure("listChunks"))
+          )
+          if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
+          const stored = yield* readCheckpoint("listChunks", id, rows[0].checkpoint)
+          const spec = yield* decodeSpec(rows[0].spec).pipe(
+            Effect.mapError(rowFailure("listChunks", `the stored spec of job ${id}`))
+          )
+          const entry = buffer.get(id)
+          const checkpoint = entry === undefined ? stored : stored.union(entry.chunks)
+          const buffered = entry?.records === undefined
+            ? []
+            : [...entry.records.values()].sort((a, b) => a.id - b.id)
+          return yield* pageChunks(query, chunkIdsOf(spec), checkpoint, (after, limit) =>
+            Effect.map(selectRecords("listChunks", id, after, limit, false), (read) =>
+              mergeRecords(read, recordsAfter(buffered, after, limit), limit)))
+        }))
+      }),
+      chunkResults: fn("SqlJobRepository.chunkResults")(function*(id: JobId, query: ResultsQuery) {
+        return yield* writeLock.withPermits(1)(Effect.gen(function*() {
+          const exists = yield* sql`SELECT id FROM ${jobs} WHERE id = ${id}`.pipe(Effect.mapError(sqlFailure("chunkResults")))
+          if (exists.length === 0) return yield* new JobNotFound({ jobId: id })
+          const after = query.after ?? -1
+          const entry = buffer.get(id)
+          const buffered = entry?.records === undefined
+            ? []
+            : [...entry.records.values()].filter((record) => record.result !== undefined).sort((a, b) => a.id - b.id)
+          const read = yield* selectRecords("chunkResults", id, after, query.limit, true)
+          const merged = mergeRecords(read, recordsAfter(buffered, after, query.limit), query.limit)
+          return merged.records.flatMap((record): Array<ChunkResult> =>
+            record.result === undefined ? [] : [{ id: record.id, result: record.result }]
+          )
+        }))
+      }),
+      delete: fn("SqlJobRepository.delete")(function*(id: JobId) {
         // A terminal state never changes: a job found terminal after the DELETE missed it is deleted next time.
         for (let attempt = 1;; attempt++) {
           const rows = yield* transaction(
@@ -937,7 +1304,10 @@ const makeService = (
             Effect.gen(function*() {
               const deleted = yield* sql`DELETE FROM ${jobs} WHERE id = ${id} AND ${sql.in("state", terminalStates)}
                 RETURNING ${columns}`
-              if (deleted.length > 0) yield* sql`DELETE FROM ${specs} WHERE id = ${id}`
+              if (deleted.length > 0) {
+                yield* sql`DELETE FROM ${specs} WHERE id = ${id}`
+                yield* sql`DELETE FROM ${chunkTable} WHERE job_id = ${id}`
+              }
               return deleted
             })
           )
@@ -951,7 +1321,7 @@ const makeService = (
           if (!isTerminal(current.value.state) || attempt >= 2) return yield* notDeletable(current.value)
         }
       }),
-      prune: Effect.fn("SqlJobRepository.prune")(function*(query: PruneQuery) {
+      prune: fn("SqlJobRepository.prune")(function*(query: PruneQuery) {
         if (query.states.length === 0) return 0
         // In batches, so that no statement holds the write lock for long.
         let removed = 0
@@ -964,7 +1334,11 @@ const makeService = (
                   WHERE ${sql.in("state", query.states)} AND finished_at < ${query.finishedBefore}
                   LIMIT ${pruneBatch}
                 ) RETURNING id`
-              if (deleted.length > 0) yield* sql`DELETE FROM ${specs} WHERE ${sql.in("id", deleted.map((row) => row.id))}`
+              if (deleted.length > 0) {
+                const ids = deleted.map((row) => row.id)
+                yield* sql`DELETE FROM ${specs} WHERE ${sql.in("id", ids)}`
+                yield* sql`DELETE FROM ${chunkTable} WHERE ${sql.in("job_id", ids)}`
+              }
               return deleted
             })
           )
@@ -974,7 +1348,7 @@ const makeService = (
           if (rows.length < pruneBatch) return removed
         }
       }),
-      find: Effect.fn("SqlJobRepository.find")(function*(query: FindQuery) {
+      find: fn("SqlJobRepository.find")(function*(query: FindQuery) {
         const conditions: Array<Fragment> = []
         // Ids are ASCII below "~", so the ids starting with the prefix are exactly those in this range.
         if (query.idPrefix !== undefined) {
@@ -989,7 +1363,7 @@ const makeService = (
         }))
       }),
       durable: true,
-      heartbeat: Effect.fn("SqlJobRepository.heartbeat")(function*(owner: string, held: ReadonlyArray<HeldLease> = []) {
+      heartbeat: fn("SqlJobRepository.heartbeat")(function*(owner: string, held: ReadonlyArray<HeldLease> = []) {
         const now = yield* Clock.currentTimeMillis
         const beat = sql`INSERT INTO ${owners} ${sql.insert({ owner, heartbeat_at: now })}
           ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`.pipe(
@@ -1006,11 +1380,11 @@ const makeService = (
         for (const job of lost) buffer.markLost(job.id, job.lease)
         return lost.map((job) => job.id)
       }),
-      retire: Effect.fn("SqlJobRepository.retire")(function*(owner: string) {
+      retire: fn("SqlJobRepository.retire")(function*(owner: string) {
         yield* sql`DELETE FROM ${owners} WHERE owner = ${owner}`.pipe(Effect.mapError(sqlFailure("retire")))
         yield* feed.announce("*")
       }),
-      lastHeartbeat: Effect.fn("SqlJobRepository.lastHeartbeat")(function*(owner: string) {
+      lastHeartbeat: fn("SqlJobRepository.lastHeartbeat")(function*(owner: string) {
         const rows = yield* sql`SELECT heartbeat_at FROM ${owners} WHERE owner = ${owner}`.pipe(
           Effect.mapError(sqlFailure("lastHeartbeat"))
         )
@@ -1020,11 +1394,11 @@ const makeService = (
         )
         return Option.some(row.heartbeat_at)
       }),
-      claimOrphans: Effect.fn("SqlJobRepository.claimOrphans")(function*(owner: string, staleBefore: number) {
+      claimOrphans: fn("SqlJobRepository.claimOrphans")(function*(owner: string, staleBefore: number) {
         // Under the write lock, so no flush writes a phase this process buffered for a job it claims.
         return yield* writeLock.withPermits(1)(claim(owner, staleBefore))
       }),
-      activeJobsOf: Effect.fn("SqlJobRepository.activeJobsOf")(function*(owner: string) {
+      activeJobsOf: fn("SqlJobRepository.activeJobsOf")(function*(owner: string) {
         return yield* reading(Effect.gen(function*() {
           const rows = yield* sql`SELECT ${columns} FROM ${jobs}
             WHERE owner = ${owner} AND state IN ('pending', 'running')`.pipe(Effect.mapError(sqlFailure("activeJobsOf")))
@@ -1032,7 +1406,7 @@ const makeService = (
             Effect.map(decodeStatus("activeJobsOf", row), (status) => buffer.overlay(status)))
         }))
       }),
-      requestStop: Effect.fn("SqlJobRepository.requestStop")(function*(request: StopRequest) {
+      requestStop: fn("SqlJobRepository.requestStop")(function*(request: StopRequest) {
         // A request already stored is kept (and not delivered again); a cancel replaces a pause.
         const replaceable = request.kind === "cancel"
           ? sql`(stop_requested IS NULL OR stop_requested = 'pause')`
@@ -1042,7 +1416,7 @@ const makeService = (
           WHERE id = ${request.id} AND state = 'running' AND owner IS NOT NULL AND ${replaceable}
           RETURNING id`.pipe(Effect.mapError(sqlFailure("requestStop")))
         // The request is stored: if the announcement is lost, the owner's poll still finds it.
-        if (rows.length > 0) yield* feed.announce(request.id)
+        if (rows.length > 0) yield* feed.announceStop(request.id)
       }),
       stopRequests,
       changes: feed.signal
@@ -1076,6 +1450,11 @@ const build = ({ flushInterval, schema, stopPollInterval }: Settings, open: Open
     // An existing store keeps its journal mode (a store made by `layerSqlite` is in WAL mode already).
     if (open.wal && open.create) {
       yield* sql`PRAGMA journal_mode = WAL`.pipe(Effect.mapError(sqlFailure("open", `${open.label}: cannot enable WAL`)))
+    }
+    if (open.synchronous !== undefined) {
+      yield* sql`PRAGMA synchronous = ${sql.literal(open.synchronous === "full" ? "FULL" : "NORMAL")}`.pipe(
+        Effect.mapError(sqlFailure("open", `${open.label}: cannot set synchronous`))
+      )
     }
     yield* Migrator.make({})({ loader: migrations(tables), table: tables.migrations }).pipe(
       // The Migrator reports a failing migration as a defect.
@@ -1155,9 +1534,14 @@ const openClient = <ROut, E>(label: string, client: Layer.Layer<ROut, E>): Layer
 export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, RepositoryError | InvalidOption> => {
   const label = `SQLite file ${JSON.stringify(options.filename)}`
   const create = options.create ?? true
+  const synchronous = options.synchronous ?? "normal"
   return Layer.unwrapEffect(Effect.map(
     Effect.zipLeft(
       decodeOptions({ flushInterval: options.flushInterval, stopPollInterval: options.stopPollInterval }),
+      synchronous === "normal" || synchronous === "full"
+        ? Effect.void
+        : Effect.fail(new InvalidOption({ path: ["synchronous"], detail: `must be "normal" or "full"` }))
+    ).pipe(Effect.zipLeft(
       // Opening a missing file would create it.
       create || existsSync(options.filename)
         ? Effect.void
@@ -1165,9 +1549,9 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, 
             operation: "open",
             detail: `no job store at ${options.filename} (a job manager creates one on first use)`
           }))
-    ),
+    )),
     (settings) =>
-      Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true, create })).pipe(
+      Layer.scoped(JobRepository, build(settings, { label, exclusive: true, wal: true, create, synchronous })).pipe(
         // WAL is switched on by the store, once the file is known to be ours: switching rewrites the header.
         Layer.provide(openClient(label, SqliteClient.layer({ filename: options.filename, disableWAL: true })))
       )

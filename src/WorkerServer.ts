@@ -157,6 +157,9 @@ class ExecutionContext extends LazyAbortController implements ChunkContext {
   constructor(readonly jobId: JobId, readonly attempt: number) {
     super()
   }
+
+  /** In-chunk progress is not sent back to the calling executor. */
+  reportProgress(_fraction: number): void {}
 }
 
 /** The one place an execution's `Exit` becomes its result (and so its state). */

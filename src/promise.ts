@@ -8,23 +8,43 @@
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { abortError, causeToError, runPromise, whenAborted } from "./Abort.js"
 import type { ChunkContext } from "./ChunkWorker.js"
 import * as ChunkWorker from "./ChunkWorker.js"
-import type { Chunk, JobId, JobPage, JobSpecInput, JobState, JobStatus } from "./Job.js"
+import type {
+  Chunk,
+  ChunkPage,
+  JobId,
+  JobPage,
+  JobSpecInput,
+  JobState,
+  JobStatus,
+  Json,
+  ListChunksQueryInput
+} from "./Job.js"
 import { makeJobId, SpecLimits, validateSpec } from "./Job.js"
 import { firstIssue, InvalidOption, ManagerClosed } from "./JobError.js"
-import type { FinalizeContext } from "./Finalizer.js"
+import type { PromiseFinalizeContext } from "./Finalizer.js"
+export type { PromiseFinalizeContext } from "./Finalizer.js"
 import * as Finalizer from "./Finalizer.js"
-import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
+import type {
+  ChunkSettled,
+  ExecutionOptions,
+  ExecutionSummary,
+  StreamChunkSettled,
+  StreamSummary
+} from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
 import { JobManager } from "./JobManager.js"
 import * as JobManagerModule from "./JobManager.js"
+import { isChunkIterable, ownChunks } from "./internal/iterables.js"
 import { FunctionInput } from "./internal/schemas.js"
 import { StoreOption, storeLayer } from "./internal/store.js"
 
@@ -40,7 +60,7 @@ export type PromiseWorker = (chunk: Chunk, context: ChunkContext) => Promise<unk
  *
  * @since 0.1.0
  */
-export type PromiseFinalizer = (context: FinalizeContext) => Promise<unknown>
+export type PromiseFinalizer = (context: PromiseFinalizeContext) => Promise<unknown>
 
 /**
  * How a job's chunks run: the worker, and the executor's options (see `JobExecutor.ExecutionOptions`).
@@ -55,6 +75,11 @@ export interface WorkerOptions {
   /** Time limit of one chunk attempt, in milliseconds or as a string such as `"30 seconds"`. */
   readonly chunkTimeout?: number | string | undefined
   readonly failurePolicy?: JobExecutor.FailurePolicy | undefined
+  /**
+   * The largest result a worker may return, in bytes of JSON (default 65,536); a larger one fails the attempt
+   * with `InvalidResult`.
+   */
+  readonly maxResultBytes?: number | undefined
 }
 
 /**
@@ -102,7 +127,7 @@ export interface JobManagerOptions extends WorkerOptions, SpecLimitOptions {
     readonly shardsPerGroup?: number | undefined
   } | undefined
   /** Finalize steps a job may name in its spec's `finalize` (see `Finalizer`). */
-  readonly finalizers?: Readonly<Record<string, (context: FinalizeContext) => Promise<unknown>>> | undefined
+  readonly finalizers?: Readonly<Record<string, (context: PromiseFinalizeContext) => Promise<unknown>>> | undefined
   /** The longest a watcher of a job running in another process waits before it re-reads it (ms, default 500). */
   readonly pollInterval?: number | undefined
   /** The shortest time between two statuses a watcher receives (ms, default 50; 0 for every change). */
@@ -160,6 +185,12 @@ export interface PromiseJobManager extends AsyncDisposable {
   /** Validates and stores the job as `pending`, starts it in the background, and resolves with its id. */
   submitJob(spec: JobSpecInput): Promise<JobId>
   /**
+   * Submits several jobs at once (one transaction on a SQL store) and resolves with their ids, in order.
+   * All or nothing: an invalid spec rejects with `InvalidJobSpec` whose path starts with its index, and no
+   * job is stored.
+   */
+  submitBatch(specs: ReadonlyArray<JobSpecInput>): Promise<Array<JobId>>
+  /**
    * Submits the job and resolves with its terminal status (`completed`, `failed` or `cancelled`). If
    * `signal` aborts, the job is cancelled and the Promise rejects with the abort reason once `cancelled`
    * is stored; an already-aborted signal submits nothing.
@@ -171,6 +202,11 @@ export interface PromiseJobManager extends AsyncDisposable {
   listJobs(query?: ListJobsQuery): Promise<Array<JobStatus>>
   /** One page of jobs and the cursor of the next page (absent on the last page). */
   listJobsPage(query?: ListJobsQuery): Promise<JobPage>
+  /**
+   * One page of the job's chunks in chunk-id order, `{ chunks, nextCursor? }` (see the Effect
+   * `JobManager.listChunks`); rejects with `JobNotFound` for an unknown job.
+   */
+  listChunks(id: string, query?: ListChunksQueryInput): Promise<ChunkPage>
   /** Cancels the job (see the cancellation contract) and resolves with its status. */
   cancelJob(id: string): Promise<JobStatus>
   /** Pauses a running or pending job (stored `paused`; in-flight chunks are aborted, completed ones kept). */
@@ -265,13 +301,30 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
   })
   let closed = false
 
+  const manager = Context.get(rt.context, JobManager)
+  const runFork = Runtime.runFork(rt)
+
+  /**
+   * Runs a manager operation. Without a signal it runs on a fiber of the manager's runtime, started at once:
+   * an operation that completes without waiting (a submit to the memory store, a read of a job of this
+   * manager) resolves without another turn through a Promise of Effect's; one that waits settles the Promise
+   * from the fiber's end.
+   */
   const run = <A, E>(
     body: (manager: JobManager["Type"]) => Effect.Effect<A, E>,
     signal?: AbortSignal | undefined
-  ): Promise<A> =>
-    closed
-      ? Promise.reject(new ManagerClosed())
-      : runPromise(Effect.flatMap(JobManager, body), { runtime, signal })
+  ): Promise<A> => {
+    if (closed) return Promise.reject(new ManagerClosed())
+    if (signal !== undefined) return runPromise(body(manager), { runtime, signal })
+    const fiber = runFork(body(manager))
+    const settled = fiber.unsafePoll()
+    if (settled !== null) {
+      return settled._tag === "Success" ? Promise.resolve(settled.value) : Promise.reject(causeToError(settled.cause))
+    }
+    return new Promise<A>((resolve, reject) =>
+      fiber.addObserver((exit) => exit._tag === "Success" ? resolve(exit.value) : reject(causeToError(exit.cause)))
+    )
+  }
 
   const close = async (): Promise<void> => {
     if (closed) return
@@ -281,10 +334,12 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
 
   return {
     submitJob: (spec) => run((manager) => manager.submitJob(spec)),
+    submitBatch: (specs) => run((manager) => Effect.map(manager.submitBatch(specs), (ids) => [...ids])),
     runJob: (spec, options) => run((manager) => manager.runJob(spec), options?.signal),
     getJob: (id) => run((manager) => undefinedIfNotFound(manager.getJob(id))),
     listJobs: (query) => run((manager) => Effect.map(manager.listJobs(query), (page) => [...page.jobs])),
     listJobsPage: (query) => run((manager) => manager.listJobs(query)),
+    listChunks: (id, query) => run((manager) => manager.listChunks(id, query)),
     cancelJob: (id) => run((manager) => manager.cancelJob(id)),
     pauseJob: (id) => run((manager) => manager.pauseJob(id)),
     resumeJob: (id) => run((manager) => manager.resumeJob(id)),
@@ -296,7 +351,7 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
       if (closed) throw new ManagerClosed()
       const signal = options?.signal
       // Failures reach the loop as the Errors `causeToError` makes (interruption: an AbortError).
-      const statuses = Stream.unwrap(Effect.map(JobManager, (manager) => manager.watchJob(id))).pipe(
+      const statuses = manager.watchJob(id).pipe(
         Stream.catchAllCause((cause) => Stream.fail(causeToError(cause)))
       )
       return Stream.toAsyncIterableRuntime(
@@ -322,29 +377,95 @@ export interface ExecuteJobOptions extends WorkerOptions, SpecLimitOptions {
 }
 
 /**
+ * A job whose chunks come from an `AsyncIterable` (an async generator, a paginated listing) or a
+ * non-array `Iterable` (a generator), pulled lazily as workers free up. Chunk ids must be unique.
+ *
+ * @since 0.1.0
+ */
+export interface StreamJobSpec {
+  readonly name?: string | undefined
+  readonly metadata?: { readonly [key: string]: Json } | undefined
+  readonly chunks: AsyncIterable<Chunk> | Iterable<Chunk>
+}
+
+/**
+ * Options of {@link executeJob} for a {@link StreamJobSpec}.
+ *
+ * @since 0.1.0
+ */
+export interface ExecuteStreamJobOptions extends Omit<ExecuteJobOptions, "onProgress"> {
+  /** Chunks pulled ahead of the workers (0..10,000; default: the concurrency). */
+  readonly prefetch?: number | undefined
+  /** Called after each chunk settles with the counts so far; `totalChunks` is `undefined` until the source ends. */
+  readonly onProgress?: ((event: StreamChunkSettled) => void) | undefined
+}
+
+const ExecuteStreamJobOptions = Schema.Struct({
+  ...ExecuteJobOptions.fields,
+  ...JobExecutor.StreamExecutionOptions.fields
+})
+
+/**
  * Runs one job's chunks without a manager or a store, and resolves with the counts. Rejects with
  * `InvalidJobSpec` / `InvalidOption` (nothing runs), `ChunkFailed` / `JobFailed` (per the failure policy),
  * or the abort reason when `signal` aborts (no pending chunk starts; an already-aborted signal starts
  * nothing).
  *
+ * With a {@link StreamJobSpec} the chunks are pulled lazily: at most `concurrency + prefetch` pulled and not
+ * settled, so an endless source runs until `signal` aborts. Aborting stops the pulling at once (a pending
+ * `next()` is abandoned, and the iterator's `return()` is called without waiting for it). A chunk that is
+ * not `{ id, payload }` or repeats an id rejects with `InvalidJobSpec` naming it (`["chunks", index, "id"]`);
+ * an error the source throws rejects with that error. The summary's `totalChunks` is the source's number of
+ * chunks.
+ *
  * @since 0.1.0
  */
-export const executeJob = (spec: JobSpecInput, options: ExecuteJobOptions): Promise<ExecutionSummary> => {
+export function executeJob(spec: JobSpecInput, options: ExecuteJobOptions): Promise<ExecutionSummary>
+export function executeJob(spec: StreamJobSpec, options: ExecuteStreamJobOptions): Promise<StreamSummary>
+export function executeJob(
+  spec: JobSpecInput | StreamJobSpec,
+  options: ExecuteJobOptions | ExecuteStreamJobOptions
+): Promise<ExecutionSummary | StreamSummary> {
   const signal = options?.signal
   if (signal?.aborted) return Promise.reject(abortError(signal))
-  const program = Effect.gen(function*() {
+  /** The options for the executor: a job id, the worker, and `onProgress` as `onChunkSettled`. */
+  const executing = <Event>(worker: unknown, onProgress: unknown) => {
+    const report = onProgress as ((event: Event) => void) | undefined
+    return {
+      jobId: makeJobId(Date.now()),
+      onChunkSettled: report === undefined ? undefined : (event: Event) => Effect.sync(() => report(event)),
+      worker: ChunkWorker.fromPromise(worker as PromiseWorker)
+    }
+  }
+  const explicit = Effect.gen(function*() {
     const { maxExplicitChunks, maxSpecBytes, onProgress, signal: _signal, worker, ...execution } = yield* validate(
       ExecuteJobOptions,
       options
     )
     const decoded = yield* validateSpec(spec, { maxExplicitChunks, maxSpecBytes })
     const executionOptions: ExecutionOptions = execution
-    const report = onProgress as ((event: ChunkSettled) => void) | undefined
-    return yield* JobExecutor.executeValidated(decoded, {
-      ...executionOptions,
-      jobId: makeJobId(Date.now()),
-      onChunkSettled: report === undefined ? undefined : (event) => Effect.sync(() => report(event))
-    }).pipe(Effect.provideService(ChunkWorker.ChunkWorker, ChunkWorker.fromPromise(worker as PromiseWorker)))
+    const { worker: chunkWorker, ...run } = executing<ChunkSettled>(worker, onProgress)
+    return yield* JobExecutor.executeValidated(decoded, { ...executionOptions, ...run }).pipe(
+      Effect.provideService(ChunkWorker.ChunkWorker, chunkWorker)
+    )
   })
-  return runPromise(program, { signal })
+  const streamed = (chunks: AsyncIterable<Chunk> | Iterable<Chunk>) =>
+    Effect.gen(function*() {
+      const { maxExplicitChunks, maxSpecBytes, onProgress, signal: _signal, worker, ...execution } = yield* validate(
+        ExecuteStreamJobOptions,
+        options
+      )
+      // The rest of the spec (name, metadata) is checked as a spec's; the chunks as they are pulled.
+      yield* validateSpec({ ...spec, chunks: [] }, { maxExplicitChunks, maxSpecBytes })
+      const { worker: chunkWorker, ...run } = executing<StreamChunkSettled>(worker, onProgress)
+      return yield* JobExecutor.executeIterable(chunks, { ...execution, ...run }).pipe(
+        Effect.provideService(ChunkWorker.ChunkWorker, chunkWorker)
+      )
+    })
+  // Read as `validateSpec` reads it: no getter or proxy trap runs before validation.
+  const chunks = ownChunks(spec)
+  const program = Effect.suspend(() =>
+    isChunkIterable(chunks) ? streamed(chunks as AsyncIterable<Chunk> | Iterable<Chunk>) : explicit
+  )
+  return runPromise<ExecutionSummary | StreamSummary, unknown>(program, { signal })
 }

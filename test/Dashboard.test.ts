@@ -129,6 +129,25 @@ const apiSuite = (store: string, serve: typeof serveMemory) =>
       })
     })
 
+    it("GET /api/jobs/:id/chunks pages a job's chunks in id order, filtered by state; 404 and 400", async () => {
+      const failed = await call("GET", `/api/jobs/${id("failed")}/chunks?state=failed`)
+      expect(failed.status).toBe(200)
+      expect(failed.body.chunks).toEqual([
+        expect.objectContaining({ id: 0, state: "failed", attempts: 1, error: "chunk 0 was told to fail" })
+      ])
+      expect(Date.parse(failed.body.chunks[0].finishedAt)).toBeGreaterThan(0)
+      const first = await call("GET", `/api/jobs/${id("watched")}/chunks?limit=2`)
+      expect(first.body.chunks.map((chunk: { id: number }) => chunk.id)).toEqual([0, 1])
+      const next = await call("GET", `/api/jobs/${id("watched")}/chunks?limit=2&cursor=${first.body.nextCursor}`)
+      expect(next.body.chunks.map((chunk: { id: number }) => chunk.id)).toEqual([2, 3])
+      expect((await call("GET", "/api/jobs/job_nope/chunks")).status).toBe(404)
+      const state = await call("GET", `/api/jobs/${id("watched")}/chunks?state=done`)
+      expect(state.status).toBe(400)
+      expect(state.body.issues[0].path).toEqual(["state"])
+      const cursor = await call("GET", `/api/jobs/${id("watched")}/chunks?cursor=x`)
+      expect(cursor.body).toMatchObject({ _tag: "InvalidOption", path: ["cursor"] })
+    })
+
     it("GET /api/jobs/:id answers the job with its speed, or 404", async () => {
       await vi.waitFor(async () => expect((await get("busy")).body.rate).toBeGreaterThan(0), { timeout: 10_000 })
       const busy = await get("busy")
@@ -257,6 +276,7 @@ const apiSuite = (store: string, serve: typeof serveMemory) =>
         "/api/jobs",
         "/api/jobs/{id}",
         "/api/jobs/{id}/cancel",
+        "/api/jobs/{id}/chunks",
         "/api/jobs/{id}/events",
         "/api/jobs/{id}/pause",
         "/api/jobs/{id}/resume",

@@ -213,7 +213,7 @@ layer(NodeHttpClient.layer, { excludeTestServices: true })("HttpWorker", (it) =>
       const port = (silent.address() as AddressInfo).port
       const worker = yield* HttpWorker.make(`http://127.0.0.1:${port}`, { cancelTimeout: 200 })
       const fiber = yield* Effect.fork(
-        worker.run({ id: 0, payload: null }, { jobId, attempt: 1, signal: new AbortController().signal })
+        worker.run({ id: 0, payload: null }, { jobId, attempt: 1, signal: new AbortController().signal, reportProgress: () => {} })
       )
       yield* eventually(() => received.length === 1)
       const started = Date.now()

@@ -233,10 +233,11 @@ describe("JobExecutor", () => {
       }).pipe(
         Effect.provideService(ChunkWorker, ChunkWorkerModule.make((chunk) => chunk.id === 1 ? Effect.fail("x") : Effect.void))
       )
+      const times = { startedAt: 0, finishedAt: 0 }
       expect(events).toEqual([
-        { chunkId: 0, outcome: "completed", completedChunks: 1, failedChunks: 0, totalChunks: 3 },
-        { chunkId: 1, outcome: "failed", completedChunks: 1, failedChunks: 1, totalChunks: 3 },
-        { chunkId: 2, outcome: "completed", completedChunks: 2, failedChunks: 1, totalChunks: 3 }
+        { chunkId: 0, outcome: "completed", completedChunks: 1, failedChunks: 0, totalChunks: 3, attempts: 1, result: undefined, error: undefined, ...times },
+        { chunkId: 1, outcome: "failed", completedChunks: 1, failedChunks: 1, totalChunks: 3, attempts: 1, result: undefined, error: "x", ...times },
+        { chunkId: 2, outcome: "completed", completedChunks: 2, failedChunks: 1, totalChunks: 3, attempts: 1, result: undefined, error: undefined, ...times }
       ])
     }))
 

@@ -18,7 +18,12 @@ import { eventually, isGone } from "./util.js"
 const node = process.execPath
 const jobId = "job_process" as JobId
 
-const contextOf = (attempt = 1): ChunkContext => ({ jobId, attempt, signal: new AbortController().signal })
+const contextOf = (attempt = 1): ChunkContext => ({
+  jobId,
+  attempt,
+  signal: new AbortController().signal,
+  reportProgress: () => {}
+})
 const chunk = (id: number, payload: Chunk["payload"] = null): Chunk => ({ id, payload })
 
 /** A worker running `node -e script ...args`. */

@@ -30,6 +30,7 @@ import {
   startJob,
   view
 } from "./contract/JobRepositoryContract.js"
+import { chunkContract } from "./contract/chunkContract.js"
 
 const pgUrl = process.env["EFFECT_JOBS_TEST_PG_URL"] ?? "postgres://postgres@127.0.0.1:5432/test"
 
@@ -59,6 +60,17 @@ const tempSchema = Effect.acquireRelease(Effect.sync(randomSchema), dropSchema)
 
 const pgLayer = (options?: Omit<SqlJobRepository.PgOptions, "url" | "schema">) =>
   Layer.unwrapScoped(Effect.map(tempSchema, (schema) => SqlJobRepository.layerPg({ ...options, url: pgUrl, schema })))
+
+/** A PostgreSQL store in a fresh schema that flushes every second, and an SQL client on the same database. */
+const slowFlushPgStore = Effect.gen(function*() {
+  const schema = yield* tempSchema
+  const context = yield* Layer.build(
+    SqlJobRepository.layerWith({ schema, flushInterval: "1 second" }).pipe(
+      Layer.provideMerge(PgClient.layer({ url: Redacted.make(pgUrl) }))
+    )
+  )
+  return { repo: Context.get(context, JobRepository), schema, sql: Context.get(context, SqlClient.SqlClient) }
+})
 
 /** Runs statements on an SQLite file through a client of its own (WAL left as the file has it). */
 const withSqlite = <A, E>(filename: string, f: (sql: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
@@ -96,6 +108,8 @@ const openError = <E>(layer: Layer.Layer<JobRepository, E>) => Effect.flip(Effec
 
 jobRepositoryContract("SqlJobRepository.layerSqlite (contract)", () => sqliteLayer())
 jobRepositoryContract("SqlJobRepository.layerPg (contract)", () => pgLayer())
+chunkContract("SqlJobRepository.layerSqlite (contract)", () => sqliteLayer())
+chunkContract("SqlJobRepository.layerPg (contract)", () => pgLayer())
 
 // --- behaviour under load ---------------------------------------------------------------------------------
 
@@ -225,7 +239,7 @@ const v1Jobs = [
     id: "job_v1_running",
     name: null,
     state: "running",
-    spec: JSON.stringify({ chunks: { start: 0, end: 99, size: 10 } }),
+    spec: JSON.stringify({ metadata: { source: "v1" }, chunks: { start: 0, end: 99, size: 10 } }),
     total_chunks: 10,
     completed_chunks: 3,
     failed_chunks: 1,
@@ -292,8 +306,12 @@ const checkMigratedV1 = (repo: JobRepository["Type"]) =>
       expect((yield* repo.getCheckpoint(jobId(expected.id))).size).toBe(0)
     }
     expect(Option.getOrThrow(yield* repo.getSpec(jobId("job_v1_running")))).toEqual({
+      metadata: { source: "v1" },
       chunks: { start: 0, end: 99, size: 10 }
     })
+    // Version 4: the metadata is read with the job, and its chunks are listed.
+    expect(Option.getOrThrow(yield* repo.get(jobId("job_v1_running"))).metadata).toEqual({ source: "v1" })
+    expect(Option.getOrThrow(yield* repo.get(jobId("job_v1_pending"))).metadata).toBeUndefined()
     yield* repo.heartbeat("m1")
     expect(yield* repo.claimOrphans("m1", base)).toEqual(["job_v1_pending", "job_v1_running"])
     const running = yield* repo.transition(jobId("job_v1_running"), ["pending"], "running")
@@ -304,6 +322,10 @@ const checkMigratedV1 = (repo: JobRepository["Type"]) =>
     const paused = yield* repo.transition(jobId("job_v1_running"), ["running"], "paused")
     expect(view(paused.status)).toMatchObject({ state: "paused", completedChunks: 4 })
     expect((yield* repo.getCheckpoint(jobId("job_v1_running"))).toString()).toBe("0")
+    expect((yield* repo.listChunks(jobId("job_v1_running"), { limit: 2 })).chunks.map((chunk) => chunk.state)).toEqual([
+      "completed",
+      "pending"
+    ])
     const error = yield* Effect.flip(repo.create(newJob("job_v1_failed")))
     expect(error.message).toContain("already exists")
   })
@@ -405,8 +427,8 @@ describe("SqlJobRepository.layerSqlite", () => {
           sql<{ migration_id: number }>`SELECT migration_id FROM effect_jobs_migrations`
         ]))
       expect(mode).toEqual([{ journal_mode: "wal" }])
-      expect(meta).toEqual([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "3" }])
-      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }])
+      expect(meta).toEqual([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "4" }])
+      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }, { migration_id: 4 }])
     }))
 
   it.scoped("keeps jobs across layer builds; closing the layer writes buffered progress and checkpoints", () =>
@@ -510,12 +532,12 @@ describe("SqlJobRepository.layerSqlite", () => {
         Effect.flatMap(JobRepository, (repo) => repo.create(newJob("job_old"))),
         SqlJobRepository.layerSqlite({ filename })
       )
-      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs_meta SET value = '4' WHERE key = 'schema_version'`)
+      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs_meta SET value = '5' WHERE key = 'schema_version'`)
       backdate(filename)
       const before = snapshot(filename)
       const error = yield* openError(SqlJobRepository.layerSqlite({ filename }))
       expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open" })
-      expect(error.detail).toContain("schema version 4; this version knows up to 3")
+      expect(error.detail).toContain("schema version 5; this version knows up to 4")
       expect(snapshot(filename)).toEqual(before)
     }))
 
@@ -614,8 +636,8 @@ describe("SqlJobRepository.layerSqlite", () => {
           sql<{ migration_id: number }>`SELECT migration_id FROM effect_jobs_migrations ORDER BY migration_id`,
           sql<{ name: string }>`SELECT name FROM pragma_table_info('effect_jobs') ORDER BY name`
         ]))
-      expect(meta).toEqual([{ value: "3" }])
-      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }])
+      expect(meta).toEqual([{ value: "4" }])
+      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }, { migration_id: 4 }])
       const names = columns.map((column) => column.name)
       expect(names).toEqual(expect.arrayContaining(["owner", "checkpoint", "phase", "retry_of", "stop_requested"]))
       expect(names).not.toContain("cancel_requested")
@@ -903,6 +925,7 @@ describe("SqlJobRepository.layerPg", () => {
         )
       expect(tables.map((row) => row.table_name)).toEqual([
         "effect_jobs",
+        "effect_jobs_chunks",
         "effect_jobs_meta",
         "effect_jobs_migrations",
         "effect_jobs_owners",
@@ -941,12 +964,12 @@ describe("SqlJobRepository.layerPg", () => {
         SqlJobRepository.layerPg({ url: pgUrl, schema: newer })
       )
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql`UPDATE ${sql(`${newer}.effect_jobs_meta`)} SET value = '4' WHERE key = 'schema_version'`).pipe(
+        sql`UPDATE ${sql(`${newer}.effect_jobs_meta`)} SET value = '5' WHERE key = 'schema_version'`).pipe(
           Effect.provide(admin)
         )
       const error = yield* openError(SqlJobRepository.layerPg({ url: pgUrl, schema: newer }))
       expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open" })
-      expect(error.detail).toContain("schema version 4; this version knows up to 3")
+      expect(error.detail).toContain("schema version 5; this version knows up to 4")
 
       const collision = yield* tempSchema
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -964,14 +987,7 @@ describe("SqlJobRepository.layerPg", () => {
 
   it.scoped("coalesces progress: one transaction per flush writes every dirty job", () =>
     Effect.gen(function*() {
-      const schema = yield* tempSchema
-      const context = yield* Layer.build(
-        SqlJobRepository.layerWith({ schema, flushInterval: "1 second" }).pipe(
-          Layer.provideMerge(PgClient.layer({ url: Redacted.make(pgUrl) }))
-        )
-      )
-      const repo = Context.get(context, JobRepository)
-      const sql = Context.get(context, SqlClient.SqlClient)
+      const { repo, schema, sql } = yield* slowFlushPgStore
       const ids = ["job_a", "job_b", "job_c"].map(jobId)
       for (const id of ids) {
         yield* repo.create(newJob(id, chunkSpec(50)))
@@ -987,6 +1003,37 @@ describe("SqlJobRepository.layerPg", () => {
       const rows = yield* eventually(stored, (rows) => rows.every((row) => Number(row.completed_chunks) === 50))
       // The three rows were written by one transaction.
       expect(new Set(rows.map((row) => row.tx)).size).toBe(1)
+    }))
+
+  it.scoped("chunk records are written by the progress flush, in its one transaction, with the checkpoint", () =>
+    Effect.gen(function*() {
+      const { repo, schema, sql } = yield* slowFlushPgStore
+      const id = jobId("job_results")
+      yield* repo.create(newJob(id, chunkSpec(10)))
+      yield* moveTo(id, "running").pipe(Effect.provideService(JobRepository, repo))
+      for (let chunk = 0; chunk < 10; chunk++) {
+        yield* repo.updateProgress(id, {
+          completedChunks: chunk + 1,
+          failedChunks: 0,
+          completedChunkId: chunk,
+          // Only the even chunks have a result: the odd ones are ids in the checkpoint, nothing more.
+          chunk: chunk % 2 === 0
+            ? { id: chunk, state: "completed", attempts: 1, result: { chunk }, startedAt: base, finishedAt: base }
+            : undefined
+        })
+      }
+      const records = sql<{ chunk_id: string; result: string; tx: string }>`SELECT chunk_id, result, xmin::text AS tx
+        FROM ${sql(`${schema}.effect_jobs_chunks`)} ORDER BY chunk_id`
+      expect(yield* records).toEqual([])
+      yield* TestClock.adjust("1 second")
+      const written = yield* eventually(records, (rows) => rows.length === 5)
+      expect(written.map((row) => [Number(row.chunk_id), JSON.parse(row.result)])).toEqual(
+        [0, 2, 4, 6, 8].map((chunk) => [chunk, { chunk }])
+      )
+      const [job] = yield* sql<{ checkpoint: string; tx: string }>`SELECT checkpoint, xmin::text AS tx
+        FROM ${sql(`${schema}.effect_jobs`)}`
+      expect(job!.checkpoint).toBe("0-9")
+      expect(new Set([...written.map((row) => row.tx), job!.tx]).size).toBe(1)
     }))
 
   it.effect("1,000 progress and state operations from 16 fibers while another polls: all decode, none go back", () =>
@@ -1013,7 +1060,7 @@ describe("SqlJobRepository.layerPg", () => {
           sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
             WHERE table_schema = ${schema} AND table_name = 'effect_jobs'`
         ])).pipe(Effect.provide(admin))
-      expect(meta).toEqual([{ value: "3" }])
+      expect(meta).toEqual([{ value: "4" }])
       const names = columns.map((column) => column.column_name)
       expect(names).toEqual(expect.arrayContaining(["owner", "checkpoint", "phase", "retry_of", "stop_requested"]))
       expect(names).not.toContain("cancel_requested")

@@ -99,6 +99,35 @@ describe("effect-jobs CLI", { timeout: 120_000 }, () => {
       expect(JSON.parse(shown.stdout)).toMatchObject({ id: ids.finished, state: "completed", progress: 100 })
     })
 
+    it("show --chunks lists a job's chunks in id order, filtered by state, a page at a time", async () => {
+      const broken = await cli(["show", ids.broken, "--chunks", ...store])
+      expect(broken.code).toBe(0)
+      const lines = broken.stdout.trim().split("\n")
+      expect(lines[0]).toMatch(/^chunk\s+state\s+attempts\s+finished\s+result\s+error$/)
+      expect(lines[1]).toMatch(/^\s*0\s+failed\s+1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+-\s+chunk 0 was told to fail$/)
+      const json = await cli(["show", ids.broken, "--chunks", "--json", ...store])
+      expect(JSON.parse(json.stdout)).toMatchObject({ id: 0, state: "failed", attempts: 1, error: "chunk 0 was told to fail" })
+      const render = await cli(["show", ids.render1, "--chunks", "--limit", "3", ...store])
+      const rows = render.stdout.trim().split("\n")
+      expect(rows.slice(1, 4).map((line) => line.trim().split(/\s+/)[0])).toEqual(["0", "1", "2"])
+      expect(rows[4]).toBe("(more chunks: add --cursor 2)")
+      const next = await cli(["show", ids.render1, "--chunks", "--limit", "1", "--cursor", "2", ...store])
+      expect(next.stdout.trim().split("\n")[1]!.trim().split(/\s+/)[0]).toBe("3")
+      const none = await cli(["show", ids.render1, "--chunks", "--state", "failed", ...store])
+      expect(none.stdout.trim().split("\n")).toHaveLength(1)
+      const usage = await cli(["show", ids.render1, "--state", "failed", ...store])
+      expect(usage.code).toBe(2)
+      expect(firstLine(usage.stderr)).toBe("effect-jobs: --state: only with --chunks")
+      const cursor = await cli(["show", ids.render1, "--chunks", "--cursor", "x", ...store])
+      expect(cursor.code).toBe(2)
+      expect(firstLine(cursor.stderr)).toBe("effect-jobs: --cursor: not a cursor of a chunk listing")
+      const bad = await cli(["show", ids.render1, "--chunks", "--state", "done", ...store])
+      expect(bad.code).toBe(2)
+      expect(firstLine(bad.stderr)).toBe(
+        'effect-jobs: --state: "done" is not a chunk state (one of completed, failed, running, pending)'
+      )
+    })
+
     it("a job is named by its id, a unique prefix of 6 characters or more, or its name", async () => {
       const byPrefix = await cli(["show", ids.broken.slice(0, -4), ...store])
       expect(byPrefix.code).toBe(0)

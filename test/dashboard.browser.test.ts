@@ -177,6 +177,47 @@ describe.skipIf(!hasChromium)("the dashboard in headless Chromium", () => {
     })
   })
 
+  describe("the chunks of a job (memory store, jobs run in this process)", () => {
+    let served: Served
+    beforeAll(async () => {
+      served = await serveMemory([
+        {
+          name: "segments",
+          chunks: [
+            { id: 0, payload: { ms: 1, result: { segment: "part-0.mp4" } } },
+            { id: 1, payload: { ms: 300, fail: true } },
+            { id: 2, payload: { ms: 1 } }
+          ]
+        },
+        { name: "long", chunks: { start: 0, end: 119, size: 1 } }
+      ])
+    }, 60_000)
+    afterAll(() => served.close())
+
+    it("the job view lists its chunks with results and errors, filters them by state, and pages them", async () => {
+      const [segments, long] = served.ids
+      const page = await open(`${served.url}/#/jobs/${segments}`)
+      await page.locator(`.card[data-id="${segments}"][data-state="failed"]`).waitFor(waitOptions)
+      const chunkRow = (id: number) => page.locator(`#chunk-rows tr[data-chunk="${id}"]`)
+      await chunkRow(1).and(page.locator("[data-state=failed]")).waitFor(waitOptions)
+      expect(await chunkRow(1).locator("td.error").textContent()).toBe("chunk 1 was told to fail")
+      expect(await chunkRow(1).locator("td.attempts").textContent()).toBe("1")
+      expect(await chunkRow(0).locator("td.result").textContent()).toBe(`{"segment":"part-0.mp4"}`)
+      expect(await chunkRow(2).getAttribute("data-state")).toBe("completed")
+      await page.locator("button[data-chunk-state=failed]").click()
+      await expect.poll(() => page.locator("#chunk-rows tr").count(), waitOptions).toBe(1)
+      expect(await page.locator("#chunk-rows tr").getAttribute("data-chunk")).toBe("1")
+
+      await page.goto(`${served.url}/#/jobs/${long}`)
+      await page.locator(`.card[data-id="${long}"]`).waitFor(waitOptions)
+      await expect.poll(() => page.locator("#chunk-rows tr").count(), waitOptions).toBe(50)
+      await page.locator("#chunks-more").click()
+      await expect.poll(() => page.locator("#chunk-rows tr").count(), waitOptions).toBe(100)
+      const ids = await page.locator("#chunk-rows tr").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-chunk")))
+      expect(ids).toEqual(Array.from({ length: 100 }, (_, index) => String(index)))
+    })
+  })
+
   describe("over a store of 10,000 jobs", () => {
     const total = 10_000
     let url: string

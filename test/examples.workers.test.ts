@@ -25,12 +25,13 @@ afterEach(() => {
 const start = (file: string, args: ReadonlyArray<string> = []) => startTsx(`examples/${file}`, args, { detached: true })
 const run = async (file: string, args: ReadonlyArray<string> = []) => {
   const example = start(file, args)
-  const code = await exitCode(example)
+  // Generous: on a loaded machine (the suite runs files in parallel on 2 cores) ffmpeg and tsx start slowly.
+  const code = await exitCode(example, 45_000)
   return { code, stdout: example.stdout(), stderr: example.stderr() }
 }
 
 /** Resolves once `condition` holds, checked every 20 ms; rejects with `what` after `timeoutMillis`. */
-const waitFor = async (what: string, condition: () => boolean, timeoutMillis = 8_000): Promise<void> => {
+const waitFor = async (what: string, condition: () => boolean, timeoutMillis = 20_000): Promise<void> => {
   const deadline = Date.now() + timeoutMillis
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`not within ${timeoutMillis} ms: ${what}`)
@@ -59,7 +60,7 @@ const ffmpeg = async (): Promise<string> =>
   (process.env.PATH ?? "").split(delimiter).filter((path) => path !== "").map((path) => join(path, "ffmpeg"))
     .find(isExecutable) ?? (await import("@ffmpeg-installer/ffmpeg")).default.path
 
-describe("examples/video-render.ts", () => {
+describe("examples/video-render.ts", { timeout: 90_000 }, () => {
   it("renders the segments with ffmpeg and joins them into one video", async () => {
     const out = join(dir, "fast.mp4")
     const { code, stderr, stdout } = await run("video-render.ts", ["--fast", "--out", out])
@@ -88,7 +89,7 @@ describe("examples/video-render.ts", () => {
     await waitFor("two ffmpeg processes", () => (ffmpegPids = processesNaming(`${out}.parts/`)).length === 2)
 
     example.child.kill("SIGINT")
-    expect(await exitCode(example)).toBe(130)
+    expect(await exitCode(example, 20_000)).toBe(130)
     const output = `stdout:\n${example.stdout()}\nstderr:\n${example.stderr()}`
     expect(example.stdout(), output).toMatch(/^render\s+[█░]+\s+\d+\/21 chunks\s+\d+%\s+cancelled$/m)
     expect(example.stdout()).toContain("Render cancelled (Ctrl+C)")
@@ -98,7 +99,7 @@ describe("examples/video-render.ts", () => {
   })
 })
 
-describe("examples/remote-workers.ts", () => {
+describe("examples/remote-workers.ts", { timeout: 90_000 }, () => {
   it("runs the job across both worker servers and prints which one ran each chunk", async () => {
     const { code, stderr, stdout } = await run("remote-workers.ts", ["--fast"])
     expect(stderr).toBe("")

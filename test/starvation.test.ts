@@ -54,7 +54,9 @@ describe("a job of instant chunks on SQLite", () => {
       expect(status!.completedChunks).toBeGreaterThan(0)
       expect(status!.completedChunks).toBeLessThan(2_000_000)
       expect(firedAfter).toBeLessThan(1_000 + 100)
-      expect(cancelMillis).toBeLessThan(50)
+      // Starved, the cancel would not run before the job's end (about 27 s); measured on a quiet machine: 15 to
+      // 48 ms. The bound leaves room for the suite's other files running on the same 2 cores.
+      expect(cancelMillis).toBeLessThan(250)
       // Heartbeats kept their interval while the chunks ran.
       const gaps = beats.slice(1).map((beat, index) => beat - beats[index]!)
       expect(beats.length).toBeGreaterThanOrEqual(4)

@@ -29,8 +29,16 @@ export interface ChangeSource {
 
 export interface ChangeFeed {
   readonly signal: VersionSignal
+  /**
+   * Bumped when a stop request may have been stored: by this store (`announceStop`) or by another process.
+   * SQLite: only then (this store's own creates and transitions store no request, and a look for requests
+   * after each of them was a statement per write); PostgreSQL: on every change, as `signal`.
+   */
+  readonly stopSignal: VersionSignal
   /** A write through this store changed `id` (or several jobs: `"*"`): bump, and tell the other processes. */
   readonly announce: (id: string) => Effect.Effect<void>
+  /** A stop request of `id` was stored through this store: as `announce`, and bumps `stopSignal`. */
+  readonly announceStop: (id: string) => Effect.Effect<void>
 }
 
 export const make = (
@@ -47,16 +55,27 @@ export const make = (
         sql<{ readonly data_version: number }>`PRAGMA data_version`,
         (rows) => rows[0]?.data_version
       )
+      const stopSignal = new VersionSignal()
       let seen = yield* Effect.orElseSucceed(dataVersion, () => undefined)
       yield* fork(
         Effect.map(dataVersion, (version) => {
           if (version === seen) return
           seen = version
           signal.bump()
+          stopSignal.bump()
         }),
         "looking for changes by other processes"
       )
-      return { signal, announce: () => Effect.sync(() => signal.bump()) }
+      return {
+        signal,
+        stopSignal,
+        announce: () => Effect.sync(() => signal.bump()),
+        announceStop: () =>
+          Effect.sync(() => {
+            signal.bump()
+            stopSignal.bump()
+          })
+      }
     }
 
     const notify = source.notify
@@ -68,16 +87,14 @@ export const make = (
       )
     }
     yield* fork(Effect.sync(() => signal.bump()), "looking for changes by other processes")
-    return {
-      signal,
-      announce: (id) =>
-        Effect.zipRight(
-          Effect.sync(() => signal.bump()),
-          notify === undefined
-            ? Effect.void
-            : logFailure("notifying other processes of a change failed; they see it at their next poll")(
-              sql`SELECT pg_notify(${notify.channel}, ${id})`
-            )
-        )
-    }
+    const announce = (id: string) =>
+      Effect.zipRight(
+        Effect.sync(() => signal.bump()),
+        notify === undefined
+          ? Effect.void
+          : logFailure("notifying other processes of a change failed; they see it at their next poll")(
+            sql`SELECT pg_notify(${notify.channel}, ${id})`
+          )
+      )
+    return { signal, stopSignal: signal, announce, announceStop: announce }
   })

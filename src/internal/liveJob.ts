@@ -7,7 +7,9 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
-import type { JobId, JobSpec, JobStatus } from "../Job.js"
+import type { JobId, JobSpec } from "../Job.js"
+import { isTerminal, JobStatus, progressOf } from "../Job.js"
+import type { ExecutionView } from "../JobExecutor.js"
 import type { ProgressUpdate } from "../JobRepository.js"
 import { LazyStatus } from "./lazyStatus.js"
 import { VersionSignal } from "./versionSignal.js"
@@ -27,14 +29,26 @@ export class LiveJob {
   readonly #changes = new VersionSignal()
   #ended = false
   #endedSignal: Deferred.Deferred<void> | undefined = undefined
+  /** The execution of its chunks, while it runs here. */
+  execution: ExecutionView | undefined = undefined
 
   constructor(readonly id: JobId, readonly spec: JobSpec, status: JobStatus) {
     this.#status = new LazyStatus(status)
   }
 
-  /** The newest status, chunk counts included. */
+  /** The newest status, chunk counts and the progress reported by its chunks in flight included. */
   get status(): JobStatus {
-    return this.#status.current
+    const status = this.#status.current
+    const partial = this.execution?.partialChunks() ?? 0
+    return partial === 0 || isTerminal(status.state) ? status : new JobStatus({
+      ...status,
+      progress: progressOf(status.totalChunks, status.completedChunks, status.failedChunks, status.state, partial)
+    }, true)
+  }
+
+  /** A chunk in flight reported progress: watchers see it. */
+  progressReported(): void {
+    this.#changes.bump()
   }
 
   get completedChunks(): number {

@@ -10,13 +10,15 @@
  */
 import type { JobId, JobStatus } from "../Job.js"
 import { isTerminal, withProgress } from "../Job.js"
-import type { ProgressUpdate } from "../JobRepository.js"
+import type { ChunkRecord, ProgressUpdate } from "../JobRepository.js"
 import { RangeSet } from "./rangeSet.js"
 
 /** Progress of one job reported in this process. */
 export interface Pending {
   completedChunks: number
   failedChunks: number
+  /** The in-chunk progress of the chunks in flight, in chunks. */
+  partialChunks: number
   /** When the counts were reported (millis). */
   at: number
   /** `"finalizing"` once reported, until written. */
@@ -25,6 +27,8 @@ export interface Pending {
   lease: number | undefined
   /** Completed chunk ids reported since the last write. */
   chunks: RangeSet
+  /** Chunk records reported since the last write, by chunk id (`undefined` until the first one). */
+  records: Map<number, ChunkRecord> | undefined
   /** Bumped by every report; `written` is the version the database has. */
   version: number
   written: number
@@ -37,10 +41,12 @@ export interface Taken {
   readonly version: number
   readonly completedChunks: number
   readonly failedChunks: number
+  readonly partialChunks: number
   readonly at: number
   readonly phase: "finalizing" | undefined
   readonly lease: number | undefined
   readonly chunks: RangeSet
+  readonly records: Map<number, ChunkRecord> | undefined
 }
 
 export class ProgressBuffer {
@@ -78,10 +84,12 @@ export class ProgressBuffer {
       entry = {
         completedChunks: 0,
         failedChunks: 0,
+        partialChunks: 0,
         at,
         phase: undefined,
         lease: progress.lease,
         chunks: RangeSet.empty(),
+        records: undefined,
         version: 0,
         written: 0
       }
@@ -89,10 +97,12 @@ export class ProgressBuffer {
     }
     entry.completedChunks = progress.completedChunks
     entry.failedChunks = progress.failedChunks
+    entry.partialChunks = progress.partialChunks ?? 0
     entry.at = at
     entry.lease = progress.lease
     if (progress.phase !== undefined) entry.phase = progress.phase
     if (progress.completedChunkId !== undefined) entry.chunks.add(progress.completedChunkId)
+    if (progress.chunk !== undefined) (entry.records ??= new Map()).set(progress.chunk.id, progress.chunk)
     entry.version++
     return true
   }
@@ -104,7 +114,7 @@ export class ProgressBuffer {
 
   /** Anything not in the database: news, or chunk ids a flush could not merge (a corrupt checkpoint). */
   static isPending(entry: Pending): boolean {
-    return ProgressBuffer.hasNews(entry) || entry.chunks.size > 0
+    return ProgressBuffer.hasNews(entry) || entry.chunks.size > 0 || entry.records !== undefined
   }
 
   /** Takes what every entry with news holds, for one flush. */
@@ -119,24 +129,33 @@ export class ProgressBuffer {
 
   take(id: JobId, entry: Pending): Taken {
     const chunks = entry.chunks
+    const records = entry.records
     entry.chunks = RangeSet.empty()
+    entry.records = undefined
     return {
       id,
       entry,
       version: entry.version,
       completedChunks: entry.completedChunks,
       failedChunks: entry.failedChunks,
+      partialChunks: entry.partialChunks,
       at: entry.at,
       phase: entry.phase,
       lease: entry.lease,
-      chunks
+      chunks,
+      records
     }
   }
 
   /** The write of `taken` did not happen: its chunk ids go back into the entry. */
   giveBack(taken: Taken): void {
-    if (taken.chunks.size > 0 && this.#entries.get(taken.id) === taken.entry) {
-      taken.entry.chunks = taken.entry.chunks.union(taken.chunks)
+    if (this.#entries.get(taken.id) !== taken.entry) return
+    if (taken.chunks.size > 0) taken.entry.chunks = taken.entry.chunks.union(taken.chunks)
+    if (taken.records !== undefined) {
+      // Records reported since the take are newer.
+      const newer = taken.entry.records
+      taken.entry.records = taken.records
+      if (newer !== undefined) for (const [id, record] of newer) taken.records.set(id, record)
     }
   }
 

@@ -69,6 +69,20 @@ export class RangeSet {
     return index >= 0 && value <= this.#bounds[index * 2 + 1]!
   }
 
+  /** The smallest value in the set greater than `after`, or undefined. */
+  nextAfter(after: number): number | undefined {
+    const bounds = this.#bounds
+    const index = this.#rangeAtOrBefore(after)
+    if (index >= 0 && after < bounds[index * 2 + 1]!) return after + 1
+    const next = (index + 1) * 2
+    return next < bounds.length ? bounds[next]! : undefined
+  }
+
+  /** The last value of the range holding `value` (`value` must be in the set). */
+  endOfRange(value: number): number {
+    return this.#bounds[this.#rangeAtOrBefore(value) * 2 + 1]!
+  }
+
   /** Adds a value; returns false when it was already there. */
   add(value: number): boolean {
     const bounds = this.#bounds

@@ -26,6 +26,16 @@
  * - Stop requests are read by job, not by owner: the partial index on `owner` becomes one on
  *   `(created_at, id)` of the jobs with a request; a partial index on `owner` of the `pending` and `running`
  *   jobs serves claims and a manager's look at its own jobs.
+ *
+ * Schema version 4 (chunk results and history):
+ * - `effect_jobs_chunks`: one row per chunk that has something to keep beyond the checkpoint (a result, a
+ *   failure, more than one attempt): `job_id`, `chunk_id`, `state` (`completed` or `failed`), `attempts`,
+ *   `result` (JSON or NULL), `error`, `started_at`, `finished_at`; keyed by `(job_id, chunk_id)`. Chunks
+ *   completed at their first attempt without a result stay ids in the checkpoint only.
+ * - `effect_jobs_specs` gains `metadata` (the spec's metadata as JSON, NULL when it has none), so a job's
+ *   metadata is read without its spec.
+ * - `effect_jobs` gains `partial_chunks`: the in-chunk progress of its running chunks (the sum of the
+ *   fractions they reported), written with the buffered progress.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -35,11 +45,12 @@ import * as Effect from "effect/Effect"
 export const applicationName = "effect-jobs"
 
 /** The newest schema version this code knows; a store with a newer one is refused. */
-export const schemaVersion = 3
+export const schemaVersion = 4
 
 export interface Tables {
   readonly jobs: string
   readonly specs: string
+  readonly chunks: string
   readonly owners: string
   readonly meta: string
   readonly migrations: string
@@ -53,6 +64,7 @@ export const tablesIn = (schema: string | undefined): Tables => {
   return {
     jobs: qualify("effect_jobs"),
     specs: qualify("effect_jobs_specs"),
+    chunks: qualify("effect_jobs_chunks"),
     owners: qualify("effect_jobs_owners"),
     meta: qualify("effect_jobs_meta"),
     migrations: qualify("effect_jobs_migrations"),
@@ -63,6 +75,7 @@ export const tablesIn = (schema: string | undefined): Tables => {
 /** The unqualified table names, as catalogs list them. */
 export const tableNames: ReadonlyArray<string> = [
   "effect_jobs",
+  "effect_jobs_chunks",
   "effect_jobs_meta",
   "effect_jobs_migrations",
   "effect_jobs_owners",
@@ -182,10 +195,57 @@ const addLeasesAndSpecs = (tables: Tables) =>
     for (const statement of statements) yield* statement
   })
 
+const addChunksAndMetadata = (tables: Tables) =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const jobs = sql(tables.jobs)
+    const specs = sql(tables.specs)
+    const statements = [
+      sql.onDialectOrElse({
+        pg: () =>
+          sql`CREATE TABLE ${sql(tables.chunks)} (
+            job_id TEXT COLLATE "C" NOT NULL,
+            chunk_id BIGINT NOT NULL CHECK (chunk_id >= 0),
+            state TEXT NOT NULL CHECK (state IN ('completed', 'failed')),
+            attempts INTEGER NOT NULL CHECK (attempts >= 1),
+            result TEXT,
+            error TEXT,
+            started_at BIGINT NOT NULL,
+            finished_at BIGINT NOT NULL,
+            PRIMARY KEY (job_id, chunk_id)
+          )`,
+        orElse: () =>
+          sql`CREATE TABLE ${sql(tables.chunks)} (
+            job_id TEXT NOT NULL,
+            chunk_id INTEGER NOT NULL CHECK (chunk_id >= 0),
+            state TEXT NOT NULL CHECK (state IN ('completed', 'failed')),
+            attempts INTEGER NOT NULL CHECK (attempts >= 1),
+            result TEXT,
+            error TEXT,
+            started_at INTEGER NOT NULL,
+            finished_at INTEGER NOT NULL,
+            PRIMARY KEY (job_id, chunk_id)
+          ) STRICT, WITHOUT ROWID`
+      }),
+      sql`ALTER TABLE ${specs} ADD COLUMN metadata TEXT`,
+      sql.onDialectOrElse({
+        pg: () => sql`UPDATE ${specs} SET metadata = (spec::jsonb -> 'metadata')::text WHERE spec::jsonb -> 'metadata' IS NOT NULL`,
+        orElse: () => sql`UPDATE ${specs} SET metadata = json_extract(spec, '$.metadata') WHERE json_type(spec, '$.metadata') = 'object'`
+      }),
+      sql.onDialectOrElse({
+        pg: () => sql`ALTER TABLE ${jobs} ADD COLUMN partial_chunks DOUBLE PRECISION NOT NULL DEFAULT 0`,
+        orElse: () => sql`ALTER TABLE ${jobs} ADD COLUMN partial_chunks REAL NOT NULL DEFAULT 0`
+      }),
+      sql`UPDATE ${sql(tables.meta)} SET value = '4' WHERE key = 'schema_version'`
+    ]
+    for (const statement of statements) yield* statement
+  })
+
 /** The migrations, in order; the last one leaves `schema_version` at {@link schemaVersion}. */
 export const migrations = (tables: Tables): Migrator.Loader =>
   Migrator.fromRecord({
     "1_create_jobs": createTables(tables),
     "2_owners_checkpoints_stops": addOwnersCheckpointsAndStops(tables),
-    "3_leases_and_specs": addLeasesAndSpecs(tables)
+    "3_leases_and_specs": addLeasesAndSpecs(tables),
+    "4_chunks_and_metadata": addChunksAndMetadata(tables)
   })

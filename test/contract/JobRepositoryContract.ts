@@ -216,6 +216,46 @@ export const jobRepositoryContract = (
       )
 
       test(
+        "createMany stores every job, in order, or none: an id already stored or repeated stores nothing",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const ids = Array.from({ length: 1_200 }, (_, index) => `job_many_${String(index).padStart(4, "0")}`)
+          const created = yield* repo.createMany(ids.map((id, index) => newJob(id, chunkSpec(1 + (index % 3)))))
+          expect(created.map((status) => [status.id, status.state, status.totalChunks])).toEqual(
+            ids.map((id, index) => [id, "pending", 1 + (index % 3)])
+          )
+          expect(Option.getOrThrow(yield* repo.get(jobId(ids[1_199]!))).totalChunks).toBe(3)
+          expect(Option.getOrThrow(yield* repo.getSpec(jobId(ids[600]!)))).toEqual(chunkSpec(1))
+
+          const stored = yield* Effect.flip(repo.createMany([newJob("job_fresh_1"), newJob(ids[5]!), newJob("job_fresh_2")]))
+          expect(stored).toMatchObject({ _tag: "RepositoryError", detail: expect.stringContaining(ids[5]!) })
+          const repeated = yield* Effect.flip(repo.createMany([newJob("job_fresh_3"), newJob("job_fresh_3")]))
+          expect(repeated).toMatchObject({ _tag: "RepositoryError", detail: expect.stringContaining("job_fresh_3") })
+          for (const id of ["job_fresh_1", "job_fresh_2", "job_fresh_3"]) {
+            expect(Option.isNone(yield* repo.get(jobId(id)))).toBe(true)
+          }
+          expect(yield* repo.createMany([])).toEqual([])
+        })
+      )
+
+      test(
+        "concurrent creates each get their own answer: a duplicate fails alone, the others are stored",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          yield* repo.create(newJob("job_taken"))
+          const ids = [...Array.from({ length: 40 }, (_, index) => `job_burst_${index}`), "job_taken", "job_burst_7"]
+          const outcomes = yield* Effect.forEach(ids, (id) => Effect.either(repo.create(newJob(id, chunkSpec(2)))), {
+            concurrency: "unbounded"
+          })
+          const failed = ids.filter((_, index) => outcomes[index]!._tag === "Left")
+          // The first create of `job_burst_7` is stored; the second is a duplicate, like `job_taken`.
+          expect(failed).toEqual(["job_taken", "job_burst_7"])
+          for (const id of ids) expect(Option.isSome(yield* repo.get(jobId(id)))).toBe(true)
+          expect(Option.getOrThrow(yield* repo.get(jobId("job_taken"))).totalChunks).toBe(10)
+        })
+      )
+
+      test(
         "get and getSpec of an unknown id are none",
         Effect.gen(function*() {
           const repo = yield* JobRepository

@@ -21,12 +21,15 @@ export type Operation = {
 
 export const operations: ReadonlyArray<Operation> = [
   "create",
+  "createMany",
   "get",
   "getSpec",
   "list",
   "transition",
   "updateProgress",
   "getCheckpoint",
+  "listChunks",
+  "chunkResults",
   "delete",
   "prune",
   "find",
@@ -105,12 +108,15 @@ export const wrap = (store: Store, controller: FaultController): Store => {
     })
   return {
     create: (job) => guard("create", () => store.create(job)),
+    createMany: (jobs) => guard("createMany", () => store.createMany(jobs)),
     get: (id) => guard("get", () => store.get(id)),
     getSpec: (id) => guard("getSpec", () => store.getSpec(id)),
     list: (query) => guard("list", () => store.list(query)),
     transition: (id, from, to, patch) => guard("transition", () => store.transition(id, from, to, patch), to),
     updateProgress: (id, progress) => guard("updateProgress", () => store.updateProgress(id, progress)),
     getCheckpoint: (id) => guard("getCheckpoint", () => store.getCheckpoint(id)),
+    listChunks: (id, query) => guard("listChunks", () => store.listChunks(id, query)),
+    chunkResults: (id, query) => guard("chunkResults", () => store.chunkResults(id, query)),
     delete: (id) => guard("delete", () => store.delete(id)),
     prune: (query) => guard("prune", () => store.prune(query)),
     find: (query) => guard("find", () => store.find(query)),

@@ -8,10 +8,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type { JobStatus } from "../../Job.js"
-import { JobState } from "../../Job.js"
+import type { ChunkPage, JobStatus } from "../../Job.js"
+import { ChunkState, JobState } from "../../Job.js"
 import type { JobClient } from "../../JobClient.js"
 import * as JobClientModule from "../../JobClient.js"
+import { InvalidOption } from "../../JobError.js"
 import { JobRepository } from "../../JobRepository.js"
 import type { Control } from "../control.js"
 import { control } from "../control.js"
@@ -20,7 +21,7 @@ import { TerminalState } from "../retention.js"
 import { describeState, renderProgressLine, renderTable } from "../terminal.js"
 import type { Command, Input, OptionSpec } from "./command.js"
 import { choices, CommandFailed, integerValue, stringValue, UsageError } from "./command.js"
-import { isTerminal as isTerminalOutput, note, printJson, when } from "./output.js"
+import { isTerminal as isTerminalOutput, note, printChunkJson, printJson, when } from "./output.js"
 import { resolveJob } from "./resolve.js"
 import { repositoryOf, storeOptions } from "./store.js"
 
@@ -50,6 +51,14 @@ const withJob = <A, E>(
   input: Input,
   body: (client: JobClient, status: JobStatus) => Effect.Effect<A, E>
 ) => withStore(input, (client, repository) => Effect.flatMap(resolveJob(repository, input.positionals[0]!), (status) => body(client, status)))
+
+/** A bad listing option (a cursor that is not one) is the user's: a usage error naming it. */
+const asUsageError = <A, E, R>(effect: Effect.Effect<A, E | InvalidOption, R>): Effect.Effect<A, E | UsageError, R> =>
+  Effect.catchIf(
+    effect,
+    (error): error is InvalidOption => error instanceof InvalidOption,
+    (error) => Effect.fail(new UsageError({ subject: `--${error.path.join(".")}`, problem: error.detail }))
+  ) as Effect.Effect<A, E | UsageError, R>
 
 /** The owners of running jobs that are gone, with how long they have been silent (`null`: never beat). */
 const silences = (client: JobClient, statuses: ReadonlyArray<JobStatus>) =>
@@ -84,8 +93,7 @@ export const list: Command = {
             ...(states.length === 0 ? {} : { state: states }),
             limit,
             ...(cursor === undefined ? {} : { cursor })
-          }).pipe(Effect.catchTag("InvalidOption", (error) =>
-            Effect.fail(new UsageError({ subject: `--${error.path.join(".")}`, problem: error.detail }))))
+          }).pipe(asUsageError)
           const more = page.nextCursor === undefined ? undefined : `more jobs: add --cursor ${page.nextCursor}`
           if (input.values["json"] === true) {
             yield* Effect.forEach(page.jobs, printJson, { discard: true })
@@ -109,14 +117,74 @@ export const list: Command = {
     })
 }
 
+/** A value shown in a table cell: JSON cut to `width` characters. */
+const cell = (value: unknown, width: number): string => {
+  if (value === undefined) return "-"
+  const text = typeof value === "string" ? value : JSON.stringify(value)
+  return text.length <= width ? text : `${text.slice(0, width - 1)}…`
+}
+
+/** `show <job> --chunks`: one page of the job's chunks. */
+const showChunks = (input: Input, client: JobClient, status: JobStatus) =>
+  Effect.gen(function*() {
+    const states = yield* choices(input, "state", ChunkState.literals, "a chunk state")
+    const limit = yield* integerValue(input, "limit", { min: 1, max: 1000, fallback: 100 })
+    const cursor = stringValue(input, "cursor")
+    const page: ChunkPage = yield* client.listChunks(status.id, {
+      ...(states.length === 0 ? {} : { state: states }),
+      limit,
+      ...(cursor === undefined ? {} : { cursor })
+    }).pipe(asUsageError)
+    const more = page.nextCursor === undefined ? undefined : `more chunks: add --cursor ${page.nextCursor}`
+    if (input.values["json"] === true) {
+      yield* Effect.forEach(page.chunks, printChunkJson, { discard: true })
+      if (more !== undefined) yield* note(more)
+      return
+    }
+    yield* Console.log(renderTable(
+      ["chunk", "state", "attempts", "finished", "result", "error"],
+      page.chunks.map((chunk) => [
+        String(chunk.id),
+        chunk.progress === undefined ? chunk.state : `${chunk.state} ${Math.floor(chunk.progress * 100)}%`,
+        String(chunk.attempts),
+        when(chunk.finishedAt),
+        cell(chunk.result, 40),
+        cell(chunk.error, 60)
+      ])
+    ))
+    if (more !== undefined) yield* Console.log(`(${more})`)
+  })
+
 export const show: Command = {
   name: "show",
-  summary: "show one job",
+  summary: "show one job, or a page of its chunks",
   args: jobArg,
-  options: { json, ...storeOptions },
+  options: {
+    chunks: { type: "boolean", description: "list the job's chunks (state, attempts, result, last error)" },
+    state: {
+      type: "string",
+      multiple: true,
+      value: "STATE",
+      description: `with --chunks: only chunks in this state (${ChunkState.literals.join(", ")})`
+    },
+    limit: { type: "string", value: "N", description: "with --chunks: at most N chunks (1 to 1000, default 100)" },
+    cursor: { type: "string", value: "CURSOR", description: "with --chunks: the next page (printed after a full page)" },
+    json,
+    ...storeOptions
+  },
+  notes: [
+    "A chunk in flight shows as pending here: only the process that runs the job knows which chunks run now."
+  ],
   run: (input) =>
-    withJob(input, (client, status) =>
+    withJob(input, (client, found) =>
       Effect.gen(function*() {
+        const chunkOnly = ["state", "limit", "cursor"].find((name) => input.values[name] !== undefined)
+        if (input.values["chunks"] === true) return yield* showChunks(input, client, found)
+        if (chunkOnly !== undefined) {
+          return yield* new UsageError({ subject: `--${chunkOnly}`, problem: "only with --chunks" })
+        }
+        // Read on its own, the job comes with its metadata.
+        const status = yield* client.getJob(found.id)
         if (input.values["json"] === true) return yield* printJson(status)
         const silence = (yield* silences(client, [status]))(status)
         const owner = status.owner === undefined
@@ -135,7 +203,8 @@ export const show: Command = {
           ["created", when(status.createdAt)],
           ["started", when(status.startedAt)],
           ["finished", when(status.finishedAt)],
-          ...(status.retryOf === undefined ? [] : [["retry of", status.retryOf] as [string, string]])
+          ...(status.retryOf === undefined ? [] : [["retry of", status.retryOf] as [string, string]]),
+          ...(status.metadata === undefined ? [] : [["metadata", cell(status.metadata, 200)] as [string, string]])
         ], false))
       }))
 }

@@ -2,8 +2,8 @@
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import type { JobStatus } from "../../Job.js"
-import { JobStatus as JobStatusSchema } from "../../Job.js"
+import type { ChunkInfo, JobStatus } from "../../Job.js"
+import { ChunkInfo as ChunkInfoSchema, JobStatus as JobStatusSchema } from "../../Job.js"
 
 /** Whether stdout is a terminal (only then does the CLI redraw lines in place). */
 export const isTerminal = (): boolean => process.stdout.isTTY === true
@@ -12,6 +12,11 @@ const encodeStatus = Schema.encodeSync(JobStatusSchema)
 
 /** One job as one line of JSON. */
 export const printJson = (status: JobStatus): Effect.Effect<void> => Console.log(JSON.stringify(encodeStatus(status)))
+
+const encodeChunk = Schema.encodeSync(ChunkInfoSchema)
+
+/** One chunk as one line of JSON. */
+export const printChunkJson = (chunk: ChunkInfo): Effect.Effect<void> => Console.log(JSON.stringify(encodeChunk(chunk)))
 
 /** A note on stderr, prefixed with the program's name; it does not change the exit code. */
 export const note = (text: string): Effect.Effect<void> => Console.error(`effect-jobs: ${text}`)

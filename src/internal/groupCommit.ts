@@ -1,0 +1,81 @@
+/**
+ * Group commit: writes that arrive in the same turn of the event loop share one write (one transaction),
+ * so a burst of submits pays one commit instead of one each.
+ *
+ * The first caller of a group leads it: it lets the event loop finish its turn (every caller already woken
+ * in that turn joins the group), waits for the previous group's write to end (callers arriving meanwhile join
+ * too), then writes the whole group and hands each caller its own outcome. Nothing runs in the background:
+ * the leader is a caller, and its part is uninterruptible, so a group is always written and answered even
+ * when its leader's caller is interrupted. A caller interrupted while it waits for its group is still
+ * written; only the answer is dropped.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+
+export interface GroupCommit<A, B, E> {
+  /** Adds `item` to the current group and waits for the group's write: this item's outcome. */
+  readonly submit: (item: A) => Effect.Effect<B, E>
+}
+
+interface Waiting<A, B, E> {
+  readonly item: A
+  readonly done: Deferred.Deferred<B, E>
+}
+
+/** Resumes after the current turn of the event loop (its I/O callbacks, timers and microtasks). */
+const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/**
+ * A group commit over `write`, which writes a group and returns one outcome per item, in order. When
+ * `write` itself fails (or dies), every item of the group fails with that cause.
+ */
+export const make = <A, B, E>(
+  write: (group: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Either.Either<B, E>>, E>
+): Effect.Effect<GroupCommit<A, B, E>> =>
+  Effect.map(Effect.makeSemaphore(1), (writing) => {
+    let group: Array<Waiting<A, B, E>> = []
+    let led = false
+
+    const writeGroup = Effect.suspend(() => {
+      const taken = group
+      group = []
+      led = false
+      return Effect.flatMap(Effect.exit(write(taken.map((waiting) => waiting.item))), (exit) =>
+        Effect.sync(() => {
+          for (let index = 0; index < taken.length; index++) {
+            const done = taken[index]!.done
+            if (Exit.isFailure(exit)) {
+              Deferred.unsafeDone(done, Exit.failCause(exit.cause))
+              continue
+            }
+            const outcome = exit.value[index]
+            Deferred.unsafeDone(
+              done,
+              outcome === undefined
+                ? Exit.die(new Error("group commit: the write returned no outcome for an item"))
+                : outcome._tag === "Right"
+                ? Exit.succeed(outcome.right)
+                : Exit.fail(outcome.left)
+            )
+          }
+        }))
+    })
+    const lead = Effect.uninterruptible(Effect.zipRight(nextTurn, writing.withPermits(1)(writeGroup)))
+
+    return {
+      submit: (item) =>
+        Effect.suspend(() => {
+          const done = Deferred.unsafeMake<B, E>(FiberId.none)
+          group.push({ item, done })
+          if (led) return Deferred.await(done)
+          led = true
+          return Effect.zipRight(lead, Deferred.await(done))
+        })
+    }
+  })
