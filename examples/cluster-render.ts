@@ -50,7 +50,7 @@ if (values.runner !== undefined) {
 
 async function main(): Promise<void> {
   const self = fileURLToPath(import.meta.url)
-  const ranBy = new Map<number, number>()
+  const ranBy = new Map<number, number>() // how many chunks each runner ran
   const runners: Array<ChildProcessByStdio<null, Readable, null>> = []
   const ready = new Set<number>()
   for (const n of [1, 2, 3]) {
@@ -64,10 +64,11 @@ async function main(): Promise<void> {
       const lines = pending.split("\n")
       pending = lines.pop()!
       for (const line of lines) {
+        if (!line.startsWith("{")) continue // the cluster's own log lines
         const event = JSON.parse(line) as { readonly ready?: number; readonly ran?: number }
         if (event.ready !== undefined) ready.add(n)
         if (event.ran !== undefined) {
-          ranBy.set(event.ran, n)
+          ranBy.set(n, (ranBy.get(n) ?? 0) + 1)
           console.log(`chunk ${String(event.ran).padStart(2)} -> runner ${n}`)
         }
       }
@@ -106,8 +107,8 @@ async function main(): Promise<void> {
     }
     await sleep(100)
   }
-  const counts = [1, 2, 3].map((n) => `runner ${n}: ${[...ranBy.values()].filter((by) => by === n).length}`)
-  console.log(`last runner of each chunk: ${counts.join(", ")}`)
+  const counts = [1, 2, 3].map((n) => `runner ${n}: ${ranBy.get(n) ?? 0}`)
+  console.log(`chunks run (a killed runner's chunks in flight run again elsewhere): ${counts.join(", ")}`)
   await runtime.dispose()
   stopAll()
 }

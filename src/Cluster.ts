@@ -63,7 +63,10 @@ import * as SqlJobRepository from "./SqlJobRepository.js"
  *
  * @since 0.1.0
  */
-export class RunnerBusy extends Schema.TaggedError<RunnerBusy>()("RunnerBusy", { runner: Schema.String }) {}
+export class RunnerBusy extends Schema.TaggedError<RunnerBusy>()("RunnerBusy", {
+  runner: Schema.String,
+  capacity: Schema.Int
+}) {}
 
 /**
  * A chunk attempt failed on the runner that ran it: `kind` says how the local worker ended (`"failure"`: a
@@ -82,14 +85,14 @@ export class RemoteChunkError extends Schema.TaggedError<RemoteChunkError>()("Re
 
 /**
  * The chunk entity: `Run` runs one attempt of a chunk with the runner's local worker and answers with the
- * runner's address and its free slots. Volatile: nothing of it is persisted by the cluster.
+ * runner's address and capacity. Volatile: nothing of it is persisted by the cluster.
  *
  * @since 0.1.0
  */
 export const ChunkEntity = Entity.make("effect-jobs/Chunk", [
   Rpc.make("Run", {
     payload: { jobId: JobId, attempt: Schema.Int, chunk: Chunk },
-    success: Schema.Struct({ runner: Schema.String, free: Schema.Int }),
+    success: Schema.Struct({ runner: Schema.String, capacity: Schema.Int }),
     error: Schema.Union(RunnerBusy, RemoteChunkError)
   })
 ])
@@ -271,7 +274,13 @@ const runnerEntity = (options: {
     ): Effect.Effect<unknown, unknown> =>
       Effect.suspend(() => {
         const controller = new AbortController()
-        const context: ChunkContext = { jobId: payload.jobId, attempt: payload.attempt, signal: controller.signal }
+        const context: ChunkContext = {
+          jobId: payload.jobId,
+          attempt: payload.attempt,
+          signal: controller.signal,
+          // A chunk's own progress stays on the runner: the job's progress counts settled chunks.
+          reportProgress: () => {}
+        }
         const promise = local.promise
         const run = promise === undefined
           ? local.run(payload.chunk, context)
@@ -281,9 +290,9 @@ const runnerEntity = (options: {
 
     const run = (
       payload: { readonly jobId: JobId; readonly attempt: number; readonly chunk: Chunk }
-    ): Effect.Effect<{ readonly runner: string; readonly free: number }, RunnerBusy | RemoteChunkError> =>
-      Effect.suspend((): Effect.Effect<{ readonly runner: string; readonly free: number }, RunnerBusy | RemoteChunkError> => {
-        if (closing || inFlight >= capacity) return Effect.fail(new RunnerBusy({ runner }))
+    ): Effect.Effect<{ readonly runner: string; readonly capacity: number }, RunnerBusy | RemoteChunkError> =>
+      Effect.suspend((): Effect.Effect<{ readonly runner: string; readonly capacity: number }, RunnerBusy | RemoteChunkError> => {
+        if (closing || inFlight >= capacity) return Effect.fail(new RunnerBusy({ runner, capacity }))
         inFlight++
         return runLocal(payload).pipe(
           Effect.catchAllCause((cause): Effect.Effect<never, RemoteChunkError> => {
@@ -300,7 +309,7 @@ const runnerEntity = (options: {
             return Effect.fail(new RemoteChunkError({ kind: "defect", message: describeError(Cause.squash(cause)), runner }))
           }),
           Effect.ensuring(Effect.sync(() => inFlight--)),
-          Effect.map(() => ({ runner, free: capacity - inFlight }))
+          Effect.as({ runner, capacity })
         )
       })
 
@@ -337,23 +346,25 @@ const dispatcher = (shardsPerGroup: number): Effect.Effect<ChunkWorker["Type"], 
 
     const send = (chunk: Chunk, context: ChunkContext, busyDelay: number): Effect.Effect<void, unknown> =>
       Effect.suspend(() => {
-        const shard = view.choose()
-        return clientFor(ids.get(shard)!).Run({ jobId: context.jobId, attempt: context.attempt, chunk }).pipe(
+        const placement = view.choose()
+        return clientFor(ids.get(placement.shard)!).Run({ jobId: context.jobId, attempt: context.attempt, chunk }).pipe(
+          // Interrupted here (cancel, timeout, fail-fast): the runner stops the attempt, its slot is free.
+          Effect.onInterrupt(() => Effect.sync(() => view.release(placement))),
           Effect.matchCauseEffect({
-            onSuccess: (reply) => Effect.sync(() => view.report(shard, reply.runner, reply.free)),
+            onSuccess: (reply) => Effect.sync(() => view.answered(placement, reply.runner, reply.capacity, "done")),
             onFailure: (cause): Effect.Effect<void, unknown> => {
               const failure = Cause.failureOption(cause)
               if (Option.isSome(failure)) {
                 const error = failure.value
                 if (error._tag === "RunnerBusy") {
-                  view.report(shard, error.runner, 0)
+                  view.answered(placement, error.runner, error.capacity, "busy")
                   return Effect.zipRight(
                     Effect.sleep(busyDelay),
                     send(chunk, context, Math.min(busyDelay * 2, busyBackoff.maxMillis))
                   )
                 }
                 if (error._tag === "RemoteChunkError") {
-                  view.settled(shard, error.runner)
+                  view.answered(placement, error.runner, undefined, "done")
                   return error.kind === "non-retryable"
                     ? Effect.fail(new NonRetryable({ cause: error }))
                     : error.kind === "defect"
@@ -362,7 +373,7 @@ const dispatcher = (shardsPerGroup: number): Effect.Effect<ChunkWorker["Type"], 
                 }
               }
               // The runner went away (or the attempt was interrupted there): send it again.
-              view.forget(shard)
+              view.lost(placement)
               return Effect.zipRight(
                 Effect.logDebug("effect-jobs: a chunk attempt's runner went away; sending it again", cause),
                 Effect.zipRight(Effect.sleep(lostRetryMillis), send(chunk, context, busyBackoff.initialMillis))

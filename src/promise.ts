@@ -282,7 +282,7 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
   if (cluster !== undefined && store !== undefined) {
     throw new InvalidOption({ path: ["cluster"], detail: "a cluster keeps its jobs in its own database: give cluster or store, not both" })
   }
-  const manager = {
+  const settings = {
     ...managerOptions,
     ...(finalizers === undefined ? {} : {
       finalizers: Object.fromEntries(
@@ -291,8 +291,8 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
     })
   }
   const managerLayer: Layer.Layer<JobManager, unknown, ChunkWorker.ChunkWorker> = cluster === undefined
-    ? JobManagerModule.layer(manager).pipe(Layer.provide(storeLayer(store)))
-    : (await import("./Cluster.js")).layer({ ...cluster, manager })
+    ? JobManagerModule.layer(settings).pipe(Layer.provide(storeLayer(store)))
+    : (await import("./Cluster.js")).layer({ ...cluster, manager: settings })
   const layer = managerLayer.pipe(Layer.provide(ChunkWorker.layerPromise(worker as PromiseWorker)))
   const runtime = ManagedRuntime.make(layer)
   const rt = await runPromise(runtime.runtimeEffect).catch(async (error: unknown) => {

@@ -1,72 +1,93 @@
 /**
- * A dispatcher's view of the cluster's free capacity, learned from the runners' replies: which runner holds
- * which shard, and how many chunk slots each runner had free when it last answered (less the attempts sent
- * to it since). Plain bookkeeping, no Effect: the dispatcher asks it where to send the next attempt.
+ * A dispatcher's view of the cluster's free capacity: which runner holds which shard and how many chunks it
+ * runs at once (both learned from the runners' replies), and how many attempts this dispatcher has in flight
+ * on each. Plain bookkeeping, no Effect: the dispatcher asks it where to send the next attempt.
  *
- * The view is advisory. A runner refuses an attempt when it is full, whatever the view says, so a stale
- * view costs a retry, never an overload.
+ * The view is advisory: it does not see other dispatchers' attempts, and a shard may have moved. A runner
+ * refuses an attempt when it is full, whatever the view says, so a stale view costs a retry, never an
+ * overload.
  */
 
 interface RunnerEntry {
-  /** Slots free by the last reply, less the attempts reserved here since. */
-  free: number
+  capacity: number
+  /** Attempts of this dispatcher sent to it and not answered yet. */
+  inFlight: number
+  /** It refused an attempt, and has not completed one since. */
+  full: boolean
   readonly shards: Set<number>
+}
+
+/** Where an attempt went: the shard, and the runner the view expected to hold it (if it knew one). */
+export interface Placement {
+  readonly shard: number
+  readonly runner: string | undefined
 }
 
 export class CapacityView {
   private readonly runnerOfShard = new Map<number, string>()
   private readonly runners = new Map<string, RunnerEntry>()
 
-  /** `shards`: the shard numbers an entity id was found for (1-based, each with an entity on it). */
+  /** `shards`: the shard numbers an entity id was found for. */
   constructor(private readonly shards: ReadonlyArray<number>, private readonly random: () => number = Math.random) {}
 
   /**
-   * The shard to send the next attempt to: one of the runner with the most free slots (one slot of it is
-   * reserved); when no runner is known to have a free slot, a shard whose runner is unknown yet, or any
-   * shard (the runner answers whether it has room).
+   * Where to send the next attempt: a shard of the runner with the most free slots by this view (counted as
+   * in flight there until {@link answered}); when no runner is known to have one, a shard whose runner is not
+   * known yet, or any shard (the runner answers whether it has room).
    */
-  choose(): number {
-    let best: RunnerEntry | undefined
-    for (const entry of this.runners.values()) {
-      if (entry.free > 0 && entry.shards.size > 0 && (best === undefined || entry.free > best.free)) best = entry
+  choose(): Placement {
+    let best: { readonly runner: string; readonly entry: RunnerEntry } | undefined
+    for (const [runner, entry] of this.runners) {
+      const free = entry.capacity - entry.inFlight
+      if (
+        free > 0 && !entry.full && entry.shards.size > 0 &&
+        (best === undefined || free > best.entry.capacity - best.entry.inFlight)
+      ) best = { runner, entry }
     }
     if (best !== undefined) {
-      best.free--
-      return this.pick([...best.shards])
+      best.entry.inFlight++
+      return { shard: this.pick([...best.entry.shards]), runner: best.runner }
     }
     const unknown = this.shards.filter((shard) => !this.runnerOfShard.has(shard))
-    return this.pick(unknown.length > 0 ? unknown : this.shards)
+    return { shard: this.pick(unknown.length > 0 ? unknown : this.shards), runner: undefined }
   }
 
-  /** A reply from `runner` for `shard`: it holds the shard and had `free` slots when it answered. */
-  report(shard: number, runner: string, free: number): void {
-    const previous = this.runnerOfShard.get(shard)
-    if (previous !== undefined && previous !== runner) this.runners.get(previous)?.shards.delete(shard)
-    this.runnerOfShard.set(shard, runner)
+  /**
+   * The attempt sent to `placement` was answered by `runner`, which holds the shard and runs `capacity`
+   * chunks at once: `outcome` `"busy"` when it refused the attempt.
+   */
+  answered(placement: Placement, runner: string, capacity: number | undefined, outcome: "done" | "busy"): void {
+    this.release(placement)
+    const previous = this.runnerOfShard.get(placement.shard)
+    if (previous !== undefined && previous !== runner) this.runners.get(previous)?.shards.delete(placement.shard)
+    this.runnerOfShard.set(placement.shard, runner)
     let entry = this.runners.get(runner)
     if (entry === undefined) {
-      entry = { free, shards: new Set() }
+      entry = { capacity: capacity ?? 1, inFlight: 0, full: false, shards: new Set() }
       this.runners.set(runner, entry)
     }
-    entry.free = free
-    entry.shards.add(shard)
+    if (capacity !== undefined) entry.capacity = capacity
+    entry.full = outcome === "busy"
+    entry.shards.add(placement.shard)
   }
 
-  /** `runner`, which holds `shard`, ended an attempt without saying how many slots it has free: one more. */
-  settled(shard: number, runner: string): void {
-    const free = this.runners.get(runner)?.free ?? 0
-    this.report(shard, runner, free + 1)
-  }
-
-  /** The shard's runner is unreachable or moved: forget where the shard is. */
-  forget(shard: number): void {
-    const previous = this.runnerOfShard.get(shard)
+  /** The attempt sent to `placement` got no answer from a runner (it went away, or was interrupted). */
+  lost(placement: Placement): void {
+    this.release(placement)
+    const previous = this.runnerOfShard.get(placement.shard)
     if (previous === undefined) return
-    this.runnerOfShard.delete(shard)
+    this.runnerOfShard.delete(placement.shard)
     const entry = this.runners.get(previous)
     if (entry === undefined) return
-    entry.shards.delete(shard)
-    if (entry.shards.size === 0) this.runners.delete(previous)
+    entry.shards.delete(placement.shard)
+    if (entry.shards.size === 0 && entry.inFlight === 0) this.runners.delete(previous)
+  }
+
+  /** The attempt sent to `placement` was abandoned here (interrupted): its slot is counted free again. */
+  release(placement: Placement): void {
+    if (placement.runner === undefined) return
+    const entry = this.runners.get(placement.runner)
+    if (entry !== undefined && entry.inFlight > 0) entry.inFlight--
   }
 
   private pick(from: ReadonlyArray<number>): number {
