@@ -253,6 +253,7 @@ describe("cluster mode, 3 runners of capacity 4", () => {
     const running = await h.until(job.id, (status) => status.state === "running")
     const owner = ownerPid(running)
     await waitFor("chunks to run", () => endedChunks(h.events(), job.id).size >= 8)
+    const stored = (await h.get(job.id)).completedChunks // in the checkpoint at the kill, or fewer
     process.kill(owner, "SIGKILL")
     const killedAt = Date.now()
     await h.until(job.id, (status) => status.owner !== running.owner, 30_000)
@@ -262,11 +263,15 @@ describe("cluster mode, 3 runners of capacity 4", () => {
     expect(ownerPid(done)).not.toBe(owner)
     const events = h.events()
     const inFlight = inFlightAt(events, job.id, killedAt)
-    // Completions not yet in the checkpoint (written every 200 ms) may run again too.
-    const recentlyEnded = events.filter((event) =>
-      event.job === job.id && event.e === "end" && event.t > killedAt - 1_000 && event.t <= killedAt
+    // Completions not yet in the checkpoint (written every 200 ms, later on a loaded machine) run again too.
+    const endedBefore = new Set(
+      events.filter((event) => event.job === job.id && event.e === "end" && event.t <= killedAt).map((event) => event.chunk)
+    ).size
+    const twice = startedTwice(events, job.id)
+    console.log(
+      `cluster: owner killed with ${inFlight.size} chunks in flight, ${endedBefore - stored} completions not yet stored; ${twice} chunks ran twice`
     )
-    expect(startedTwice(events, job.id)).toBeLessThanOrEqual(inFlight.size + recentlyEnded.length)
+    expect(twice).toBeLessThanOrEqual(inFlight.size + Math.max(0, endedBefore - stored))
     expect(endedChunks(events, job.id).size).toBe(48)
     console.log(`cluster: owner killed; another runner took the job over ${claimedAt - killedAt} ms later`)
     expect(claimedAt - killedAt).toBeLessThan(12_000)

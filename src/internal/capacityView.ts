@@ -8,12 +8,15 @@
  * overload.
  */
 
+/** How long a runner that refused an attempt is passed over, in milliseconds. */
+const fullFor = 100
+
 interface RunnerEntry {
   capacity: number
   /** Attempts of this dispatcher sent to it and not answered yet. */
   inFlight: number
-  /** It refused an attempt, and has not completed one since. */
-  full: boolean
+  /** Until when (epoch millis) it is passed over: it refused an attempt (other dispatchers fill it too). */
+  fullUntil: number
   readonly shards: Set<number>
 }
 
@@ -28,7 +31,11 @@ export class CapacityView {
   private readonly runners = new Map<string, RunnerEntry>()
 
   /** `shards`: the shard numbers an entity id was found for. */
-  constructor(private readonly shards: ReadonlyArray<number>, private readonly random: () => number = Math.random) {}
+  constructor(
+    private readonly shards: ReadonlyArray<number>,
+    private readonly random: () => number = Math.random,
+    private readonly now: () => number = Date.now
+  ) {}
 
   /**
    * Where to send the next attempt: a shard of the runner with the most free slots by this view (counted as
@@ -37,10 +44,11 @@ export class CapacityView {
    */
   choose(): Placement {
     let best: { readonly runner: string; readonly entry: RunnerEntry } | undefined
+    const now = this.now()
     for (const [runner, entry] of this.runners) {
       const free = entry.capacity - entry.inFlight
       if (
-        free > 0 && !entry.full && entry.shards.size > 0 &&
+        free > 0 && entry.fullUntil <= now && entry.shards.size > 0 &&
         (best === undefined || free > best.entry.capacity - best.entry.inFlight)
       ) best = { runner, entry }
     }
@@ -63,11 +71,11 @@ export class CapacityView {
     this.runnerOfShard.set(placement.shard, runner)
     let entry = this.runners.get(runner)
     if (entry === undefined) {
-      entry = { capacity: capacity ?? 1, inFlight: 0, full: false, shards: new Set() }
+      entry = { capacity: capacity ?? 1, inFlight: 0, fullUntil: 0, shards: new Set() }
       this.runners.set(runner, entry)
     }
     if (capacity !== undefined) entry.capacity = capacity
-    entry.full = outcome === "busy"
+    entry.fullUntil = outcome === "busy" ? this.now() + fullFor : 0
     entry.shards.add(placement.shard)
   }
 
