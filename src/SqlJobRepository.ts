@@ -295,7 +295,22 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
   const owner = textOf(row["owner"])
   const retryOf = textOf(row["retry_of"])
   const phase = row["phase"]
+  // PostgreSQL returns a DOUBLE PRECISION as a number, SQLite a REAL as a number.
+  const partial = row["partial_chunks"]
+  const metadataText = row["metadata"]
+  let metadata: JobStatus["metadata"] = undefined
+  if (typeof metadataText === "string") {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(metadataText)
+    } catch {
+      return undefined
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined
+    metadata = parsed as JobStatus["metadata"]
+  } else if (metadataText !== undefined && metadataText !== null) return undefined
   if (
+    typeof partial !== "number" || !Number.isFinite(partial) || partial < 0 ||
     total === undefined || completed === undefined || failed === undefined || created === undefined ||
     updated === undefined || lease === undefined || started === undefined || finished === undefined ||
     name === false || error === false || owner === false || retryOf === false ||
@@ -310,7 +325,7 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
     totalChunks: total,
     completedChunks: completed,
     failedChunks: failed,
-    progress: progressOf(total, completed, failed, jobState),
+    progress: progressOf(total, completed, failed, jobState, partial),
     ...(error === undefined ? {} : { error }),
     createdAt: new Date(created),
     updatedAt: new Date(updated),
@@ -319,7 +334,8 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
     ...(owner === undefined ? {} : { owner }),
     lease,
     ...(phase === null ? {} : { phase }),
-    ...(retryOf === undefined ? {} : { retryOf: retryOf as JobId })
+    ...(retryOf === undefined ? {} : { retryOf: retryOf as JobId }),
+    ...(metadata === undefined ? {} : { metadata })
   }, true)
 }
 
