@@ -65,10 +65,25 @@ const submitFrom = async (jobs: number, callers: number, submit: () => Promise<u
   return waited / jobs
 }
 
+/** A no-op worker that counts its chunks, and resolves `all` once `count` of them ran. */
+const countingWorker = (count: number) => {
+  let ran = 0
+  let done = () => {}
+  const all = new Promise<void>((resolve) => (done = resolve))
+  const worker: PromiseWorker = () => {
+    if (++ran === count) done()
+    return noop()
+  }
+  return { worker, all }
+}
+
 export const endToEnd = async (store: Store, jobs: number, callers: number): Promise<EndToEnd> => {
-  await using manager = await open(store, noop, callers)
+  const counting = countingWorker(jobs)
+  await using manager = await open(store, counting.worker, callers)
   const started = performance.now()
   const submitMillis = await submitFrom(jobs, callers, () => manager.submitJob(oneChunk))
+  // Every chunk ran; then the last jobs' ends are stored.
+  await counting.all
   await drained(manager)
   return { jobsPerSecond: jobs / ((performance.now() - started) / 1000), submitMillis }
 }
@@ -119,11 +134,13 @@ export interface Batch {
 }
 
 export const batch = async (store: Store, jobs: number, running: number): Promise<Batch> => {
-  await using manager = await open(store, noop, running)
+  const counting = countingWorker(jobs)
+  await using manager = await open(store, counting.worker, running)
   const specs = Array.from({ length: jobs }, () => oneChunk)
   const started = performance.now()
   await manager.submitBatch(specs)
   const stored = performance.now()
+  await counting.all
   await drained(manager)
   return {
     storedPerSecond: jobs / ((stored - started) / 1000),

@@ -387,7 +387,7 @@ export const make = (
     const loseById = (id: JobId, why: string): Effect.Effect<void> =>
       Effect.suspend(() => {
         const job = live.get(id)
-        return job === undefined || !FiberMap.unsafeHas(fibers, id) ? Effect.void : lose(job, why)
+        return job === undefined || job.settling || !FiberMap.unsafeHas(fibers, id) ? Effect.void : lose(job, why)
       })
 
     /** The leases this manager runs jobs under (jobs with a fiber that has started). */
@@ -454,6 +454,7 @@ export const make = (
 
     /** Writes how the job ended; a store fault is retried in the background until it is written. */
     const settle = (job: LiveJob, exit: Exit.Exit<ExecutionSummary | undefined, unknown>): Effect.Effect<void> => {
+      job.settling = true
       const target = targetOf(job.stopReason, repository.durable, exit)
       if (target === undefined) {
         if (job.stopReason === "lost") return Effect.sync(() => finish(job, job.status))

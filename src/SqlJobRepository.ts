@@ -414,6 +414,9 @@ const chunkRows = (id: JobId, records: Iterable<ChunkRecord>) =>
     finished_at: record.finishedAt
   }))
 
+/** How many jobs' chunk ids a store keeps for listings. */
+const chunkIdsCached = 8
+
 /** The most chunk records one insert writes (8 parameters each). */
 const recordBatch = 500
 
@@ -915,11 +918,45 @@ const makeService = (
         Effect.map((records) => ({ records, complete: records.length < limit }))
       )
 
-    /** Deleted jobs: nothing of them stays buffered. */
+    // The chunk ids of the jobs listed lately (a job's chunks never change), with the creation time of the job
+    // they belong to (an id may be used again after a delete): the spec of a job of a million explicit chunks is
+    // read and decoded once, not for every page.
+    const chunkIdCache = new Map<JobId, { readonly createdAt: string; readonly ids: (after: number) => number | undefined }>()
+
+    const chunkIdsOfJob = (
+      id: JobId,
+      createdAt: string
+    ): Effect.Effect<(after: number) => number | undefined, JobNotFound | RepositoryError> =>
+      Effect.suspend(() => {
+        const cached = chunkIdCache.get(id)
+        if (cached !== undefined && cached.createdAt === createdAt) {
+          chunkIdCache.delete(id)
+          chunkIdCache.set(id, cached)
+          return Effect.succeed(cached.ids)
+        }
+        return sql<{ readonly spec: string }>`SELECT spec FROM ${specs} WHERE id = ${id}`.pipe(
+          Effect.mapError(sqlFailure("listChunks")),
+          Effect.flatMap((rows): Effect.Effect<JobSpec, JobNotFound | RepositoryError> =>
+            rows[0] === undefined
+              ? Effect.fail(new JobNotFound({ jobId: id }))
+              : Effect.mapError(decodeSpec(rows[0].spec), rowFailure("listChunks", `the stored spec of job ${id}`))
+          ),
+          Effect.map((spec) => {
+            const ids = chunkIdsOf(spec)
+            chunkIdCache.delete(id)
+            if (chunkIdCache.size >= chunkIdsCached) chunkIdCache.delete(chunkIdCache.keys().next().value!)
+            chunkIdCache.set(id, { createdAt, ids })
+            return ids
+          })
+        )
+      })
+
+    /** Deleted jobs: nothing of them stays buffered or cached. */
     const forget = (ids: Iterable<JobId>) => {
       for (const id of ids) {
         buffer.forget(id)
         totals.delete(id)
+        chunkIdCache.delete(id)
         emptyCheckpoints.delete(id)
       }
     }
@@ -1277,21 +1314,17 @@ const makeService = (
       listChunks: fn("SqlJobRepository.listChunks")(function*(id: JobId, query: ListChunksQuery) {
         // Under the write lock: every chunk is either stored or buffered, none is in a flush under way.
         return yield* writeLock.withPermits(1)(Effect.gen(function*() {
-          const rows = yield* sql<{ readonly checkpoint: unknown; readonly spec: string }>`SELECT j.checkpoint, s.spec
-            FROM ${jobs} AS j JOIN ${specs} AS s ON s.id = j.id WHERE j.id = ${id}`.pipe(
-            Effect.mapError(sqlFailure("listChunks"))
-          )
+          const rows = yield* sql<{ readonly checkpoint: unknown; readonly created_at: unknown }>`SELECT checkpoint,
+            created_at FROM ${jobs} WHERE id = ${id}`.pipe(Effect.mapError(sqlFailure("listChunks")))
           if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
           const stored = yield* readCheckpoint("listChunks", id, rows[0].checkpoint)
-          const spec = yield* decodeSpec(rows[0].spec).pipe(
-            Effect.mapError(rowFailure("listChunks", `the stored spec of job ${id}`))
-          )
+          const ids = yield* chunkIdsOfJob(id, String(rows[0].created_at))
           const entry = buffer.get(id)
           const checkpoint = entry === undefined ? stored : stored.union(entry.chunks)
           const buffered = entry?.records === undefined
             ? []
             : [...entry.records.values()].sort((a, b) => a.id - b.id)
-          return yield* pageChunks(query, chunkIdsOf(spec), checkpoint, (after, limit) =>
+          return yield* pageChunks(query, ids, checkpoint, (after, limit) =>
             Effect.map(selectRecords("listChunks", id, after, limit, false), (read) =>
               mergeRecords(read, recordsAfter(buffered, after, limit), limit)))
         }))

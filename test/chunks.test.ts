@@ -202,8 +202,14 @@ describe("chunk results and history (Effect JobManager)", () => {
     withManager(() => Effect.void, {}, Effect.gen(function*() {
       const manager = yield* JobManager
       const id = yield* manager.submitJob(frames(2))
-      const query = { stat: "failed" } as unknown as ListChunksQueryInput
-      expect(yield* Effect.flip(manager.listChunks(id, query))).toMatchObject({ _tag: "InvalidOption", path: ["stat"] })
+      // @ts-expect-error a misspelt field is a compile error (and an InvalidOption at run time)
+      expect(yield* Effect.flip(manager.listChunks(id, { stat: "failed" }))).toMatchObject({
+        _tag: "InvalidOption",
+        path: ["stat"]
+      })
+      yield* manager.awaitJob(id)
+      const typed: ListChunksQueryInput = { state: ["failed", "running"], limit: 10 }
+      expect((yield* manager.listChunks(id, typed)).chunks).toEqual([])
       expect(yield* Effect.flip(manager.listChunks(id, { state: "done" as never }))).toMatchObject({
         _tag: "InvalidOption",
         path: ["state"]

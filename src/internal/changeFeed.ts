@@ -20,6 +20,9 @@ import * as Stream from "effect/Stream"
 import { logFailure, loop } from "./supervised.js"
 import { VersionSignal } from "./versionSignal.js"
 
+/** The payload prefix of a stop request's notification (PostgreSQL). */
+const stopPrefix = "stop:"
+
 export interface ChangeSource {
   readonly dialect: "sqlite" | "pg"
   readonly pollInterval: Duration.Duration
@@ -31,8 +34,9 @@ export interface ChangeFeed {
   readonly signal: VersionSignal
   /**
    * Bumped when a stop request may have been stored: by this store (`announceStop`) or by another process.
-   * SQLite: only then (this store's own creates and transitions store no request, and a look for requests
-   * after each of them was a statement per write); PostgreSQL: on every change, as `signal`.
+   * Only then: this store's own creates and transitions store no request, and a look for requests after each
+   * of them was a statement per write. SQLite: by commits of other connections (`data_version`); PostgreSQL:
+   * by notifications of stop requests and by the poll (every change, without notifications).
    */
   readonly stopSignal: VersionSignal
   /** A write through this store changed `id` (or several jobs: `"*"`): bump, and tell the other processes. */
@@ -79,22 +83,44 @@ export const make = (
     }
 
     const notify = source.notify
+    // With notifications, stop requests are announced as `stop:<id>`: only those (and the poll) wake the look
+    // for requests. Without, every change does.
+    const stopSignal = notify === undefined ? signal : new VersionSignal()
     if (notify !== undefined) {
       // The listener ends only by failing (a dropped connection): it is started again after `pollInterval`.
       yield* fork(
-        Stream.runForEach(notify.listen(notify.channel), () => Effect.sync(() => signal.bump())),
+        Stream.runForEach(notify.listen(notify.channel), (payload) =>
+          Effect.sync(() => {
+            signal.bump()
+            if (payload.startsWith(stopPrefix)) stopSignal.bump()
+          })),
         "listening for changes by other processes"
       )
     }
-    yield* fork(Effect.sync(() => signal.bump()), "looking for changes by other processes")
-    const announce = (id: string) =>
-      Effect.zipRight(
-        Effect.sync(() => signal.bump()),
-        notify === undefined
-          ? Effect.void
-          : logFailure("notifying other processes of a change failed; they see it at their next poll")(
-            sql`SELECT pg_notify(${notify.channel}, ${id})`
-          )
-      )
-    return { signal, stopSignal: signal, announce, announceStop: announce }
+    yield* fork(
+      Effect.sync(() => {
+        signal.bump()
+        if (stopSignal !== signal) stopSignal.bump()
+      }),
+      "looking for changes by other processes"
+    )
+    const send = (payload: string) =>
+      notify === undefined
+        ? Effect.void
+        : logFailure("notifying other processes of a change failed; they see it at their next poll")(
+          sql`SELECT pg_notify(${notify.channel}, ${payload})`
+        )
+    return {
+      signal,
+      stopSignal,
+      announce: (id) => Effect.zipRight(Effect.sync(() => signal.bump()), send(id)),
+      announceStop: (id) =>
+        Effect.zipRight(
+          Effect.sync(() => {
+            signal.bump()
+            if (stopSignal !== signal) stopSignal.bump()
+          }),
+          send(`${stopPrefix}${id}`)
+        )
+    }
   })

@@ -25,6 +25,11 @@ export class LiveJob {
   stopReason: StopReason | undefined = undefined
   /** Set on a graceful shutdown: no further chunk starts. */
   draining = false
+  /**
+   * Set once its fiber has ended and its end is being written: that write is fenced by the job's lease, so
+   * a lease seen moved on meanwhile (by that very write, or by another manager) needs no stop here.
+   */
+  settling = false
   readonly #status: LazyStatus
   readonly #changes = new VersionSignal()
   #ended = false

@@ -212,6 +212,7 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
         const repo = yield* JobRepository
         yield* settleSome("job_gone")
         yield* repo.transition(jobId("job_gone"), ["running"], "failed", { error: "boom" })
+        expect((yield* repo.listChunks(jobId("job_gone"), {})).chunks).toHaveLength(10)
         yield* repo.delete(jobId("job_gone"))
         expect(yield* Effect.flip(repo.listChunks(jobId("job_gone"), {}))).toMatchObject({ _tag: "JobNotFound" })
         // A new job under the same id starts with no records.
