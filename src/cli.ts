@@ -7,6 +7,8 @@
  *     effect-jobs show|watch|cancel|pause|resume|retry|delete <job>
  *     effect-jobs prune --older-than 7d [--state completed]
  *     effect-jobs serve [--host 127.0.0.1] [--port 8080] [--token T]
+ *     effect-jobs runner --pg URL --worker ./worker.mjs [--concurrency 4]     (cluster mode)
+ *     effect-jobs submit --pg URL --spec job.json [--wait] [--json]          (cluster mode)
  *
  * `<job>` is an id, a unique prefix of one (6 characters or more) or a job name. Exit codes: 0 done; 1 an
  * unknown job, a refused operation or a store error (one line on stderr, `effect-jobs: <message>`); 2 a

@@ -109,6 +109,24 @@ export interface JobManagerOptions extends WorkerOptions, SpecLimitOptions {
    * store, jobs left by a stopped process are resumed, and other processes (the CLI) can cancel them.
    */
   readonly store?: "memory" | { readonly sqlite: string } | { readonly postgres: string } | string | undefined
+  /**
+   * Cluster mode (instead of `store`): this manager joins the cluster in a PostgreSQL database as a runner.
+   * It runs chunks of any job of the cluster with `worker` (at most `capacity` at once, default 4), and the
+   * chunks of the jobs it owns go to the runners with free capacity (`concurrency` per job across the
+   * cluster). See `effect-jobs/Cluster` for the guarantees; `@effect/cluster` is loaded only then.
+   */
+  readonly cluster?: {
+    /** The PostgreSQL URL of the cluster (the job store and the cluster's tables). */
+    readonly postgres: string
+    /** Chunks this runner runs at once (default 4). */
+    readonly capacity?: number | undefined
+    /** The host other runners reach this one at (default `127.0.0.1`). */
+    readonly host?: string | undefined
+    /** The port to listen on (default: a free one). */
+    readonly port?: number | undefined
+    /** Shards of the cluster (default 300), the same on every runner. */
+    readonly shardsPerGroup?: number | undefined
+  } | undefined
   /** Finalize steps a job may name in its spec's `finalize` (see `Finalizer`). */
   readonly finalizers?: Readonly<Record<string, (context: PromiseFinalizeContext) => Promise<unknown>>> | undefined
   /** The longest a watcher of a job running in another process waits before it re-reads it (ms, default 500). */
@@ -227,7 +245,14 @@ const FacadeOptions = Schema.Struct({
   ...JobManagerModule.ManagerOptions.fields,
   worker: functionOption("worker"),
   finalizers: Schema.optional(Schema.Record({ key: Schema.String, value: functionOption("a finalizer") })),
-  store: Schema.optional(StoreOption)
+  store: Schema.optional(StoreOption),
+  cluster: Schema.optional(Schema.Struct({
+    postgres: Schema.String.pipe(Schema.minLength(1)),
+    capacity: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000))),
+    host: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+    port: Schema.optional(Schema.Int.pipe(Schema.between(1, 65_535))),
+    shardsPerGroup: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000)))
+  }))
 })
 
 const ExecuteJobOptions = Schema.Struct({
@@ -255,18 +280,22 @@ const undefinedIfNotFound = <A, E extends { readonly _tag: string }, R>(effect: 
  * @since 0.1.0
  */
 export const createJobManager = async (options: JobManagerOptions): Promise<PromiseJobManager> => {
-  const { finalizers, store, worker, ...managerOptions } = await runPromise(validate(FacadeOptions, options))
-  const layer = JobManagerModule.layer({
+  const { cluster, finalizers, store, worker, ...managerOptions } = await runPromise(validate(FacadeOptions, options))
+  if (cluster !== undefined && store !== undefined) {
+    throw new InvalidOption({ path: ["cluster"], detail: "a cluster keeps its jobs in its own database: give cluster or store, not both" })
+  }
+  const settings = {
     ...managerOptions,
     ...(finalizers === undefined ? {} : {
       finalizers: Object.fromEntries(
         Object.entries(finalizers).map(([name, run]) => [name, Finalizer.fromPromise(run as PromiseFinalizer)])
       )
     })
-  }).pipe(
-    Layer.provide(storeLayer(store)),
-    Layer.provide(ChunkWorker.layerPromise(worker as PromiseWorker))
-  )
+  }
+  const managerLayer: Layer.Layer<JobManager, unknown, ChunkWorker.ChunkWorker> = cluster === undefined
+    ? JobManagerModule.layer(settings).pipe(Layer.provide(storeLayer(store)))
+    : (await import("./Cluster.js")).layer({ ...cluster, manager: settings })
+  const layer = managerLayer.pipe(Layer.provide(ChunkWorker.layerPromise(worker as PromiseWorker)))
   const runtime = ManagedRuntime.make(layer)
   const rt = await runPromise(runtime.runtimeEffect).catch(async (error: unknown) => {
     await runtime.dispose()

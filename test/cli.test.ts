@@ -318,7 +318,7 @@ describe("effect-jobs CLI", { timeout: 120_000 }, () => {
       [["show", "a", "b"], "effect-jobs: b: unexpected argument (see effect-jobs show --help)"],
       [
         ["frobnicate"],
-        "effect-jobs: frobnicate: unknown command (commands: list, show, watch, cancel, pause, resume, retry, delete, prune, serve)"
+        "effect-jobs: frobnicate: unknown command (commands: list, show, watch, cancel, pause, resume, retry, delete, prune, serve, runner, submit)"
       ],
       [["prune"], "effect-jobs: --older-than: required (e.g. --older-than 7d)"],
       [["prune", "--older-than", "7x"], "effect-jobs: --older-than: \"7x\" is not an age (e.g. 30m, 12h, 7d, 2w)"],

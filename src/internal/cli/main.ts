@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import { describeCause } from "../../JobError.js"
 import type { Command } from "./command.js"
 import { commandHelp, parse, programHelp, UsageError } from "./command.js"
+import { runner, submit } from "./cluster.js"
 import * as Jobs from "./jobs.js"
 import { serve } from "./serve.js"
 
@@ -25,7 +26,9 @@ export const commands: ReadonlyArray<Command> = [
   Jobs.retry,
   Jobs.remove,
   Jobs.prune,
-  serve
+  serve,
+  runner,
+  submit
 ]
 
 const dispatch = (argv: ReadonlyArray<string>): Effect.Effect<void, unknown> => {

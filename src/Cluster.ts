@@ -1,0 +1,476 @@
+/**
+ * Cluster mode, on `@effect/cluster`: one job's chunks spread over runner processes on many machines.
+ *
+ * Every runner process joins the cluster over PostgreSQL (the job store's database, the cluster's own
+ * tables) with a socket server for the other runners, and is two things at once:
+ * - a **chunk runner**: it hosts the chunk entity, which runs the process's local `ChunkWorker`, at most
+ *   `capacity` chunks at once (an attempt sent to a full runner is refused and sent elsewhere);
+ * - a **job owner**: its `JobManager` runs jobs exactly as in a single process (retries, timeouts, failure
+ *   policy, progress, checkpoints, finalize, fenced ownership in the PostgreSQL job store), except that each
+ *   chunk attempt is sent to a runner with free capacity, chosen from the runners' replies (least loaded
+ *   first), instead of running here.
+ *
+ * Chunk attempts are volatile messages (not persisted by the cluster): the job's checkpoint is what makes
+ * the work durable. When a runner dies, the attempts it was running are sent again to the runner that takes
+ * its shards over (only they may run twice); when a job's owner dies, another runner's manager claims the
+ * job once its owner is stale and resumes it from its checkpoint. Interrupting an attempt (cancel, pause,
+ * fail-fast, chunk timeout) interrupts the remote handler, whose `AbortSignal` fires on the runner.
+ *
+ * @since 0.1.0
+ */
+import * as Entity from "@effect/cluster/Entity"
+import * as EntityId from "@effect/cluster/EntityId"
+import * as RunnerAddress from "@effect/cluster/RunnerAddress"
+import { Sharding } from "@effect/cluster/Sharding"
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
+import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
+import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import { createServer } from "node:net"
+import type { ChunkContext } from "./ChunkWorker.js"
+import { ChunkWorker } from "./ChunkWorker.js"
+import { CapacityView } from "./internal/capacityView.js"
+import type { JobStatus, SpecLimits } from "./Job.js"
+import { Chunk, JobId, makeJobId, totalChunks, validateSpec } from "./Job.js"
+import {
+  describeError,
+  type InvalidJobSpec,
+  type InvalidOption,
+  isNonRetryable,
+  NonRetryable,
+  type RepositoryError
+} from "./JobError.js"
+import { JobRepository } from "./JobRepository.js"
+import * as JobManager from "./JobManager.js"
+import * as SqlJobRepository from "./SqlJobRepository.js"
+
+/**
+ * A runner refused an attempt: it runs `capacity` chunks already, or it is leaving the cluster. The
+ * dispatcher sends the attempt elsewhere; it never reaches the job.
+ *
+ * @since 0.1.0
+ */
+export class RunnerBusy extends Schema.TaggedError<RunnerBusy>()("RunnerBusy", {
+  runner: Schema.String,
+  capacity: Schema.Int
+}) {}
+
+/**
+ * A chunk attempt failed on the runner that ran it: `kind` says how the local worker ended (`"failure"`: a
+ * retryable error; `"non-retryable"`: it failed with `NonRetryable`; `"defect"`: it threw in an Effect
+ * worker), `message` is the worker's error message and `runner` the runner's address. The dispatcher turns
+ * it back into the same outcome for the job: a `"failure"` is retried by the retry policy, a
+ * `"non-retryable"` is wrapped in `NonRetryable`, a `"defect"` fails the job.
+ *
+ * @since 0.1.0
+ */
+export class RemoteChunkError extends Schema.TaggedError<RemoteChunkError>()("RemoteChunkError", {
+  kind: Schema.Literal("failure", "non-retryable", "defect"),
+  message: Schema.String,
+  runner: Schema.String
+}) {}
+
+/**
+ * The chunk entity: `Run` runs one attempt of a chunk with the runner's local worker and answers with the
+ * runner's address and capacity. Volatile: nothing of it is persisted by the cluster.
+ *
+ * @since 0.1.0
+ */
+export const ChunkEntity = Entity.make("effect-jobs/Chunk", [
+  Rpc.make("Run", {
+    payload: { jobId: JobId, attempt: Schema.Int, chunk: Chunk },
+    success: Schema.Struct({ runner: Schema.String, capacity: Schema.Int }),
+    error: Schema.Union(RunnerBusy, RemoteChunkError)
+  })
+])
+
+/**
+ * A runner could not join the cluster: `"SettingsMismatch"` when its cluster settings differ from those the
+ * cluster's database was started with (a mismatch of `shardsPerGroup` would otherwise hang the cluster
+ * without a word), `"Address"` when it cannot listen on its address, `"Database"` when PostgreSQL cannot be
+ * reached.
+ *
+ * @since 0.1.0
+ */
+export class ClusterStartError extends Data.TaggedError("ClusterStartError")<{
+  readonly reason: "SettingsMismatch" | "Address" | "Database"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/**
+ * Options of a runner.
+ *
+ * @since 0.1.0
+ */
+export interface RunnerOptions {
+  /** The PostgreSQL URL of the job store; the cluster keeps its tables in the same database. */
+  readonly postgres: string
+  /** The job store's schema (default: the connection's current schema). */
+  readonly schema?: string | undefined
+  /** The host other runners reach this one at (default `127.0.0.1`). */
+  readonly host?: string | undefined
+  /** The port this runner listens on (default: a free port). */
+  readonly port?: number | undefined
+  /** Chunks this runner runs at once, for all jobs of the cluster (default 4). */
+  readonly capacity?: number | undefined
+  /**
+   * Shards of the cluster (default 300). It must be the same on every runner of a database: a runner started
+   * with another value fails at start-up with a `ClusterStartError`.
+   */
+  readonly shardsPerGroup?: number | undefined
+  /**
+   * How long a dead runner's shards stay locked before another runner takes them over (default 5 seconds):
+   * the time, give or take a second, until the chunks it was running are sent elsewhere.
+   */
+  readonly shardLockExpiration?: Duration.DurationInput | undefined
+  /**
+   * How runners check each other's health: `"ping"` (default) or `"k8s"` (the Kubernetes API's view of the
+   * pods, for runners in pods).
+   */
+  readonly runnerHealth?: "ping" | "k8s" | undefined
+  /**
+   * On leaving the cluster, how long the chunks running here may finish before they are interrupted and
+   * sent elsewhere (default 5 seconds). New attempts are refused from the start of the shutdown.
+   */
+  readonly shutdownGracePeriod?: Duration.DurationInput | undefined
+  /** The options of this runner's job manager (`concurrency` is the chunks of one job in flight across the cluster). */
+  readonly manager?: JobManager.ManagerOptions | undefined
+}
+
+const defaults = {
+  host: "127.0.0.1",
+  capacity: 4,
+  shardsPerGroup: 300,
+  shardLockExpiration: Duration.seconds(5),
+  shutdownGracePeriod: Duration.seconds(5)
+} as const
+
+/** How long a dispatcher waits before sending again an attempt refused by full runners (then doubling). */
+const busyBackoff = { initialMillis: 5, maxMillis: 100 } as const
+/** How long a dispatcher waits before sending again an attempt whose runner went away. */
+const lostRetryMillis = 100
+
+// --- Settings check ---
+
+const settingsTable = "effect_jobs_cluster_settings"
+
+/**
+ * Records this runner's settings in the database if no runner did before, else compares them with the
+ * recorded ones: a mismatch fails with `ClusterStartError`, before this runner joins the cluster.
+ */
+const checkSettings = (settings: { readonly shardsPerGroup: number }): Effect.Effect<void, ClusterStartError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const table = sql(settingsTable)
+    const recorded = yield* Effect.gen(function*() {
+      yield* sql`CREATE TABLE IF NOT EXISTS ${table} (name TEXT PRIMARY KEY, value TEXT NOT NULL)`
+      const entries = Object.entries(settings).map(([name, value]) => ({ name, value: String(value) }))
+      yield* sql`INSERT INTO ${table} ${sql.insert(entries)} ON CONFLICT (name) DO NOTHING`
+      return yield* sql<{ name: string; value: string }>`SELECT name, value FROM ${table}`
+    }).pipe(
+      // Runners starting together may race on CREATE TABLE.
+      Effect.retry(Schedule.intersect(Schedule.spaced(100), Schedule.recurs(5))),
+      Effect.mapError((error) =>
+        new ClusterStartError({ reason: "Database", detail: `cannot read the cluster settings: ${describeError(error)}` })
+      )
+    )
+    for (const [name, value] of Object.entries(settings)) {
+      const row = recorded.find((entry) => entry.name === name)
+      if (row !== undefined && row.value !== String(value)) {
+        return yield* new ClusterStartError({
+          reason: "SettingsMismatch",
+          detail: `this runner has ${name} = ${value}, but the cluster in this database runs with ${name} = ${row.value}; ` +
+            `start it with ${name} = ${row.value} (to change the setting, stop every runner and delete the row ` +
+            `'${name}' of the table ${settingsTable})`
+        })
+      }
+    }
+  })
+
+const freePort = (host: string): Effect.Effect<number, ClusterStartError> =>
+  Effect.async<number, ClusterStartError>((resume) => {
+    const server = createServer()
+    server.once("error", (error) =>
+      resume(Effect.fail(new ClusterStartError({ reason: "Address", detail: `cannot listen on ${host}: ${error.message}` }))))
+    server.listen(0, host, () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resume(Effect.succeed(port)))
+    })
+  })
+
+/** The advisory lock runners hold while they start ("ejcs"). */
+const startupLock = 0x656a6373
+
+/**
+ * Builds `layer` (into the layer's scope) while holding a PostgreSQL advisory lock: runners started together
+ * on one database create its tables (the job store's, the cluster's, the settings) one at a time, instead of
+ * racing on `CREATE TABLE`.
+ */
+const oneAtATime = <ROut, E, RIn>(
+  layer: Layer.Layer<ROut, E, RIn>
+): Layer.Layer<ROut, E | ClusterStartError, RIn | SqlClient.SqlClient> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const scope = yield* Effect.scope
+    return yield* Effect.scoped(Effect.gen(function*() {
+      const connection = yield* sql.reserve
+      const lock = (statement: string) => connection.executeUnprepared(statement, [], undefined)
+      yield* lock(`SELECT pg_advisory_lock(${startupLock})`)
+      // Runs before the connection goes back to the pool (finalizers run in reverse order).
+      yield* Effect.addFinalizer(() => Effect.ignore(lock(`SELECT pg_advisory_unlock(${startupLock})`)))
+      return yield* Layer.buildWithScope(layer, scope)
+    }).pipe(
+      Effect.catchTag("SqlError", (error) =>
+        new ClusterStartError({ reason: "Database", detail: `cannot take the start-up lock: ${describeError(error)}` }))
+    ))
+  }))
+
+// --- Chunk runner ---
+
+/**
+ * The chunk entity of this runner: runs attempts with the local `ChunkWorker`, at most `capacity` at once
+ * (more are refused with `RunnerBusy`). Closing it refuses new attempts and waits up to `gracePeriod` for
+ * the running ones.
+ */
+const runnerEntity = (options: {
+  readonly runner: string
+  readonly capacity: number
+  readonly gracePeriod: Duration.Duration
+}): Layer.Layer<never, never, ChunkWorker | Sharding> =>
+  Layer.unwrapScoped(Effect.gen(function*() {
+    const local = yield* ChunkWorker
+    const { capacity, runner } = options
+    let inFlight = 0
+    let closing = false
+
+    yield* Effect.addFinalizer(() => {
+      closing = true
+      return Effect.repeat(Effect.sync(() => inFlight), {
+        until: (running) => running === 0,
+        schedule: Schedule.spaced(20)
+      }).pipe(Effect.interruptible, Effect.timeout(options.gracePeriod), Effect.ignore)
+    })
+
+    const runLocal = (
+      payload: { readonly jobId: JobId; readonly attempt: number; readonly chunk: Chunk }
+    ): Effect.Effect<unknown, unknown> =>
+      Effect.suspend(() => {
+        const controller = new AbortController()
+        const context: ChunkContext = {
+          jobId: payload.jobId,
+          attempt: payload.attempt,
+          signal: controller.signal,
+          // A chunk's own progress stays on the runner: the job's progress counts settled chunks.
+          reportProgress: () => {}
+        }
+        const promise = local.promise
+        const run = promise === undefined
+          ? local.run(payload.chunk, context)
+          : Effect.tryPromise({ try: () => promise(payload.chunk, context), catch: (error) => error })
+        return Effect.onInterrupt(run, () => Effect.sync(() => controller.abort()))
+      })
+
+    const run = (
+      payload: { readonly jobId: JobId; readonly attempt: number; readonly chunk: Chunk }
+    ): Effect.Effect<{ readonly runner: string; readonly capacity: number }, RunnerBusy | RemoteChunkError> =>
+      Effect.suspend((): Effect.Effect<{ readonly runner: string; readonly capacity: number }, RunnerBusy | RemoteChunkError> => {
+        if (closing || inFlight >= capacity) return Effect.fail(new RunnerBusy({ runner, capacity }))
+        inFlight++
+        return runLocal(payload).pipe(
+          Effect.catchAllCause((cause): Effect.Effect<never, RemoteChunkError> => {
+            if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+            const failure = Cause.failureOption(cause)
+            if (Option.isSome(failure)) {
+              const error = failure.value
+              return Effect.fail(
+                isNonRetryable(error)
+                  ? new RemoteChunkError({ kind: "non-retryable", message: describeError(error.cause), runner })
+                  : new RemoteChunkError({ kind: "failure", message: describeError(error), runner })
+              )
+            }
+            return Effect.fail(new RemoteChunkError({ kind: "defect", message: describeError(Cause.squash(cause)), runner }))
+          }),
+          Effect.ensuring(Effect.sync(() => inFlight--)),
+          Effect.as({ runner, capacity })
+        )
+      })
+
+    return ChunkEntity.toLayer(ChunkEntity.of({ Run: (request) => run(request.payload) }), {
+      concurrency: "unbounded",
+      maxIdleTime: Duration.minutes(5)
+    })
+  }))
+
+// --- Dispatcher ---
+
+/** For each shard, an entity id that the cluster places on it (the shards no probed id lands on are left out). */
+const entityIdsByShard = (sharding: Sharding["Type"], shardsPerGroup: number): Map<number, string> => {
+  const found = new Map<number, string>()
+  for (let n = 0; n < shardsPerGroup * 20 && found.size < shardsPerGroup; n++) {
+    const id = `slot-${n}`
+    const shard = sharding.getShardId(EntityId.make(id), "default").id
+    if (!found.has(shard)) found.set(shard, id)
+  }
+  return found
+}
+
+/**
+ * The `ChunkWorker` of a cluster job manager: each attempt goes to the chunk entity of a runner with free
+ * capacity. A refusal (`RunnerBusy`) or a runner gone away sends the attempt again, to another runner if one
+ * has room, without counting an attempt; only the worker's own outcome reaches the job.
+ */
+const dispatcher = (shardsPerGroup: number): Effect.Effect<ChunkWorker["Type"], never, Sharding> =>
+  Effect.gen(function*() {
+    const sharding = yield* Sharding
+    const clientFor = yield* ChunkEntity.client
+    const ids = entityIdsByShard(sharding, shardsPerGroup)
+    const view = new CapacityView([...ids.keys()])
+
+    const send = (chunk: Chunk, context: ChunkContext, busyDelay: number): Effect.Effect<void, unknown> =>
+      Effect.suspend(() => {
+        const placement = view.choose()
+        return clientFor(ids.get(placement.shard)!).Run({ jobId: context.jobId, attempt: context.attempt, chunk }).pipe(
+          // Interrupted here (cancel, timeout, fail-fast): the runner stops the attempt, its slot is free.
+          Effect.onInterrupt(() => Effect.sync(() => view.release(placement))),
+          Effect.matchCauseEffect({
+            onSuccess: (reply) => Effect.sync(() => view.answered(placement, reply.runner, reply.capacity, "done")),
+            onFailure: (cause): Effect.Effect<void, unknown> => {
+              const failure = Cause.failureOption(cause)
+              if (Option.isSome(failure)) {
+                const error = failure.value
+                if (error._tag === "RunnerBusy") {
+                  view.answered(placement, error.runner, error.capacity, "busy")
+                  return Effect.zipRight(
+                    Effect.sleep(busyDelay),
+                    send(chunk, context, Math.min(busyDelay * 2, busyBackoff.maxMillis))
+                  )
+                }
+                if (error._tag === "RemoteChunkError") {
+                  view.answered(placement, error.runner, undefined, "done")
+                  return error.kind === "non-retryable"
+                    ? Effect.fail(new NonRetryable({ cause: error }))
+                    : error.kind === "defect"
+                    ? Effect.die(error)
+                    : Effect.fail(error)
+                }
+              }
+              // The runner went away (or the attempt was interrupted there): send it again.
+              view.lost(placement)
+              return Effect.zipRight(
+                Effect.logDebug("effect-jobs: a chunk attempt's runner went away; sending it again", cause),
+                Effect.zipRight(Effect.sleep(lostRetryMillis), send(chunk, context, busyBackoff.initialMillis))
+              )
+            }
+          })
+        )
+      })
+
+    return ChunkWorker.of({ run: (chunk, context) => send(chunk, context, busyBackoff.initialMillis) })
+  })
+
+// --- Layers ---
+
+/**
+ * A runner: joins the cluster in `options.postgres`, runs chunks with the `ChunkWorker` in context (at most
+ * `capacity` at once) and owns jobs with the `JobManager` it provides, whose chunk attempts go to the
+ * runners with free capacity. It provides the cluster's `Sharding` service too (e.g. `hasShardId`, to see
+ * when this runner holds shards). Every runner of a cluster can take every call of the manager (submit, cancel
+ * and the rest); `JobClient` and the CLI work on the same store.
+ *
+ * Start-up fails with `ClusterStartError` when the settings differ from the cluster's, or no port is free.
+ * Closing the layer (SIGTERM) leaves the cluster gracefully: jobs owned here drain and are left `pending`
+ * for another runner, attempts running here may finish within `shutdownGracePeriod`, new ones are refused
+ * and go elsewhere.
+ *
+ * @since 0.1.0
+ */
+export const layer = (
+  options: RunnerOptions
+): Layer.Layer<JobManager.JobManager | Sharding, ClusterStartError | InvalidOption | RepositoryError, ChunkWorker> =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const host = options.host ?? defaults.host
+    const port = options.port ?? (yield* freePort(host))
+    const shardsPerGroup = options.shardsPerGroup ?? defaults.shardsPerGroup
+    const shardLockExpiration = Duration.decode(options.shardLockExpiration ?? defaults.shardLockExpiration)
+    const runner = `${host}:${port}`
+    const pg = PgClient.layer({ url: Redacted.make(options.postgres) })
+    const shardingConfig = {
+      runnerAddress: Option.some(RunnerAddress.make(host, port)),
+      shardsPerGroup,
+      shardLockExpiration,
+      shardLockRefreshInterval: Duration.divide(shardLockExpiration, 5).pipe(Option.getOrElse(() => Duration.seconds(1))),
+      refreshAssignmentsInterval: Duration.seconds(1),
+      runnerHealthCheckInterval: Duration.seconds(2),
+      entityTerminationTimeout: Duration.seconds(2)
+    }
+    const failStart = (reason: ClusterStartError["reason"], what: string) => (error: unknown) =>
+      Layer.fail(new ClusterStartError({ reason, detail: `runner ${runner}: ${what}: ${describeError(error)}` }))
+    // The tables (the cluster's, the job store's) and the settings check, made one runner at a time.
+    const storage = oneAtATime(Layer.mergeAll(
+      Layer.effectDiscard(checkSettings({ shardsPerGroup })),
+      Layer.mergeAll(SqlMessageStorage.layer, SqlRunnerStorage.layer).pipe(
+        Layer.provide(ShardingConfig.layerFromEnv(shardingConfig)),
+        Layer.catchAll(failStart("Database", "cannot open the cluster's storage"))
+      ),
+      SqlJobRepository.layerWith({ schema: options.schema })
+    ))
+    const sharding = NodeClusterSocket.layer({
+      storage: "byo",
+      runnerHealth: options.runnerHealth ?? "ping",
+      shardingConfig
+    }).pipe(Layer.catchAll(failStart("Address", "cannot start")))
+    const manager = JobManager.layer(options.manager).pipe(
+      Layer.provide(Layer.effect(ChunkWorker, dispatcher(shardsPerGroup)))
+    )
+    const entity = runnerEntity({
+      runner,
+      capacity: options.capacity ?? defaults.capacity,
+      gracePeriod: Duration.decode(options.shutdownGracePeriod ?? defaults.shutdownGracePeriod)
+    })
+    const database = Layer.catchAllCause(pg, (cause) =>
+      Layer.fail(
+        new ClusterStartError({ reason: "Database", detail: `cannot open PostgreSQL: ${describeError(Cause.squash(cause))}` })
+      ))
+    return Layer.mergeAll(manager, entity).pipe(
+      Layer.provideMerge(sharding),
+      Layer.provide(storage),
+      Layer.provide(database)
+    )
+  }))
+
+/**
+ * Submits a job to the cluster whose store is in context, from any process (a runner is not needed): the
+ * spec is validated (an invalid one fails with `InvalidJobSpec` and nothing is stored) and the job stored
+ * `pending` without an owner; a runner's manager claims it within its `heartbeatInterval` and runs it.
+ * Returns the stored status.
+ *
+ * @since 0.1.0
+ */
+export const submitJob = (
+  spec: unknown,
+  limits?: SpecLimits
+): Effect.Effect<JobStatus, InvalidJobSpec | RepositoryError, JobRepository> =>
+  Effect.gen(function*() {
+    const validated = yield* validateSpec(spec, limits)
+    const repository = yield* JobRepository
+    const id = makeJobId(yield* Clock.currentTimeMillis)
+    return yield* repository.create({ id, spec: validated, totalChunks: totalChunks(validated) })
+  })

@@ -1,0 +1,104 @@
+/**
+ * A dispatcher's view of the cluster's free capacity: which runner holds which shard and how many chunks it
+ * runs at once (both learned from the runners' replies), and how many attempts this dispatcher has in flight
+ * on each. Plain bookkeeping, no Effect: the dispatcher asks it where to send the next attempt.
+ *
+ * The view is advisory: it does not see other dispatchers' attempts, and a shard may have moved. A runner
+ * refuses an attempt when it is full, whatever the view says, so a stale view costs a retry, never an
+ * overload.
+ */
+
+/** How long a runner that refused an attempt is passed over, in milliseconds. */
+const fullFor = 100
+
+interface RunnerEntry {
+  capacity: number
+  /** Attempts of this dispatcher sent to it and not answered yet. */
+  inFlight: number
+  /** Until when (epoch millis) it is passed over: it refused an attempt (other dispatchers fill it too). */
+  fullUntil: number
+  readonly shards: Set<number>
+}
+
+/** Where an attempt went: the shard, and the runner the view expected to hold it (if it knew one). */
+export interface Placement {
+  readonly shard: number
+  readonly runner: string | undefined
+}
+
+export class CapacityView {
+  private readonly runnerOfShard = new Map<number, string>()
+  private readonly runners = new Map<string, RunnerEntry>()
+
+  /** `shards`: the shard numbers an entity id was found for. */
+  constructor(
+    private readonly shards: ReadonlyArray<number>,
+    private readonly random: () => number = Math.random,
+    private readonly now: () => number = Date.now
+  ) {}
+
+  /**
+   * Where to send the next attempt: a shard of the runner with the most free slots by this view (counted as
+   * in flight there until {@link answered}); when no runner is known to have one, a shard whose runner is not
+   * known yet, or any shard (the runner answers whether it has room).
+   */
+  choose(): Placement {
+    let best: { readonly runner: string; readonly entry: RunnerEntry } | undefined
+    const now = this.now()
+    for (const [runner, entry] of this.runners) {
+      const free = entry.capacity - entry.inFlight
+      if (
+        free > 0 && entry.fullUntil <= now && entry.shards.size > 0 &&
+        (best === undefined || free > best.entry.capacity - best.entry.inFlight)
+      ) best = { runner, entry }
+    }
+    if (best !== undefined) {
+      best.entry.inFlight++
+      return { shard: this.pick([...best.entry.shards]), runner: best.runner }
+    }
+    const unknown = this.shards.filter((shard) => !this.runnerOfShard.has(shard))
+    return { shard: this.pick(unknown.length > 0 ? unknown : this.shards), runner: undefined }
+  }
+
+  /**
+   * The attempt sent to `placement` was answered by `runner`, which holds the shard and runs `capacity`
+   * chunks at once: `outcome` `"busy"` when it refused the attempt.
+   */
+  answered(placement: Placement, runner: string, capacity: number | undefined, outcome: "done" | "busy"): void {
+    this.release(placement)
+    const previous = this.runnerOfShard.get(placement.shard)
+    if (previous !== undefined && previous !== runner) this.runners.get(previous)?.shards.delete(placement.shard)
+    this.runnerOfShard.set(placement.shard, runner)
+    let entry = this.runners.get(runner)
+    if (entry === undefined) {
+      entry = { capacity: capacity ?? 1, inFlight: 0, fullUntil: 0, shards: new Set() }
+      this.runners.set(runner, entry)
+    }
+    if (capacity !== undefined) entry.capacity = capacity
+    entry.fullUntil = outcome === "busy" ? this.now() + fullFor : 0
+    entry.shards.add(placement.shard)
+  }
+
+  /** The attempt sent to `placement` got no answer from a runner (it went away, or was interrupted). */
+  lost(placement: Placement): void {
+    this.release(placement)
+    const previous = this.runnerOfShard.get(placement.shard)
+    if (previous === undefined) return
+    this.runnerOfShard.delete(placement.shard)
+    const entry = this.runners.get(previous)
+    if (entry === undefined) return
+    entry.shards.delete(placement.shard)
+    if (entry.shards.size === 0 && entry.inFlight === 0) this.runners.delete(previous)
+  }
+
+  /** The attempt sent to `placement` was abandoned here (interrupted): its slot is counted free again. */
+  release(placement: Placement): void {
+    if (placement.runner === undefined) return
+    const entry = this.runners.get(placement.runner)
+    if (entry !== undefined && entry.inFlight > 0) entry.inFlight--
+  }
+
+  private pick(from: ReadonlyArray<number>): number {
+    return from[Math.min(from.length - 1, Math.floor(this.random() * from.length))]!
+  }
+}
