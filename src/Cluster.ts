@@ -43,7 +43,7 @@ import { createServer } from "node:net"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import { CapacityView } from "./internal/capacityView.js"
-import type { JobStatus, SpecLimits } from "./Job.js"
+import type { JobSpecInput, JobStatus, SpecLimits } from "./Job.js"
 import { Chunk, JobId, makeJobId, totalChunks, validateSpec } from "./Job.js"
 import {
   describeError,
@@ -465,7 +465,7 @@ export const layer = (
  * @since 0.1.0
  */
 export const submitJob = (
-  spec: unknown,
+  spec: JobSpecInput,
   limits?: SpecLimits
 ): Effect.Effect<JobStatus, InvalidJobSpec | RepositoryError, JobRepository> =>
   Effect.gen(function*() {

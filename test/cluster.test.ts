@@ -15,7 +15,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Cluster from "../src/Cluster.js"
-import type { JobStatus } from "../src/Job.js"
+import type { JobSpecInput, JobStatus } from "../src/Job.js"
 import * as JobClient from "../src/JobClient.js"
 import * as SqlJobRepository from "../src/SqlJobRepository.js"
 import type { TsxProcess } from "./support/tsxProcess.js"
@@ -63,7 +63,7 @@ interface Harness {
   readonly log: string
   readonly events: () => ReadonlyArray<ChunkEvent>
   readonly start: (options: { readonly capacity: number; readonly shardsPerGroup?: number; readonly manager?: object }) => TsxProcess
-  readonly submit: (spec: unknown) => Promise<JobStatus>
+  readonly submit: (spec: JobSpecInput) => Promise<JobStatus>
   readonly get: (id: string) => Promise<JobStatus>
   /** Polls `get` until `done` holds (fails after `timeoutMillis`). */
   readonly until: (id: string, done: (status: JobStatus) => boolean, timeoutMillis?: number) => Promise<JobStatus>

@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises"
 import { resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import * as ChunkWorker from "../../ChunkWorker.js"
-import type { Chunk } from "../../Job.js"
+import type { Chunk, JobSpecInput } from "../../Job.js"
 import { describeError } from "../../JobError.js"
 import * as JobManager from "../../JobManager.js"
 import type { Command, Input } from "./command.js"
@@ -131,7 +131,8 @@ export const submit: Command = {
       const file = stringValue(input, "spec")
       if (file === undefined) return yield* new UsageError({ subject: "--spec", problem: "required: a job spec JSON file" })
       const spec = yield* Effect.tryPromise({
-        try: async () => JSON.parse(await readFile(file, "utf8")) as unknown,
+        // Any JSON: submitJob validates it and names what is wrong.
+        try: async () => JSON.parse(await readFile(file, "utf8")) as JobSpecInput,
         catch: (error) => new UsageError({ subject: "--spec", problem: `cannot read ${file} as JSON: ${describeError(error)}` })
       })
       const Cluster = yield* Effect.promise(() => import("../../Cluster.js"))
