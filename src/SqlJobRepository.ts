@@ -235,29 +235,35 @@ interface Prepared {
 const encodeSpec = Schema.encode(Schema.parseJson(JobSpec))
 const decodeSpec = Schema.decodeUnknown(Schema.parseJson(JobSpec))
 
-/** The constructor validates every field (integers, progress within 0..100, ...). */
-const statusOf = (row: JobRow, metadata?: string | null) =>
+/**
+ * The status of a row (both decoding paths end here, so they cannot disagree on a column). `checked`: the
+ * values were already checked by hand, so the validating constructor is skipped.
+ */
+const statusFromRow = (row: JobRow, metadata: JobStatus["metadata"], checked: boolean): JobStatus =>
+  new JobStatus({
+    id: row.id,
+    ...(row.name === null ? {} : { name: row.name }),
+    state: row.state,
+    totalChunks: row.total_chunks,
+    completedChunks: row.completed_chunks,
+    failedChunks: row.failed_chunks,
+    progress: progressOf(row.total_chunks, row.completed_chunks, row.failed_chunks, row.state, row.partial_chunks),
+    ...(row.error === null ? {} : { error: row.error }),
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+    ...(row.started_at === null ? {} : { startedAt: new Date(row.started_at) }),
+    ...(row.finished_at === null ? {} : { finishedAt: new Date(row.finished_at) }),
+    ...(row.owner === null ? {} : { owner: row.owner }),
+    lease: row.lease,
+    ...(row.phase === null ? {} : { phase: row.phase }),
+    ...(row.retry_of === null ? {} : { retryOf: row.retry_of }),
+    ...(metadata === undefined ? {} : { metadata })
+  }, checked)
+
+/** The constructor validates every field (integers, progress within 0..100, metadata an object, ...). */
+const statusOf = (row: JobRow, metadata: string | null) =>
   Effect.try({
-    try: () =>
-      new JobStatus({
-        id: row.id,
-        ...(row.name === null ? {} : { name: row.name }),
-        state: row.state,
-        totalChunks: row.total_chunks,
-        completedChunks: row.completed_chunks,
-        failedChunks: row.failed_chunks,
-        progress: progressOf(row.total_chunks, row.completed_chunks, row.failed_chunks, row.state, row.partial_chunks),
-        ...(row.error === null ? {} : { error: row.error }),
-        createdAt: new Date(row.created_at),
-        updatedAt: new Date(row.updated_at),
-        ...(row.started_at === null ? {} : { startedAt: new Date(row.started_at) }),
-        ...(row.finished_at === null ? {} : { finishedAt: new Date(row.finished_at) }),
-        ...(row.owner === null ? {} : { owner: row.owner }),
-        lease: row.lease,
-        ...(row.phase === null ? {} : { phase: row.phase }),
-        ...(row.retry_of === null ? {} : { retryOf: row.retry_of }),
-        ...(metadata === undefined || metadata === null ? {} : { metadata: JSON.parse(metadata) })
-      }),
+    try: () => statusFromRow(row, metadata === null ? undefined : JSON.parse(metadata), false),
     catch: (cause) => cause
   })
 
@@ -317,26 +323,24 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
     (retryOf !== undefined && !jobIdPattern.test(retryOf)) || (phase !== null && phase !== "finalizing") ||
     completed + failed > total
   ) return undefined
-  const jobState = state as JobState
-  return new JobStatus({
+  return statusFromRow({
     id: id as JobId,
-    ...(name === undefined ? {} : { name }),
-    state: jobState,
-    totalChunks: total,
-    completedChunks: completed,
-    failedChunks: failed,
-    progress: progressOf(total, completed, failed, jobState, partial),
-    ...(error === undefined ? {} : { error }),
-    createdAt: new Date(created),
-    updatedAt: new Date(updated),
-    ...(started === null ? {} : { startedAt: new Date(started) }),
-    ...(finished === null ? {} : { finishedAt: new Date(finished) }),
-    ...(owner === undefined ? {} : { owner }),
+    name: name ?? null,
+    state: state as JobState,
+    total_chunks: total,
+    completed_chunks: completed,
+    failed_chunks: failed,
+    error: error ?? null,
+    created_at: created,
+    updated_at: updated,
+    started_at: started,
+    finished_at: finished,
+    owner: owner ?? null,
+    phase,
+    retry_of: (retryOf ?? null) as JobId | null,
     lease,
-    ...(phase === null ? {} : { phase }),
-    ...(retryOf === undefined ? {} : { retryOf: retryOf as JobId }),
-    ...(metadata === undefined ? {} : { metadata })
-  }, true)
+    partial_chunks: partial
+  }, metadata, true)
 }
 
 const decodeStatus = (operation: string, row: unknown): Effect.Effect<JobStatus, RepositoryError> => {
