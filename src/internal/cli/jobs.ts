@@ -84,16 +84,10 @@ export const list: Command = {
   },
   run: (input) =>
     Effect.gen(function*() {
-      const states = yield* choices(input, "state", JobState.literals, "a job state")
-      const limit = yield* integerValue(input, "limit", { min: 1, max: 1000, fallback: 20 })
-      const cursor = stringValue(input, "cursor")
+      const query = yield* pageQuery(input, JobState.literals, "a job state", 20)
       yield* withStore(input, (client) =>
         Effect.gen(function*() {
-          const page = yield* client.listJobs({
-            ...(states.length === 0 ? {} : { state: states }),
-            limit,
-            ...(cursor === undefined ? {} : { cursor })
-          }).pipe(asUsageError)
+          const page = yield* client.listJobs(query).pipe(asUsageError)
           const more = page.nextCursor === undefined ? undefined : `more jobs: add --cursor ${page.nextCursor}`
           if (input.values["json"] === true) {
             yield* Effect.forEach(page.jobs, printJson, { discard: true })
@@ -117,6 +111,20 @@ export const list: Command = {
     })
 }
 
+/** The `--state` (repeatable), `--limit` and `--cursor` of a listing command, as its query. */
+const pageQuery = <const A extends string>(
+  input: Input,
+  states: ReadonlyArray<A>,
+  what: string,
+  defaultLimit: number
+) =>
+  Effect.gen(function*() {
+    const state = yield* choices(input, "state", states, what)
+    const limit = yield* integerValue(input, "limit", { min: 1, max: 1000, fallback: defaultLimit })
+    const cursor = stringValue(input, "cursor")
+    return { ...(state.length === 0 ? {} : { state }), limit, ...(cursor === undefined ? {} : { cursor }) }
+  })
+
 /** A value shown in a table cell: JSON cut to `width` characters. */
 const cell = (value: unknown, width: number): string => {
   if (value === undefined) return "-"
@@ -127,14 +135,8 @@ const cell = (value: unknown, width: number): string => {
 /** `show <job> --chunks`: one page of the job's chunks. */
 const showChunks = (input: Input, client: JobClient, status: JobStatus) =>
   Effect.gen(function*() {
-    const states = yield* choices(input, "state", ChunkState.literals, "a chunk state")
-    const limit = yield* integerValue(input, "limit", { min: 1, max: 1000, fallback: 100 })
-    const cursor = stringValue(input, "cursor")
-    const page: ChunkPage = yield* client.listChunks(status.id, {
-      ...(states.length === 0 ? {} : { state: states }),
-      limit,
-      ...(cursor === undefined ? {} : { cursor })
-    }).pipe(asUsageError)
+    const query = yield* pageQuery(input, ChunkState.literals, "a chunk state", 100)
+    const page: ChunkPage = yield* client.listChunks(status.id, query).pipe(asUsageError)
     const more = page.nextCursor === undefined ? undefined : `more chunks: add --cursor ${page.nextCursor}`
     if (input.values["json"] === true) {
       yield* Effect.forEach(page.chunks, printChunkJson, { discard: true })
