@@ -398,15 +398,18 @@ const renderChunkFilters = () =>
     )
   )
 
-/** Loads the first page of the job's chunks (`fresh`), or the next one. */
-const loadChunks = async (fresh) => {
+/**
+ * Loads the first page of the job's chunks (`fresh`), or the next one. A `refresh` (the job changed) is
+ * dropped when it answers after more pages were shown, so it never takes back a "More chunks".
+ */
+const loadChunks = async (fresh, refresh = false) => {
   const id = chunkList.id
   if (id === undefined) return
   const params = new URLSearchParams({ limit: "50" })
   if (chunkList.state !== undefined) params.set("state", chunkList.state)
   if (!fresh && chunkList.nextCursor !== undefined) params.set("cursor", chunkList.nextCursor)
   const page = await json(await api(`/jobs/${encodeURIComponent(id)}/chunks?${params}`))
-  if (chunkList.id !== id) return
+  if (chunkList.id !== id || (refresh && chunkList.pages > 1)) return
   const rows = page.chunks.map(chunkRow)
   if (fresh) {
     chunkList.pages = 1
@@ -428,7 +431,7 @@ const chunksChanged = () => {
   chunkList.timer = setTimeout(() => {
     chunkList.timer = undefined
     chunkList.reloadAt = Date.now() + 1000
-    loadChunks(true).catch(() => {})
+    loadChunks(true, true).catch(() => {})
   }, wait)
 }
 
