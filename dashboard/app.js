@@ -148,9 +148,10 @@ const goneMark = (job) =>
     : undefined
 
 const bar = (job) => {
-  const total = Math.max(job.totalChunks, 1)
-  const done = job.totalChunks === 0 ? job.progress : (job.completedChunks * 100) / total
-  const failed = job.totalChunks === 0 ? 0 : (job.failedChunks * 100) / total
+  // A streamed job has no total until its stream has ended.
+  const total = Math.max(job.totalChunks ?? 0, 1)
+  const done = !job.totalChunks ? job.progress : (job.completedChunks * 100) / total
+  const failed = !job.totalChunks ? 0 : (job.failedChunks * 100) / total
   return h(
     "div",
     { class: "bar", "data-state": job.state, "data-progress": job.progress, title: `${job.progress}%` },
@@ -161,7 +162,7 @@ const bar = (job) => {
 }
 
 const chunks = (job) =>
-  `${job.completedChunks}/${job.totalChunks}${job.failedChunks > 0 ? ` · ${job.failedChunks} failed` : ""}`
+  `${job.completedChunks}/${job.totalChunks ?? "?"}${job.failedChunks > 0 ? ` · ${job.failedChunks} failed` : ""}`
 
 // --- the list ----------------------------------------------------------------------------------------------
 

@@ -179,6 +179,8 @@ const etaOrState = (status: Job.JobStatus): string => {
   const rate = rateOf(status)
   return rate === undefined
     ? "ETA -"
+    : status.totalChunks === undefined
+    ? "ETA ?"
     : `ETA ${formatSeconds((status.totalChunks - settledChunks(status)) / rate)}`
 }
 

@@ -104,7 +104,7 @@ const concatSegments = (settings: Settings) => (context: Finalizer.FinalizeConte
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const list = join(settings.parts, "segments.txt")
-    const names = Array.from({ length: Job.totalChunks(context.spec) }, (_, id) => `file '${segmentName(id)}'\n`)
+    const names = Array.from({ length: Job.totalChunks(context.spec) ?? 0 }, (_, id) => `file '${segmentName(id)}'\n`)
     yield* fs.writeFileString(list, names.join(""))
     const exitCode = yield* Command.make(
       settings.ffmpeg,

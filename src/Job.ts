@@ -293,6 +293,20 @@ export const RangePlan = Schema.Struct({
 /** @since 0.1.0 */
 export type RangePlan = typeof RangePlan.Type
 
+/**
+ * A chunk stream named by the source that makes it: `source` names one of the manager's `sources` (functions
+ * of `payload` returning a `Stream` or an `AsyncIterable` of chunks), so the stream can be made again after a
+ * restart. Only a manager with that source runs such a spec.
+ *
+ * @since 0.2.0
+ */
+export const StreamSource = Schema.Struct({
+  source: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)),
+  payload: Schema.optional(Json)
+}).annotations({ identifier: "StreamSource" })
+/** @since 0.2.0 */
+export type StreamSource = typeof StreamSource.Type
+
 type JsonRecord = { readonly [key: string]: Json }
 
 const decodeJsonObject = (input: unknown, options: ParseOptions | undefined, ast: AST.AST) =>
@@ -320,7 +334,7 @@ const JsonObject = checkedSchema(decodeJsonObject, {
 export const JobSpec = Schema.Struct({
   name: Schema.optional(Schema.String.pipe(Schema.maxLength(256))),
   metadata: Schema.optional(JsonObject),
-  chunks: Schema.Union(ChunkList, RangePlan),
+  chunks: Schema.Union(ChunkList, RangePlan, StreamSource),
   /** The finalize step to run after the chunks: a finalizer the manager knows by `name`. */
   finalize: Schema.optional(Schema.Struct({
     name: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)),
@@ -373,8 +387,10 @@ const explicitChunks = (spec: unknown): ReadonlyArray<Json> | undefined => {
 const streamedChunks = (spec: unknown): InvalidJobSpec | undefined =>
   !isChunkStream(ownChunks(spec)) ? undefined : new InvalidJobSpec({
     path: ["chunks"],
-    detail: "a chunk stream (a Stream or an iterable) cannot be stored as a spec: give an array or a range " +
-      "plan, or run the stream with executeJob (Promise) or JobExecutor.executeStream (Effect)"
+    detail: "a chunk stream (a Stream or an iterable) cannot be stored as a spec, nor made again after a " +
+      "restart: register a function that makes it in the manager's `sources` and submit " +
+      "{ chunks: { source: name, payload } }, or run the stream with executeJob (Promise) or " +
+      "JobExecutor.executeStream (Effect)"
   })
 
 /**
@@ -429,16 +445,30 @@ export const validateSpec = (
   })
 
 /** @since 0.1.0 */
-export const isRangePlan = (chunks: JobSpec["chunks"]): chunks is RangePlan => !Array.isArray(chunks)
+export const isRangePlan = (chunks: JobSpec["chunks"]): chunks is RangePlan =>
+  !Array.isArray(chunks) && !Object.hasOwn(chunks, "source")
 
 /**
- * The number of chunks a spec describes, without expanding it.
+ * Whether a spec's chunks are a stream named by its source (see {@link StreamSource}).
+ *
+ * @since 0.2.0
+ */
+export const isStreamSource = (chunks: JobSpec["chunks"]): chunks is StreamSource =>
+  !Array.isArray(chunks) && Object.hasOwn(chunks, "source")
+
+/**
+ * The number of chunks a spec describes, without expanding it; `undefined` for a stream (its total is
+ * known once it has ended).
  *
  * @since 0.1.0
  */
-export const totalChunks = (spec: JobSpec): number => {
+export const totalChunks = (spec: JobSpec): number | undefined => {
   const chunks = spec.chunks
-  return isRangePlan(chunks) ? Math.floor((chunks.end - chunks.start) / chunks.size) + 1 : chunks.length
+  return Array.isArray(chunks)
+    ? chunks.length
+    : isRangePlan(chunks)
+    ? Math.floor((chunks.end - chunks.start) / chunks.size) + 1
+    : undefined
 }
 
 /**
@@ -447,26 +477,29 @@ export const totalChunks = (spec: JobSpec): number => {
  * @since 0.1.0
  */
 export const chunkAt = (spec: JobSpec, index: number): Chunk => {
-  const chunks = spec.chunks
-  if (!isRangePlan(chunks)) return chunks[index]!
+  const chunks = spec.chunks as ReadonlyArray<Chunk> | RangePlan
+  if (!isRangePlan(chunks)) return (chunks as ReadonlyArray<Chunk>)[index]!
   const start = chunks.start + index * chunks.size
   return { id: index, payload: { start, end: Math.min(start + chunks.size - 1, chunks.end) } }
 }
 
 /**
  * The progress of a job, 0..100: the share of its chunks that have settled (succeeded or failed for good).
- * A job with no chunks is at 0 until it completes, then at 100.
+ * A job with no chunks is at 0 until it completes, then at 100; a streamed job whose total is not known yet
+ * (`total` undefined) is at 0 (its `completedChunks` count what is done).
  *
  * @since 0.1.0
  */
 export const progressOf = (
-  total: number,
+  total: number | undefined,
   completed: number,
   failed: number,
   state: JobState,
   partial = 0
 ): number =>
-  total === 0
+  total === undefined
+    ? 0
+    : total === 0
     ? (state === "completed" ? 100 : 0)
     : Math.min(100, Math.floor(((completed + failed + (isTerminal(state) ? 0 : partial)) * 100) / total))
 
@@ -479,7 +512,11 @@ export class JobStatus extends Schema.Class<JobStatus>("effect-jobs/JobStatus")(
   id: JobId,
   name: Schema.optional(Schema.String),
   state: JobState,
-  totalChunks: Schema.Int.pipe(Schema.nonNegative()),
+  /**
+   * The job's number of chunks. Absent for a streamed job (see {@link StreamSource}) until its stream has
+   * ended: `completedChunks` and `failedChunks` count what is done, and `progress` stays 0 until then.
+   */
+  totalChunks: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
   completedChunks: Schema.Int.pipe(Schema.nonNegative()),
   failedChunks: Schema.Int.pipe(Schema.nonNegative()),
   progress: Schema.Number.pipe(Schema.between(0, 100)),
@@ -520,15 +557,18 @@ export const withProgress = (
     readonly phase?: "finalizing" | undefined
     /** The fractions reported by the chunks in flight, summed (see `ChunkContext.reportProgress`). */
     readonly partialChunks?: number | undefined
+    /** A streamed job's total, once its stream has ended. */
+    readonly totalChunks?: number | undefined
   },
   now: Date
 ): JobStatus =>
   new JobStatus({
     ...status,
+    ...(progress.totalChunks === undefined ? {} : { totalChunks: progress.totalChunks }),
     completedChunks: progress.completedChunks,
     failedChunks: progress.failedChunks,
     progress: progressOf(
-      status.totalChunks,
+      progress.totalChunks ?? status.totalChunks,
       progress.completedChunks,
       progress.failedChunks,
       status.state,

@@ -29,10 +29,10 @@ import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import * as ChunkStream from "./internal/chunkStream.js"
 import type { Chunk, JobId, JobSpec, Json } from "./Job.js"
-import { chunkAt, totalChunks } from "./Job.js"
-import type { InvalidJobSpec } from "./JobError.js"
+import { chunkAt, isStreamSource, totalChunks } from "./Job.js"
 import {
   ChunkFailed,
+  InvalidJobSpec,
   ChunkTimeout,
   describeError,
   firstIssue,
@@ -305,8 +305,8 @@ class AttemptContext extends LazyAbortController implements ChunkContext {
 export const execute = (
   spec: JobSpec,
   options: ExecuteOptions
-): Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed | InvalidOption, ChunkWorker> =>
-  Effect.flatMap(
+): Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed | InvalidOption | InvalidJobSpec, ChunkWorker> =>
+  isStreamSource(spec.chunks) ? Effect.fail(namedSourceRefused) : Effect.flatMap(
     validateOptions({
       ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
       ...(options.retry === undefined ? {} : { retry: options.retry }),
@@ -318,7 +318,20 @@ export const execute = (
   )
 
 /**
- * {@link execute} for options that were already validated (the manager validates once per job).
+ * The error for a spec whose chunks name a stream source run without a manager: only a `JobManager` with that
+ * source (its `sources` option) can make the stream.
+ *
+ * @since 0.2.0
+ */
+export const namedSourceRefused = new InvalidJobSpec({
+  path: ["chunks", "source"],
+  detail: "chunks named by a source are made by a JobManager with that source in its `sources`; without a " +
+    "manager, run the stream itself (executeStream / executeIterable, or executeJob with an async iterable)"
+})
+
+/**
+ * {@link execute} for options that were already validated (the manager validates once per job), and a spec
+ * whose chunks are an array or a range plan (a spec naming a stream source is a defect here).
  *
  * @since 0.1.0
  */
@@ -328,6 +341,7 @@ export const executeValidated = (
 ): Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed, ChunkWorker> =>
   Effect.suspend(() => {
     const total = totalChunks(spec)
+    if (total === undefined) return Effect.die(namedSourceRefused)
     let next = 0
     const source: Source<never, never> = {
       total: () => total,
@@ -363,6 +377,11 @@ export interface ExecuteStreamOptions extends Omit<ExecuteOptions, "onChunkSettl
   readonly prefetch?: number | undefined
   /** Called after each chunk settles, in the fiber that ran it. */
   readonly onChunkSettled?: ((event: StreamChunkSettled) => Effect.Effect<void>) | undefined
+  /**
+   * Called by the fiber that pulls the stream with each batch of chunks it has just pulled and checked,
+   * before any of them can start (a manager records them so that a resumed job can run them again).
+   */
+  readonly onPulled?: ((chunks: ReadonlyArray<Chunk>) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -457,7 +476,7 @@ const executeOpened = <E, R, E2>(
       pulled: () => buffer.pulled,
       take: () => buffer.take(),
       more: () => buffer.more(),
-      producer: ChunkStream.produce(pull, buffer)
+      producer: ChunkStream.produce(pull, buffer, options.onPulled)
     }, { ...options, ...validated } as ExecuteOptions)
     return { ...summary, totalChunks: summary.totalChunks ?? buffer.pulled, ended: buffer.ended }
   }).pipe(Effect.scoped)

@@ -17,9 +17,20 @@ import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from ".
 import { LazyStatus } from "./internal/lazyStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
 import { VersionSignal } from "./internal/versionSignal.js"
-import { chunkIdsOf, pageChunks, recordsAfter } from "./internal/chunkListing.js"
-import type { ChunkPage, ChunkResult, JobId, JobPage, JobSpec, JobState, Json, ListChunksQuery, ListQuery } from "./Job.js"
-import { canTransition, isTerminal, JobStatus, progressOf } from "./Job.js"
+import { chunkIdsOf, pageChunks, recordsAfter, streamedIds } from "./internal/chunkListing.js"
+import type {
+  Chunk,
+  ChunkPage,
+  ChunkResult,
+  JobId,
+  JobPage,
+  JobSpec,
+  JobState,
+  Json,
+  ListChunksQuery,
+  ListQuery
+} from "./Job.js"
+import { canTransition, isStreamSource, isTerminal, JobStatus, progressOf } from "./Job.js"
 import type { InvalidOption } from "./JobError.js"
 import { InvalidJobState, JobNotFound, LeaseLost, RepositoryError } from "./JobError.js"
 
@@ -31,7 +42,8 @@ import { InvalidJobState, JobNotFound, LeaseLost, RepositoryError } from "./JobE
 export interface NewJob {
   readonly id: JobId
   readonly spec: JobSpec
-  readonly totalChunks: number
+  /** `undefined` for a streamed job (see `StreamSource`): its total is recorded once its stream has ended. */
+  readonly totalChunks: number | undefined
   /** The manager instance that will run it. */
   readonly owner?: string | undefined
   /** The failed job this one re-drives; its checkpoint is `completed`. */
@@ -122,6 +134,14 @@ export interface ProgressUpdate {
    * with the checkpoint, in the same write.
    */
   readonly chunk?: ChunkRecord | undefined
+  /**
+   * Chunks just pulled from a streamed job's stream: recorded with the checkpoint, in the same write, so that a
+   * resumed job re-runs those that did not complete without the stream (a chunk's record goes once it has
+   * completed) and skips every recorded id when it pulls the stream again.
+   */
+  readonly pulled?: ReadonlyArray<Chunk> | undefined
+  /** A streamed job's total, once its stream has ended (the job then has a `totalChunks`). */
+  readonly totalChunks?: number | undefined
   /** Fencing: the lease the writer holds; the update is refused (`LeaseLost`) once the job's lease moved on. */
   readonly lease?: number | undefined
 }
@@ -237,6 +257,12 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   /** The ids of the job's completed chunks, as recorded so far. */
   readonly getCheckpoint: (id: JobId) => Effect.Effect<RangeSet, JobNotFound | RepositoryError>
   /**
+   * The chunks recorded as pulled from a streamed job's stream (see `ProgressUpdate.pulled`) that have not
+   * completed, in chunk-id order: what a resumed job runs again before it pulls its stream again. Empty for a
+   * job that is not streamed.
+   */
+  readonly pulledChunks: (id: JobId) => Effect.Effect<ReadonlyArray<Chunk>, JobNotFound | RepositoryError>
+  /**
    * One page of the job's chunks in chunk-id order (see `ListChunksQuery`), as recorded so far (buffered
    * progress of this process included): `completed`, `failed` or `pending`; a store cannot tell a running
    * chunk from a pending one, so a filter on `running` alone matches nothing here. Paging costs the same on
@@ -325,7 +351,7 @@ export const applyTransition = (
     id: status.id,
     ...(status.name === undefined ? {} : { name: status.name }),
     state: to,
-    totalChunks: status.totalChunks,
+    ...(status.totalChunks === undefined ? {} : { totalChunks: status.totalChunks }),
     completedChunks,
     failedChunks,
     progress: progressOf(status.totalChunks, completedChunks, failedChunks, to),
@@ -353,7 +379,7 @@ export const newJobStatus = (job: NewJob, now: Date): JobStatus => {
     id: job.id,
     ...(job.spec.name === undefined ? {} : { name: job.spec.name }),
     state: "pending",
-    totalChunks: job.totalChunks,
+    ...(job.totalChunks === undefined ? {} : { totalChunks: job.totalChunks }),
     completedChunks,
     failedChunks: 0,
     progress: progressOf(job.totalChunks, completedChunks, 0, "pending"),
@@ -400,9 +426,9 @@ export const countsOverTotal = (
   id: JobId,
   completedChunks: number,
   failedChunks: number,
-  totalChunks: number
+  totalChunks: number | undefined
 ): RepositoryError | undefined =>
-  completedChunks + failedChunks > totalChunks
+  totalChunks !== undefined && completedChunks + failedChunks > totalChunks
     ? new RepositoryError({
       operation,
       detail: `job ${id} has ${totalChunks} chunks; ${completedChunks} completed and ${failedChunks} failed is more`
@@ -415,6 +441,12 @@ export const countsOverTotal = (
  * @since 0.1.0
  */
 export const invalidNewJob = (job: NewJob): RepositoryError | undefined => {
+  if (job.totalChunks === undefined) {
+    return isStreamSource(job.spec.chunks) ? undefined : new RepositoryError({
+      operation: "create",
+      detail: `job ${job.id}: only a streamed job may have no totalChunks`
+    })
+  }
   if (!(Number.isSafeInteger(job.totalChunks) && job.totalChunks >= 0)) {
     return new RepositoryError({
       operation: "create",
@@ -471,6 +503,8 @@ interface MemoryEntry {
   readonly checkpoint: RangeSet
   /** Chunk records in id order (chunks mostly settle in id order, so a new one is mostly appended). */
   readonly records: Array<ChunkRecord>
+  /** A streamed job's chunks recorded as pulled and not completed, by id. */
+  readonly pulled: Map<number, Chunk>
 }
 
 /** Adds or replaces a record in an id-ordered array. */
@@ -604,7 +638,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           status: new LazyStatus(status),
           spec: job.spec,
           checkpoint: job.completed?.copy() ?? RangeSet.empty(),
-          records: []
+          records: [],
+          pulled: new Map()
         }
         jobs.set(job.id, entry)
         appendOrder(keyOf(status), entry)
@@ -675,7 +710,13 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         )
         if (over !== undefined) return Effect.fail(over)
         entry.status.progress(progress, millis)
-        if (progress.completedChunkId !== undefined) entry.checkpoint.add(progress.completedChunkId)
+        if (progress.pulled !== undefined) {
+          for (const chunk of progress.pulled) if (!entry.checkpoint.has(chunk.id)) entry.pulled.set(chunk.id, chunk)
+        }
+        if (progress.completedChunkId !== undefined) {
+          entry.checkpoint.add(progress.completedChunkId)
+          entry.pulled.delete(progress.completedChunkId)
+        }
         if (progress.chunk !== undefined) putRecord(entry.records, progress.chunk)
         changes.bump()
         return Effect.void
@@ -685,13 +726,20 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         const entry = jobs.get(id)
         return entry === undefined ? Effect.fail(new JobNotFound({ jobId: id })) : Effect.succeed(entry.checkpoint.copy())
       }),
+    pulledChunks: (id) =>
+      Effect.suspend(() => {
+        const entry = jobs.get(id)
+        return entry === undefined
+          ? Effect.fail(new JobNotFound({ jobId: id }))
+          : Effect.succeed([...entry.pulled.values()].sort((a, b) => a.id - b.id))
+      }),
     listChunks: (id, query) =>
       Effect.suspend((): Effect.Effect<ChunkPage, JobNotFound | InvalidOption> => {
         const entry = jobs.get(id)
         if (entry === undefined) return Effect.fail(new JobNotFound({ jobId: id }))
         return pageChunks(
           query,
-          chunkIdsOf(entry.spec),
+          chunkIdsOf(entry.spec, () => streamedIds(entry.checkpoint, entry.pulled.keys())),
           entry.checkpoint,
           (after, limit) => Effect.succeed(recordsAfter(entry.records, after, limit))
         )

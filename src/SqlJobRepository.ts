@@ -55,7 +55,7 @@ import { createHash } from "node:crypto"
 import { existsSync } from "node:fs"
 import * as ChangeFeed from "./internal/changeFeed.js"
 import type { RecordWindow } from "./internal/chunkListing.js"
-import { chunkIdsOf, pageChunks, recordsAfter } from "./internal/chunkListing.js"
+import { chunkIdsOf, pageChunks, recordsAfter, streamedIds } from "./internal/chunkListing.js"
 import * as GroupCommit from "./internal/groupCommit.js"
 import type { CursorKey } from "./internal/cursor.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
@@ -67,9 +67,10 @@ import { logFailure, loop } from "./internal/supervised.js"
 import { fn } from "./internal/tracing.js"
 import type { Tables } from "./internal/sqlMigrations.js"
 import { applicationName, migrations, schemaVersion, tableNames, tablesIn } from "./internal/sqlMigrations.js"
-import type { ChunkResult, JobId, JobPage, JobState, ListChunksQuery, ListQuery } from "./Job.js"
+import type { Chunk, ChunkResult, JobId, JobPage, JobState, ListChunksQuery, ListQuery } from "./Job.js"
 import {
   canTransition,
+  isStreamSource,
   Json,
   isTerminal,
   JobId as JobIdSchema,
@@ -217,12 +218,13 @@ const JobRow = Schema.Struct({
   phase: Schema.NullOr(Schema.Literal("finalizing")),
   retry_of: Schema.NullOr(JobIdSchema),
   lease: Integer,
-  partial_chunks: Schema.Number
+  partial_chunks: Schema.Number,
+  streaming: Integer
 })
 type JobRow = typeof JobRow.Type
 
 const jobColumns = "id, name, state, total_chunks, completed_chunks, failed_chunks, error, created_at, updated_at," +
-  " started_at, finished_at, owner, phase, retry_of, lease, partial_chunks"
+  " started_at, finished_at, owner, phase, retry_of, lease, partial_chunks, streaming"
 
 const decodeJobRow = Schema.decodeUnknown(JobRow)
 
@@ -244,10 +246,17 @@ const statusFromRow = (row: JobRow, metadata: JobStatus["metadata"], checked: bo
     id: row.id,
     ...(row.name === null ? {} : { name: row.name }),
     state: row.state,
-    totalChunks: row.total_chunks,
+    // A streamed job has no total until its stream has ended.
+    ...(row.streaming === 1 ? {} : { totalChunks: row.total_chunks }),
     completedChunks: row.completed_chunks,
     failedChunks: row.failed_chunks,
-    progress: progressOf(row.total_chunks, row.completed_chunks, row.failed_chunks, row.state, row.partial_chunks),
+    progress: progressOf(
+      row.streaming === 1 ? undefined : row.total_chunks,
+      row.completed_chunks,
+      row.failed_chunks,
+      row.state,
+      row.partial_chunks
+    ),
     ...(row.error === null ? {} : { error: row.error }),
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
@@ -294,6 +303,7 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
   const created = countOf(row["created_at"])
   const updated = countOf(row["updated_at"])
   const lease = countOf(row["lease"])
+  const streaming = countOf(row["streaming"])
   const started = row["started_at"] === null ? null : countOf(row["started_at"])
   const finished = row["finished_at"] === null ? null : countOf(row["finished_at"])
   const name = textOf(row["name"])
@@ -319,9 +329,10 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
     typeof partial !== "number" || !Number.isFinite(partial) || partial < 0 ||
     total === undefined || completed === undefined || failed === undefined || created === undefined ||
     updated === undefined || lease === undefined || started === undefined || finished === undefined ||
+    (streaming !== 0 && streaming !== 1) ||
     name === false || error === false || owner === false || retryOf === false ||
     (retryOf !== undefined && !jobIdPattern.test(retryOf)) || (phase !== null && phase !== "finalizing") ||
-    completed + failed > total
+    (streaming === 0 && completed + failed > total)
   ) return undefined
   return statusFromRow({
     id: id as JobId,
@@ -339,7 +350,8 @@ const fastStatus = (input: unknown): JobStatus | undefined => {
     phase,
     retry_of: (retryOf ?? null) as JobId | null,
     lease,
-    partial_chunks: partial
+    partial_chunks: partial,
+    streaming
   }, metadata, true)
 }
 
@@ -424,7 +436,13 @@ const chunkIdsCached = 8
 /** The most chunk records one insert writes (8 parameters each). */
 const recordBatch = 500
 
-const TotalRow = Schema.Struct({ total_chunks: Integer, state: JobStateSchema })
+const TotalRow = Schema.Struct({ total_chunks: Integer, state: JobStateSchema, streaming: Integer })
+
+const PulledRow = Schema.Struct({ chunk_id: Integer, payload: Schema.String })
+const decodePulledRows = Schema.decodeUnknown(Schema.Array(PulledRow))
+
+/** The most ranges of chunk ids one DELETE of pulled chunks names (2 parameters each). */
+const rangeBatch = 200
 const decodeTotalRow = Schema.decodeUnknown(TotalRow)
 
 const HeartbeatRow = Schema.Struct({ heartbeat_at: Integer })
@@ -599,6 +617,7 @@ const makeService = (
     const jobs = sql(tables.jobs)
     const specs = sql(tables.specs)
     const chunkTable = sql(tables.chunks)
+    const pulledTable = sql(tables.pulled)
     const owners = sql(tables.owners)
     const columns = sql.literal(jobColumns)
     const notTerminal = sql`NOT (${sql.in("state", terminalStates)})`
@@ -675,6 +694,31 @@ const makeService = (
       )
     }
 
+    /**
+     * Writes what a streamed job's write takes: the chunks pulled (a row each), then the removal of the rows of
+     * the chunks that completed (by ranges of ids), in the caller's transaction. Nothing for another job.
+     */
+    const writePulled = (operation: string, id: JobId, taken: Taken) =>
+      Effect.gen(function*() {
+        if (!taken.streamed) return
+        const rows = taken.pulled === undefined ? [] : Array.from(taken.pulled.values(), (chunk) => ({
+          job_id: id,
+          chunk_id: chunk.id,
+          payload: JSON.stringify(chunk.payload)
+        }))
+        for (let offset = 0; offset < rows.length; offset += recordBatch) {
+          yield* sql`INSERT INTO ${pulledTable} ${sql.insert(rows.slice(offset, offset + recordBatch))}
+            ON CONFLICT (job_id, chunk_id) DO NOTHING`.pipe(Effect.mapError(sqlFailure(operation)))
+        }
+        const ranges = [...taken.chunks.ranges()]
+        for (let offset = 0; offset < ranges.length; offset += rangeBatch) {
+          const part = ranges.slice(offset, offset + rangeBatch)
+          yield* sql`DELETE FROM ${pulledTable} WHERE job_id = ${id} AND (${
+            sql.or(part.map(([start, end]) => sql`chunk_id BETWEEN ${start} AND ${end}`))
+          })`.pipe(Effect.mapError(sqlFailure(operation)))
+        }
+      })
+
     /** The condition that a write holds `lease` (none for an unfenced write). */
     const fenced = (lease: number | undefined): ReadonlyArray<Fragment> => lease === undefined ? [] : [sql`lease = ${lease}`]
 
@@ -693,7 +737,9 @@ const makeService = (
             failed_chunks = CASE WHEN ${notTerminal} THEN ${taken.failedChunks} ELSE failed_chunks END,
             partial_chunks = CASE WHEN ${notTerminal} THEN ${taken.partialChunks} ELSE partial_chunks END,
             updated_at = CASE WHEN ${notTerminal} THEN ${taken.at} ELSE updated_at END,
-            phase = CASE WHEN ${notTerminal} THEN COALESCE(${taken.phase ?? null}, phase) ELSE phase END
+            phase = CASE WHEN ${notTerminal} THEN COALESCE(${taken.phase ?? null}, phase) ELSE phase END${
+          taken.totalChunks === undefined ? sql`` : sql`, total_chunks = ${taken.totalChunks}, streaming = 0`
+        }
           WHERE ${sql.and([sql`id = ${taken.id}`, ...fenced(taken.lease)])}
           RETURNING state, checkpoint`.pipe(Effect.mapError(sqlFailure("flush")))
         const row = rows[0]
@@ -703,6 +749,7 @@ const makeService = (
           return { taken, outcome: exists.length === 0 ? "gone" : "lost" } as const
         }
         if (taken.records !== undefined) yield* writeRecords("flush", taken.id, taken.records)
+        yield* writePulled("flush", taken.id, taken)
         if (taken.chunks.size > 0) {
           const merged = yield* Effect.either(mergeCheckpoint("flush", taken.id, row.checkpoint, taken.chunks))
           // A corrupt checkpoint keeps its chunk ids buffered (and is reported); the other jobs are written.
@@ -811,10 +858,11 @@ const makeService = (
         const failed = patch?.failedChunks ?? taken?.failedChunks
         const completedValue = completed === undefined ? sql`completed_chunks` : sql`${completed}`
         const failedValue = failed === undefined ? sql`failed_chunks` : sql`${failed}`
+        // A streamed job whose stream has not ended has no total to check against.
         const withinTotal = completed !== undefined && failed !== undefined
-          ? [sql`${completed + failed} <= total_chunks`]
+          ? [sql`(streaming = 1 OR ${completed + failed} <= total_chunks)`]
           : completed !== undefined || failed !== undefined
-          ? [sql`${completedValue} + ${failedValue} <= total_chunks`]
+          ? [sql`(streaming = 1 OR ${completedValue} + ${failedValue} <= total_chunks)`]
           : []
         const owner = patch?.owner === null
           ? sql`NULL`
@@ -829,6 +877,10 @@ const makeService = (
           : sql`${phaseValue}`
         const chunks = taken !== undefined && taken.chunks.size > 0 ? taken.chunks : undefined
         const records = taken?.records
+        const pulled = taken !== undefined && taken.streamed && ((taken.pulled?.size ?? 0) > 0 || chunks !== undefined)
+          ? taken
+          : undefined
+        const total = taken?.totalChunks === undefined ? sql`` : sql`total_chunks = ${taken.totalChunks}, streaming = 0,`
         /**
          * The compare-and-set. With `inline`, the chunk ids become the checkpoint in the same statement, which
          * then applies only while the stored checkpoint is empty: no transaction, no second statement. Otherwise
@@ -838,6 +890,7 @@ const makeService = (
           Effect.gen(function*() {
             const rows = yield* sql`UPDATE ${jobs} SET
                 ${inline === undefined ? sql`` : sql`checkpoint = ${inline},`}
+                ${total}
                 state = ${to},
                 completed_chunks = ${completedValue},
                 failed_chunks = ${failedValue},
@@ -864,6 +917,7 @@ const makeService = (
             const row = rows[0]
             if (row === undefined) return Option.none<JobStatus>()
             if (records !== undefined) yield* writeRecords("transition", id, records)
+            if (pulled !== undefined) yield* writePulled("transition", id, pulled)
             if (chunks !== undefined && inline === undefined) {
               yield* mergeCheckpoint("transition", id, row["checkpoint"], chunks)
             }
@@ -873,7 +927,7 @@ const makeService = (
         // (another process wrote it), the transition is made again the usual way.
         const givingBack = <A, E>(effect: Effect.Effect<A, E>) =>
           Effect.onError(effect, () => Effect.sync(() => taken !== undefined && buffer.giveBack(taken)))
-        const inlined = chunks !== undefined && records === undefined && patch?.lease !== undefined &&
+        const inlined = chunks !== undefined && records === undefined && pulled === undefined && patch?.lease !== undefined &&
             emptyCheckpoints.get(id) === patch.lease
           ? yield* givingBack(write(chunks.toString()))
           : undefined
@@ -881,7 +935,9 @@ const makeService = (
         const result = inlined !== undefined && Option.isSome(inlined)
           ? inlined
           : yield* givingBack(
-            chunks !== undefined || records !== undefined ? transaction("transition", write(undefined)) : write(undefined)
+            chunks !== undefined || records !== undefined || pulled !== undefined
+              ? transaction("transition", write(undefined))
+              : write(undefined)
           )
         if (Option.isNone(result)) {
           if (taken !== undefined) buffer.giveBack(taken)
@@ -889,7 +945,7 @@ const makeService = (
         }
         const status = result.value
         if (isTerminal(status.state)) totals.delete(id)
-        else totals.set(id, status.totalChunks)
+        else totals.set(id, status.totalChunks ?? Number.POSITIVE_INFINITY)
         if (
           !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
           emptyCheckpoints.get(id) === patch.lease
@@ -925,12 +981,14 @@ const makeService = (
     // The chunk ids of the jobs listed lately (a job's chunks never change), with the creation time of the job
     // they belong to (an id may be used again after a delete): the spec of a job of a million explicit chunks is
     // read and decoded once, not for every page.
-    const chunkIdCache = new Map<JobId, { readonly createdAt: string; readonly ids: (after: number) => number | undefined }>()
+    // A streamed job's ids change as its stream is pulled: `"streamed"` stands for them (see `streamedIds`).
+    type ChunkIds = ((after: number) => number | undefined) | "streamed"
+    const chunkIdCache = new Map<JobId, { readonly createdAt: string; readonly ids: ChunkIds }>()
 
     const chunkIdsOfJob = (
       id: JobId,
       createdAt: string
-    ): Effect.Effect<(after: number) => number | undefined, JobNotFound | RepositoryError> =>
+    ): Effect.Effect<ChunkIds, JobNotFound | RepositoryError> =>
       Effect.suspend(() => {
         const cached = chunkIdCache.get(id)
         if (cached !== undefined && cached.createdAt === createdAt) {
@@ -946,13 +1004,36 @@ const makeService = (
               : Effect.mapError(decodeSpec(rows[0].spec), rowFailure("listChunks", `the stored spec of job ${id}`))
           ),
           Effect.map((spec) => {
-            const ids = chunkIdsOf(spec)
+            const ids: ChunkIds = isStreamSource(spec.chunks) ? "streamed" : chunkIdsOf(spec, () => RangeSet.empty())
             chunkIdCache.delete(id)
             if (chunkIdCache.size >= chunkIdsCached) chunkIdCache.delete(chunkIdCache.keys().next().value!)
             chunkIdCache.set(id, { createdAt, ids })
             return ids
           })
         )
+      })
+
+    /**
+     * A streamed job's chunks pulled and not completed, in id order: the stored rows and this process's buffered
+     * ones, less those completed (stored or buffered). Run under the write lock, so none is in a flush under way.
+     */
+    const selectPulled = (operation: string, id: JobId, checkpoint: RangeSet) =>
+      Effect.gen(function*() {
+        const rows = yield* sql`SELECT chunk_id, payload FROM ${pulledTable} WHERE job_id = ${id} ORDER BY chunk_id`.pipe(
+          Effect.mapError(sqlFailure(operation)),
+          Effect.flatMap((rows) => Effect.mapError(decodePulledRows(rows), rowFailure(operation, `a pulled chunk of job ${id}`)))
+        )
+        const byId = new Map<number, Chunk>()
+        for (const row of rows) {
+          const payload = yield* Effect.mapError(
+            decodeResult(row.payload),
+            rowFailure(operation, `the payload of pulled chunk ${row.chunk_id} of job ${id}`)
+          )
+          byId.set(row.chunk_id, { id: row.chunk_id, payload })
+        }
+        const buffered = buffer.get(id)?.pulled
+        if (buffered !== undefined) for (const [chunkId, chunk] of buffered) byId.set(chunkId, chunk)
+        return [...byId.values()].filter((chunk) => !checkpoint.has(chunk.id)).sort((a, b) => a.id - b.id)
       })
 
     /** Deleted jobs: nothing of them stays buffered or cached. */
@@ -969,7 +1050,7 @@ const makeService = (
     const totalOf = (id: JobId): Effect.Effect<number | undefined, RepositoryError> => {
       const known = totals.get(id)
       if (known !== undefined) return Effect.succeed(known)
-      return sql`SELECT total_chunks, state FROM ${jobs} WHERE id = ${id}`.pipe(
+      return sql`SELECT total_chunks, state, streaming FROM ${jobs} WHERE id = ${id}`.pipe(
         Effect.mapError(sqlFailure("updateProgress")),
         Effect.flatMap((rows) =>
           rows[0] === undefined
@@ -978,8 +1059,10 @@ const makeService = (
               Effect.mapError(decodeTotalRow(rows[0]), rowFailure("updateProgress", `the total of job ${id}`)),
               (row) => {
                 if (isTerminal(row.state)) return undefined
-                totals.set(id, row.total_chunks)
-                return row.total_chunks
+                // A streamed job whose stream has not ended has no total to check counts against.
+                const total = row.streaming === 1 ? Number.POSITIVE_INFINITY : row.total_chunks
+                totals.set(id, total)
+                return total
               }
             )
         )
@@ -991,7 +1074,14 @@ const makeService = (
       progress: ProgressUpdate,
       total: number
     ): Effect.Effect<void, LeaseLost | RepositoryError> => {
-      const over = countsOverTotal("updateProgress", id, progress.completedChunks, progress.failedChunks, total)
+      const over = countsOverTotal(
+        "updateProgress",
+        id,
+        progress.completedChunks,
+        progress.failedChunks,
+        progress.totalChunks ?? total
+      )
+      if (progress.totalChunks !== undefined && over === undefined) totals.set(id, progress.totalChunks)
       if (over !== undefined) return Effect.fail(over)
       return Effect.flatMap(Clock.currentTimeMillis, (at) =>
         buffer.record(id, progress, at) ? Effect.void : Effect.fail(new LeaseLost({ jobId: id, lease: progress.lease! })))
@@ -1136,7 +1226,8 @@ const makeService = (
               id: job.id,
               name: job.spec.name ?? null,
               state: "pending",
-              total_chunks: job.totalChunks,
+              total_chunks: job.totalChunks ?? 0,
+              streaming: job.totalChunks === undefined ? 1 : 0,
               completed_chunks: status.completedChunks,
               failed_chunks: 0,
               created_at: status.createdAt.getTime(),
@@ -1171,7 +1262,7 @@ const makeService = (
           Effect.suspend(() => {
             for (const id of inserted) {
               const { job } = distinct.get(id)!
-              totals.set(id, job.totalChunks)
+              totals.set(id, job.totalChunks ?? Number.POSITIVE_INFINITY)
               if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(id, 0)
             }
             return inserted.size === 0 ? Effect.void : feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
@@ -1208,7 +1299,7 @@ const makeService = (
           })
         )
         for (const { job } of prepared) {
-          totals.set(job.id, job.totalChunks)
+          totals.set(job.id, job.totalChunks ?? Number.POSITIVE_INFINITY)
           if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(job.id, 0)
         }
         if (prepared.length > 0) yield* feed.announce("*")
@@ -1322,15 +1413,33 @@ const makeService = (
             created_at FROM ${jobs} WHERE id = ${id}`.pipe(Effect.mapError(sqlFailure("listChunks")))
           if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
           const stored = yield* readCheckpoint("listChunks", id, rows[0].checkpoint)
-          const ids = yield* chunkIdsOfJob(id, String(rows[0].created_at))
+          const cached = yield* chunkIdsOfJob(id, String(rows[0].created_at))
           const entry = buffer.get(id)
           const checkpoint = entry === undefined ? stored : stored.union(entry.chunks)
+          const ids = cached !== "streamed" ? cached : yield* Effect.map(
+            selectPulled("listChunks", id, checkpoint),
+            (pulled) => {
+              const known = streamedIds(checkpoint, pulled.map((chunk) => chunk.id))
+              return (after: number) => known.nextAfter(after)
+            }
+          )
           const buffered = entry?.records === undefined
             ? []
             : [...entry.records.values()].sort((a, b) => a.id - b.id)
           return yield* pageChunks(query, ids, checkpoint, (after, limit) =>
             Effect.map(selectRecords("listChunks", id, after, limit, false), (read) =>
               mergeRecords(read, recordsAfter(buffered, after, limit), limit)))
+        }))
+      }),
+      pulledChunks: fn("SqlJobRepository.pulledChunks")(function*(id: JobId) {
+        return yield* writeLock.withPermits(1)(Effect.gen(function*() {
+          const rows = yield* sql<{ readonly checkpoint: unknown }>`SELECT checkpoint FROM ${jobs} WHERE id = ${id}`.pipe(
+            Effect.mapError(sqlFailure("pulledChunks"))
+          )
+          if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
+          const stored = yield* readCheckpoint("pulledChunks", id, rows[0].checkpoint)
+          const entry = buffer.get(id)
+          return yield* selectPulled("pulledChunks", id, entry === undefined ? stored : stored.union(entry.chunks))
         }))
       }),
       chunkResults: fn("SqlJobRepository.chunkResults")(function*(id: JobId, query: ResultsQuery) {
@@ -1360,6 +1469,7 @@ const makeService = (
               if (deleted.length > 0) {
                 yield* sql`DELETE FROM ${specs} WHERE id = ${id}`
                 yield* sql`DELETE FROM ${chunkTable} WHERE job_id = ${id}`
+                yield* sql`DELETE FROM ${pulledTable} WHERE job_id = ${id}`
               }
               return deleted
             })
@@ -1391,6 +1501,7 @@ const makeService = (
                 const ids = deleted.map((row) => row.id)
                 yield* sql`DELETE FROM ${specs} WHERE ${sql.in("id", ids)}`
                 yield* sql`DELETE FROM ${chunkTable} WHERE ${sql.in("job_id", ids)}`
+                yield* sql`DELETE FROM ${pulledTable} WHERE ${sql.in("job_id", ids)}`
               }
               return deleted
             })

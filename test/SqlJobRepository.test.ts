@@ -427,8 +427,8 @@ describe("SqlJobRepository.layerSqlite", () => {
           sql<{ migration_id: number }>`SELECT migration_id FROM effect_jobs_migrations`
         ]))
       expect(mode).toEqual([{ journal_mode: "wal" }])
-      expect(meta).toEqual([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "4" }])
-      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }, { migration_id: 4 }])
+      expect(meta).toEqual([{ key: "application", value: "effect-jobs" }, { key: "schema_version", value: "5" }])
+      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }, { migration_id: 4 }, { migration_id: 5 }])
     }))
 
   it.scoped("keeps jobs across layer builds; closing the layer writes buffered progress and checkpoints", () =>
@@ -532,12 +532,12 @@ describe("SqlJobRepository.layerSqlite", () => {
         Effect.flatMap(JobRepository, (repo) => repo.create(newJob("job_old"))),
         SqlJobRepository.layerSqlite({ filename })
       )
-      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs_meta SET value = '5' WHERE key = 'schema_version'`)
+      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs_meta SET value = '6' WHERE key = 'schema_version'`)
       backdate(filename)
       const before = snapshot(filename)
       const error = yield* openError(SqlJobRepository.layerSqlite({ filename }))
       expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open" })
-      expect(error.detail).toContain("schema version 5; this version knows up to 4")
+      expect(error.detail).toContain("schema version 6; this version knows up to 5")
       expect(snapshot(filename)).toEqual(before)
     }))
 
@@ -636,8 +636,8 @@ describe("SqlJobRepository.layerSqlite", () => {
           sql<{ migration_id: number }>`SELECT migration_id FROM effect_jobs_migrations ORDER BY migration_id`,
           sql<{ name: string }>`SELECT name FROM pragma_table_info('effect_jobs') ORDER BY name`
         ]))
-      expect(meta).toEqual([{ value: "4" }])
-      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }, { migration_id: 4 }])
+      expect(meta).toEqual([{ value: "5" }])
+      expect(migrations).toEqual([{ migration_id: 1 }, { migration_id: 2 }, { migration_id: 3 }, { migration_id: 4 }, { migration_id: 5 }])
       const names = columns.map((column) => column.name)
       expect(names).toEqual(expect.arrayContaining(["owner", "checkpoint", "phase", "retry_of", "stop_requested"]))
       expect(names).not.toContain("cancel_requested")
@@ -929,6 +929,7 @@ describe("SqlJobRepository.layerPg", () => {
         "effect_jobs_meta",
         "effect_jobs_migrations",
         "effect_jobs_owners",
+        "effect_jobs_pulled",
         "effect_jobs_specs"
       ])
       const status = yield* Effect.provide(Effect.flatMap(JobRepository, (repo) => repo.get(jobId("job_pg"))), layer)
@@ -964,12 +965,12 @@ describe("SqlJobRepository.layerPg", () => {
         SqlJobRepository.layerPg({ url: pgUrl, schema: newer })
       )
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql`UPDATE ${sql(`${newer}.effect_jobs_meta`)} SET value = '5' WHERE key = 'schema_version'`).pipe(
+        sql`UPDATE ${sql(`${newer}.effect_jobs_meta`)} SET value = '6' WHERE key = 'schema_version'`).pipe(
           Effect.provide(admin)
         )
       const error = yield* openError(SqlJobRepository.layerPg({ url: pgUrl, schema: newer }))
       expect(error).toMatchObject({ _tag: "RepositoryError", operation: "open" })
-      expect(error.detail).toContain("schema version 5; this version knows up to 4")
+      expect(error.detail).toContain("schema version 6; this version knows up to 5")
 
       const collision = yield* tempSchema
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -1060,7 +1061,7 @@ describe("SqlJobRepository.layerPg", () => {
           sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
             WHERE table_schema = ${schema} AND table_name = 'effect_jobs'`
         ])).pipe(Effect.provide(admin))
-      expect(meta).toEqual([{ value: "4" }])
+      expect(meta).toEqual([{ value: "5" }])
       const names = columns.map((column) => column.column_name)
       expect(names).toEqual(expect.arrayContaining(["owner", "checkpoint", "phase", "retry_of", "stop_requested"]))
       expect(names).not.toContain("cancel_requested")

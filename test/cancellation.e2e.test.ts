@@ -261,7 +261,7 @@ describe("a finalize step that runs a child process", () => {
       const concat: ProcessFinalizer = (context) =>
         runNode(concatScript, [
           join(dir, "out.txt"),
-          ...Array.from({ length: totalChunks(context.spec) }, (_, id) => join(dir, `part-${id}.txt`))
+          ...Array.from({ length: totalChunks(context.spec) ?? 0 }, (_, id) => join(dir, `part-${id}.txt`))
         ])
       const status = yield* Effect.flatMap(JobManager.JobManager, (jobs) =>
         jobs.runJob({ name: "stitched", chunks: chunks(5, false), finalize: { name: "concat" } })).pipe(

@@ -8,7 +8,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { ChunkInfo, ChunkPage, ChunkState, JobSpec, ListChunksQuery } from "../Job.js"
-import { isRangePlan, totalChunks } from "../Job.js"
+import { isRangePlan, isStreamSource, totalChunks } from "../Job.js"
 import { InvalidOption } from "../JobError.js"
 import type { ChunkRecord } from "../JobRepository.js"
 import type { RangeSet } from "./rangeSet.js"
@@ -16,11 +16,31 @@ import type { RangeSet } from "./rangeSet.js"
 /** The default page size of a chunk listing. */
 export const defaultChunkLimit = 100
 
-/** The chunk ids of a spec in increasing order: the id after `after`, or undefined after the last. */
-export const chunkIdsOf = (spec: JobSpec): (after: number) => number | undefined => {
+/**
+ * The ids a streamed job knows: its completed ones and those pulled and not completed (its failed ones among
+ * them); the chunks its stream has not given yet are not known.
+ */
+export const streamedIds = (checkpoint: RangeSet, pulled: Iterable<number>): RangeSet => {
+  const ids = checkpoint.copy()
+  for (const id of pulled) ids.add(id)
+  return ids
+}
+
+/**
+ * The chunk ids of a spec in increasing order: the id after `after`, or undefined after the last. A streamed
+ * job's are those `streamed` knows (see {@link streamedIds}), read only for such a job.
+ */
+export const chunkIdsOf = (
+  spec: JobSpec,
+  streamed: () => RangeSet
+): (after: number) => number | undefined => {
   const chunks = spec.chunks
+  if (isStreamSource(chunks)) {
+    const ids = streamed()
+    return (after) => ids.nextAfter(after)
+  }
   if (isRangePlan(chunks)) {
-    const total = totalChunks(spec)
+    const total = totalChunks(spec)!
     return (after) => (after + 1 < total ? Math.max(0, after + 1) : undefined)
   }
   const ids = chunks.map((chunk) => chunk.id)

@@ -158,8 +158,11 @@ export class ChunkBuffer {
     return Deferred.await(this.#room)
   }
 
-  /** Adds pulled elements; the first that is not a chunk or repeats an id is returned as an error (and not added). */
-  push(elements: ReadonlyArray<unknown>): InvalidJobSpec | undefined {
+  /**
+   * Adds pulled elements; the first that is not a chunk or repeats an id is returned as an error (and not
+   * added). With `held`, the chunks are kept from the worker loops until {@link release}.
+   */
+  push(elements: ReadonlyArray<unknown>, held = false): InvalidJobSpec | undefined {
     for (const element of elements) {
       const index = this.#pulled
       const decoded = decodeChunk(element)
@@ -175,10 +178,28 @@ export class ChunkBuffer {
         })
       }
       this.#pulled++
-      this.#items.push(chunk)
+      if (held) this.#held.push(chunk)
+      else this.#items.push(chunk)
     }
-    if (elements.length > 0) this.#wake("arrival")
+    if (elements.length > 0 && !held) this.#wake("arrival")
     return undefined
+  }
+
+  /** Chunks pulled and checked, not yet handed to the worker loops (see {@link push}). */
+  #held: Array<Chunk> = []
+
+  /** Takes the chunks held back by {@link push}. */
+  takeHeld(): ReadonlyArray<Chunk> {
+    const held = this.#held
+    this.#held = []
+    return held
+  }
+
+  /** Hands the chunks held back to the worker loops. */
+  release(chunks: ReadonlyArray<Chunk>): void {
+    if (chunks.length === 0) return
+    for (const chunk of chunks) this.#items.push(chunk)
+    this.#wake("arrival")
   }
 
   /** The stream has ended: waiting worker loops are released. */
@@ -197,11 +218,16 @@ export class ChunkBuffer {
 }
 
 /**
- * The producer: pulls into `buffer` while it has room (or a worker loop waits), checks what it pulls, and
- * ends the buffer when the stream ends. It fails with the stream's error, or with `InvalidJobSpec` for an
+ * The producer: pulls into `buffer` while it has room (or a worker loop waits), checks what it pulls, hands
+ * each batch to `onPulled` (when given) before the worker loops can take it, and ends the buffer when the
+ * stream ends. It fails with the stream's error, or with `InvalidJobSpec` for an
  * element that is not a chunk or repeats an id. Interrupting it stops pulling at once.
  */
-export const produce = <E, R>(pull: Pull<E, R>, buffer: ChunkBuffer): Effect.Effect<void, E | InvalidJobSpec, R> => {
+export const produce = <E, R>(
+  pull: Pull<E, R>,
+  buffer: ChunkBuffer,
+  onPulled?: ((chunks: ReadonlyArray<Chunk>) => Effect.Effect<void>) | undefined
+): Effect.Effect<void, E | InvalidJobSpec, R> => {
   const loop: Effect.Effect<void, E | InvalidJobSpec, R> = Effect.suspend(() => {
     const wait = buffer.room()
     if (wait !== undefined) return Effect.zipRight(wait, loop)
@@ -210,8 +236,18 @@ export const produce = <E, R>(pull: Pull<E, R>, buffer: ChunkBuffer): Effect.Eff
         buffer.end()
         return Effect.void
       }
-      const invalid = buffer.push(elements)
-      return invalid === undefined ? loop : Effect.fail(invalid)
+      const invalid = buffer.push(elements, onPulled !== undefined)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      if (onPulled === undefined) return loop
+      // Held back until they are reported: no chunk starts before it is recorded as pulled.
+      const held = buffer.takeHeld()
+      return held.length === 0 ? loop : Effect.zipRight(
+        onPulled(held),
+        Effect.suspend(() => {
+          buffer.release(held)
+          return loop
+        })
+      )
     })
   })
   return loop

@@ -31,8 +31,13 @@ export class LazyStatus {
     this.#progress = undefined
   }
 
-  /** Records new counts (and phase) as of `atMillis`. */
+  /** Records new counts (and phase) as of `atMillis`; a streamed job's total, once known, is applied at once. */
   progress(update: ProgressUpdate, atMillis: number): void {
+    if (update.totalChunks !== undefined) {
+      this.#status = withProgress(this.#status, update, new Date(atMillis))
+      this.#progress = undefined
+      return
+    }
     this.#progress = update
     this.#progressAt = atMillis
   }
@@ -45,7 +50,7 @@ export class LazyStatus {
     return this.#status.lease
   }
 
-  get totalChunks(): number {
+  get totalChunks(): number | undefined {
     return this.#status.totalChunks
   }
 

@@ -8,7 +8,7 @@
  * newer lease replaces the entry (its older holder lost the job). A write that finds the job's lease moved on
  * drops the entry and remembers the lease as lost, so the next report under it is refused.
  */
-import type { JobId, JobStatus } from "../Job.js"
+import type { Chunk, JobId, JobStatus } from "../Job.js"
 import { isTerminal, withProgress } from "../Job.js"
 import type { ChunkRecord, ProgressUpdate } from "../JobRepository.js"
 import { RangeSet } from "./rangeSet.js"
@@ -29,6 +29,12 @@ export interface Pending {
   chunks: RangeSet
   /** Chunk records reported since the last write, by chunk id (`undefined` until the first one). */
   records: Map<number, ChunkRecord> | undefined
+  /** A streamed job's chunks pulled since the last write and not completed since, by id. */
+  pulled: Map<number, Chunk> | undefined
+  /** Whether the job is streamed: its completed chunks' pull records are removed by the write. */
+  streamed: boolean
+  /** A streamed job's total, once its stream has ended. */
+  totalChunks: number | undefined
   /** Bumped by every report; `written` is the version the database has. */
   version: number
   written: number
@@ -47,6 +53,9 @@ export interface Taken {
   readonly lease: number | undefined
   readonly chunks: RangeSet
   readonly records: Map<number, ChunkRecord> | undefined
+  readonly pulled: Map<number, Chunk> | undefined
+  readonly streamed: boolean
+  readonly totalChunks: number | undefined
 }
 
 export class ProgressBuffer {
@@ -90,6 +99,9 @@ export class ProgressBuffer {
         lease: progress.lease,
         chunks: RangeSet.empty(),
         records: undefined,
+        pulled: undefined,
+        streamed: false,
+        totalChunks: undefined,
         version: 0,
         written: 0
       }
@@ -101,7 +113,15 @@ export class ProgressBuffer {
     entry.at = at
     entry.lease = progress.lease
     if (progress.phase !== undefined) entry.phase = progress.phase
-    if (progress.completedChunkId !== undefined) entry.chunks.add(progress.completedChunkId)
+    if (progress.pulled !== undefined) {
+      entry.streamed = true
+      for (const chunk of progress.pulled) (entry.pulled ??= new Map()).set(chunk.id, chunk)
+    }
+    if (progress.totalChunks !== undefined) entry.totalChunks = progress.totalChunks
+    if (progress.completedChunkId !== undefined) {
+      entry.chunks.add(progress.completedChunkId)
+      entry.pulled?.delete(progress.completedChunkId)
+    }
     if (progress.chunk !== undefined) (entry.records ??= new Map()).set(progress.chunk.id, progress.chunk)
     entry.version++
     return true
@@ -114,7 +134,8 @@ export class ProgressBuffer {
 
   /** Anything not in the database: news, or chunk ids a flush could not merge (a corrupt checkpoint). */
   static isPending(entry: Pending): boolean {
-    return ProgressBuffer.hasNews(entry) || entry.chunks.size > 0 || entry.records !== undefined
+    return ProgressBuffer.hasNews(entry) || entry.chunks.size > 0 || entry.records !== undefined ||
+      entry.pulled !== undefined
   }
 
   /** Takes what every entry with news holds, for one flush. */
@@ -130,8 +151,10 @@ export class ProgressBuffer {
   take(id: JobId, entry: Pending): Taken {
     const chunks = entry.chunks
     const records = entry.records
+    const pulled = entry.pulled
     entry.chunks = RangeSet.empty()
     entry.records = undefined
+    entry.pulled = undefined
     return {
       id,
       entry,
@@ -143,7 +166,10 @@ export class ProgressBuffer {
       phase: entry.phase,
       lease: entry.lease,
       chunks,
-      records
+      records,
+      pulled,
+      streamed: entry.streamed,
+      totalChunks: entry.totalChunks
     }
   }
 
@@ -156,6 +182,12 @@ export class ProgressBuffer {
       const newer = taken.entry.records
       taken.entry.records = taken.records
       if (newer !== undefined) for (const [id, record] of newer) taken.records.set(id, record)
+    }
+    if (taken.pulled !== undefined) {
+      // A chunk completed since the take is in the entry's chunk ids: the write that lands both removes its row.
+      const newer = taken.entry.pulled
+      taken.entry.pulled = taken.pulled
+      if (newer !== undefined) for (const [id, chunk] of newer) taken.pulled.set(id, chunk)
     }
   }
 

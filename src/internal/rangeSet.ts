@@ -113,6 +113,12 @@ export class RangeSet {
     }
   }
 
+  /** The ranges in increasing order, as inclusive `[start, end]` pairs. */
+  *ranges(): IterableIterator<readonly [number, number]> {
+    const bounds = this.#bounds
+    for (let index = 0; index < bounds.length; index += 2) yield [bounds[index]!, bounds[index + 1]!]
+  }
+
   /** `"0-99,120,130-131"`: the form {@link parse} reads. */
   toString(): string {
     const parts: Array<string> = []

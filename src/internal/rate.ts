@@ -51,7 +51,7 @@ export class RateMeter {
   /** Seconds until every chunk of `status` has settled at the current rate; `undefined` when unknown. */
   etaSeconds(status: JobStatus, now: number): number | undefined {
     const rate = this.rate(now)
-    if (rate === undefined || rate <= 0 || status.state !== "running") return undefined
+    if (rate === undefined || rate <= 0 || status.state !== "running" || status.totalChunks === undefined) return undefined
     return (status.totalChunks - status.completedChunks - status.failedChunks) / rate
   }
 }

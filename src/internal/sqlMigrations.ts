@@ -36,6 +36,14 @@
  *   metadata is read without its spec.
  * - `effect_jobs` gains `partial_chunks`: the in-chunk progress of its running chunks (the sum of the
  *   fractions they reported), written with the buffered progress.
+ *
+ * Schema version 5 (streamed jobs, resumable):
+ * - `effect_jobs` gains `streaming` (1 while a streamed job's stream has not ended: its `total_chunks` is
+ *   then 0 and means nothing; 0 otherwise).
+ * - `effect_jobs_pulled`: the chunks pulled from a streamed job's stream and not completed (`job_id`,
+ *   `chunk_id`, `payload` as JSON), keyed by `(job_id, chunk_id)`, written with the checkpoint by the same
+ *   flush; a chunk's row goes in the flush that adds its id to the checkpoint. A resumed job runs these again,
+ *   then pulls its stream again skipping the ids of the checkpoint and of these rows.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -45,12 +53,13 @@ import * as Effect from "effect/Effect"
 export const applicationName = "effect-jobs"
 
 /** The newest schema version this code knows; a store with a newer one is refused. */
-export const schemaVersion = 4
+export const schemaVersion = 5
 
 export interface Tables {
   readonly jobs: string
   readonly specs: string
   readonly chunks: string
+  readonly pulled: string
   readonly owners: string
   readonly meta: string
   readonly migrations: string
@@ -65,6 +74,7 @@ export const tablesIn = (schema: string | undefined): Tables => {
     jobs: qualify("effect_jobs"),
     specs: qualify("effect_jobs_specs"),
     chunks: qualify("effect_jobs_chunks"),
+    pulled: qualify("effect_jobs_pulled"),
     owners: qualify("effect_jobs_owners"),
     meta: qualify("effect_jobs_meta"),
     migrations: qualify("effect_jobs_migrations"),
@@ -79,6 +89,7 @@ export const tableNames: ReadonlyArray<string> = [
   "effect_jobs_meta",
   "effect_jobs_migrations",
   "effect_jobs_owners",
+  "effect_jobs_pulled",
   "effect_jobs_specs"
 ]
 
@@ -241,11 +252,38 @@ const addChunksAndMetadata = (tables: Tables) =>
     for (const statement of statements) yield* statement
   })
 
+const addPulledChunks = (tables: Tables) =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const statements = [
+      sql`ALTER TABLE ${sql(tables.jobs)} ADD COLUMN streaming INTEGER NOT NULL DEFAULT 0 CHECK (streaming IN (0, 1))`,
+      sql.onDialectOrElse({
+        pg: () =>
+          sql`CREATE TABLE ${sql(tables.pulled)} (
+            job_id TEXT COLLATE "C" NOT NULL,
+            chunk_id BIGINT NOT NULL CHECK (chunk_id >= 0),
+            payload TEXT NOT NULL,
+            PRIMARY KEY (job_id, chunk_id)
+          )`,
+        orElse: () =>
+          sql`CREATE TABLE ${sql(tables.pulled)} (
+            job_id TEXT NOT NULL,
+            chunk_id INTEGER NOT NULL CHECK (chunk_id >= 0),
+            payload TEXT NOT NULL,
+            PRIMARY KEY (job_id, chunk_id)
+          ) STRICT, WITHOUT ROWID`
+      }),
+      sql`UPDATE ${sql(tables.meta)} SET value = '5' WHERE key = 'schema_version'`
+    ]
+    for (const statement of statements) yield* statement
+  })
+
 /** The migrations, in order; the last one leaves `schema_version` at {@link schemaVersion}. */
 export const migrations = (tables: Tables): Migrator.Loader =>
   Migrator.fromRecord({
     "1_create_jobs": createTables(tables),
     "2_owners_checkpoints_stops": addOwnersCheckpointsAndStops(tables),
     "3_leases_and_specs": addLeasesAndSpecs(tables),
-    "4_chunks_and_metadata": addChunksAndMetadata(tables)
+    "4_chunks_and_metadata": addChunksAndMetadata(tables),
+    "5_pulled_chunks": addPulledChunks(tables)
   })

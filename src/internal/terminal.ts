@@ -54,5 +54,5 @@ export const renderProgressLine = (status: JobStatus, speed: Speed = {}, width =
     : `  ETA ${formatDuration(speed.etaSeconds * 1000)}`
   return `${status.name ?? status.id}  ${describeState(status).padEnd(10)}  ${bar}  ${
     String(status.progress).padStart(3)
-  }%  ${status.completedChunks}/${status.totalChunks} chunks${failed}${rate}${eta}`
+  }%  ${status.completedChunks}/${status.totalChunks ?? "?"} chunks${failed}${rate}${eta}`
 }

@@ -102,7 +102,7 @@ export const list: Command = {
               job.name ?? "-",
               describeState(job, silence(job)),
               `${job.progress}%`,
-              `${job.completedChunks}/${job.totalChunks}`,
+              `${job.completedChunks}/${job.totalChunks ?? "?"}`,
               when(job.createdAt)
             ])
           ))
@@ -198,7 +198,7 @@ export const show: Command = {
           ["id", status.id],
           ["name", status.name ?? "-"],
           ["state", describeState(status, silence)],
-          ["chunks", `${status.completedChunks}/${status.totalChunks} done, ${status.failedChunks} failed`],
+          ["chunks", `${status.completedChunks}/${status.totalChunks ?? "?"} done, ${status.failedChunks} failed`],
           ["progress", `${status.progress}%`],
           ["error", status.error ?? "-"],
           ["owner", owner],
