@@ -15,7 +15,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { ChunkPage, JobPage, JobSpec, JobState, JobStatus, ListChunksQueryInput, ListQueryInput } from "./Job.js"
-import { isTerminal, JobId, ListChunksQuery, ListQuery, makeJobId } from "./Job.js"
+import { isStreamSource, isTerminal, JobId, ListChunksQuery, ListQuery, makeJobId } from "./Job.js"
 import type { RepositoryError } from "./JobError.js"
 import { firstIssue, InvalidJobState, InvalidOption, JobNotFound } from "./JobError.js"
 import type { StopRequest } from "./JobRepository.js"
@@ -235,7 +235,8 @@ export const make = (options?: ClientOptions): Effect.Effect<JobClient, never, J
         const status = yield* repository.create({
           id: makeJobId(yield* Clock.currentTimeMillis),
           spec: spec.value,
-          totalChunks: failed.totalChunks,
+          // A streamed job's stream is made again: it has no total until that one ends.
+          totalChunks: isStreamSource(spec.value.chunks) ? undefined : failed.totalChunks,
           owner,
           retryOf: failed.id,
           completed

@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import { StreamTypeId } from "effect/Stream"
 import { LazyAbortController, SignalLane } from "./Abort.js"
 import { copyJson } from "./internal/json.js"
 import { DurationInput, FunctionInput, PositiveDurationInput } from "./internal/schemas.js"
@@ -453,6 +454,31 @@ export const executeIterable = (
   options: ExecuteStreamOptions
 ): Effect.Effect<StreamSummary, ChunkFailed | JobFailed | InvalidJobSpec | InvalidOption | unknown, ChunkWorker> =>
   executeOpened(ChunkStream.pullIterable(iterable), options)
+
+/**
+ * A streamed job as a manager runs it again (see `JobManager`'s `sources`): first the chunks in `rerun`
+ * (pulled by an earlier run and not completed), then the chunks of `source`, if given, less those whose id
+ * `rerun` has; pass the ids completed earlier as `skip` (they are pulled again, counted and not run). The
+ * same laziness, checks, failure and interruption as {@link executeStream}; the summary's total counts
+ * `rerun` and every chunk pulled from `source`.
+ *
+ * @since 0.2.0
+ */
+export const executeResumed = (
+  rerun: ReadonlyArray<Chunk>,
+  source: Stream.Stream<Chunk, unknown> | AsyncIterable<Chunk> | Iterable<Chunk> | undefined,
+  options: ExecuteStreamOptions
+): Effect.Effect<StreamSummary, ChunkFailed | JobFailed | InvalidJobSpec | InvalidOption | unknown, ChunkWorker> => {
+  const open: Effect.Effect<ChunkStream.Pull<unknown>, unknown, Scope.Scope> = source === undefined
+    ? Effect.succeed(Effect.succeed(undefined))
+    : isStream(source)
+    ? ChunkStream.pullStream(source)
+    : ChunkStream.pullIterable(source)
+  return executeOpened(Effect.map(open, (pull) => ChunkStream.after(rerun, pull)), options)
+}
+
+const isStream = (value: unknown): value is Stream.Stream<Chunk, unknown> =>
+  typeof value === "object" && value !== null && StreamTypeId in value
 
 const executeOpened = <E, R, E2>(
   open: Effect.Effect<ChunkStream.Pull<E, R>, E2, Scope.Scope | R>,

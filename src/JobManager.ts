@@ -36,6 +36,7 @@ import { decodeChunksQuery, parseJobId } from "./JobClient.js"
 import type { FinalizeContext, Finalizer } from "./Finalizer.js"
 import { FinalizeFailed } from "./Finalizer.js"
 import type {
+  Chunk as JobChunk,
   ChunkInfo,
   ChunkPage,
   ChunkResult,
@@ -46,10 +47,12 @@ import type {
   JobSpecInput,
   JobState,
   JobStatus,
+  Json,
   ListChunksQueryInput,
-  ListQueryInput
+  ListQueryInput,
+  StreamSource
 } from "./Job.js"
-import { isTerminal, makeJobId, SpecLimits, totalChunks, validateSpec } from "./Job.js"
+import { isStreamSource, isTerminal, makeJobId, SpecLimits, totalChunks, validateSpec } from "./Job.js"
 import {
   describeCause,
   firstIssue,
@@ -59,8 +62,9 @@ import {
   JobNotFound,
   type RepositoryError
 } from "./JobError.js"
-import { decodeChunkCursor, encodeChunkCursor, statesOf } from "./internal/chunkListing.js"
-import type { ChunkSettled, ExecutionOptions, ExecutionSummary } from "./JobExecutor.js"
+import { decodeChunkCursor, encodeChunkCursor, statesOf, streamedIds } from "./internal/chunkListing.js"
+import type { RangeSet } from "./internal/rangeSet.js"
+import type { ExecutionOptions, ExecutionSummary, StreamChunkSettled, StreamSummary } from "./JobExecutor.js"
 import * as JobExecutor from "./JobExecutor.js"
 import * as JobMetrics from "./JobMetrics.js"
 import type { ChunkRecord, HeldLease, ProgressUpdate, TransitionResult } from "./JobRepository.js"
@@ -73,6 +77,18 @@ import * as Retention from "./internal/retention.js"
 import { FunctionInput } from "./internal/schemas.js"
 import { logFailure, loop } from "./internal/supervised.js"
 import { fn, traced, withSpan } from "./internal/tracing.js"
+
+/**
+ * A stream source: makes a streamed job's chunks from the payload of its spec's `chunks: { source, payload }`,
+ * as an Effect `Stream`, an `AsyncIterable` (an async generator) or a non-array `Iterable` (a generator). It is
+ * called again whenever the job is resumed (after a restart, a pause, a takeover by another manager), so it
+ * must give the same chunks (the same ids for the same work) each time.
+ *
+ * @since 0.2.0
+ */
+export type ChunkSource = (
+  payload: Json | undefined
+) => Stream.Stream<JobChunk, unknown> | AsyncIterable<JobChunk> | Iterable<JobChunk>
 
 /**
  * Options of a manager: how each job's chunks run, the limits on submitted specs (`maxSpecBytes`,
@@ -113,6 +129,14 @@ export const ManagerOptions = Schema.Struct({
   finalizers: Schema.optional(Schema.Record({
     key: Schema.String,
     value: FunctionInput<Finalizer>("a finalizer: a function (context) => Effect")
+  })),
+  /**
+   * The stream sources jobs may name in their spec's `chunks: { source, payload }`, by name (see
+   * {@link ChunkSource}). A manager that resumes such a job needs the same source under the same name.
+   */
+  sources: Schema.optional(Schema.Record({
+    key: Schema.String,
+    value: FunctionInput<ChunkSource>("a chunk source: a function (payload) => Stream, AsyncIterable or Iterable")
   })),
   /**
    * How long finished jobs are kept, by state (e.g. `{ completed: "7 days", failed: "30 days", cancelled:
@@ -250,9 +274,15 @@ export const validateOptions = (input: unknown): Effect.Effect<ManagerOptions, I
  */
 const storeRetry = Schedule.exponential(100).pipe(Schedule.either(Schedule.spaced(5_000)))
 
-/** Whether every chunk settled (an execution drained by a shutdown or pause ends before that). */
-const isFinished = (summary: ExecutionSummary): boolean =>
-  summary.completedChunks + summary.failedChunks >= summary.totalChunks
+/**
+ * Whether every chunk settled (an execution drained by a shutdown or pause ends before that; a streamed one
+ * is finished only once its stream has ended).
+ */
+const isFinished = (summary: ExecutionSummary | StreamSummary): boolean =>
+  ("ended" in summary ? summary.ended : true) && summary.completedChunks + summary.failedChunks >= summary.totalChunks
+
+/** The `pulled` of the updates of a streamed job that pulled nothing new (it marks the update as a streamed job's). */
+const nothingPulled: ReadonlyArray<JobChunk> = []
 
 /**
  * The state a job fiber's Exit stores: the one place where an outcome becomes a state. `undefined`: the job
@@ -286,7 +316,7 @@ const partialProgressInterval = 200
 const resultsPage = 256
 
 /** What the store keeps of a settled chunk that has more to say than its id. */
-const chunkRecord = (event: ChunkSettled): ChunkRecord => ({
+const chunkRecord = (event: StreamChunkSettled): ChunkRecord => ({
   id: event.chunkId,
   state: event.outcome,
   attempts: event.attempts,
@@ -336,6 +366,7 @@ export const make = (
       staleAfter = 5_000,
       watchInterval = 50,
       finalizers = {},
+      sources = {},
       maxSpecBytes,
       maxExplicitChunks,
       retention,
@@ -423,13 +454,24 @@ export const make = (
 
     // --- A job's fiber, and the one place its Exit becomes a state ---
 
-    const onChunkSettled = (job: LiveJob) => (event: ChunkSettled): Effect.Effect<void> => {
+    /**
+     * `streamed`: the job's chunks come from a stream; `recordTotal`, its total is to be recorded once the stream
+     * has ended (not yet recorded by an earlier run).
+     */
+    const onChunkSettled = (job: LiveJob, streamed?: { readonly recordTotal: boolean }) =>
+    (
+      event: StreamChunkSettled
+    ): Effect.Effect<void> => {
       const progress: ProgressUpdate = {
         completedChunks: event.completedChunks,
         failedChunks: event.failedChunks,
         completedChunkId: event.outcome === "completed" ? event.chunkId : undefined,
         lease: job.lease,
         partialChunks: job.execution?.partialChunks(),
+        ...(streamed === undefined ? {} : {
+          pulled: nothingPulled,
+          totalChunks: streamed.recordTotal ? event.totalChunks : undefined
+        }),
         // A chunk completed at its first attempt without a result is only an id in the checkpoint.
         chunk: event.result === undefined && event.attempts === 1 && event.outcome === "completed"
           ? undefined
@@ -568,6 +610,65 @@ export const make = (
         )
       })
 
+    /**
+     * Runs a streamed job: first the chunks an earlier run pulled and did not complete (read from the store),
+     * then its stream, made again by its source, less the chunks recorded (the completed ones are counted and
+     * skipped). Each chunk pulled is recorded before it can start, with the checkpoint (buffered like it), so a
+     * chunk pulled but not recorded when the process died is pulled again by the next run: at least once. A
+     * job whose stream had ended needs no source; one whose source this manager does not have fails, naming it.
+     */
+    const runStreamed = (
+      job: LiveJob,
+      named: StreamSource,
+      status: JobStatus,
+      checkpoint: RangeSet,
+      options: Omit<JobExecutor.ExecuteStreamOptions, "onChunkSettled" | "onPulled">
+    ) =>
+      Effect.gen(function*() {
+        const rerun = yield* retryingStore(`reading the pulled chunks of job ${job.id}`, repository.pulledChunks(job.id))
+        const recorded = streamedIds(checkpoint, rerun.map((chunk) => chunk.id))
+        const total = status.totalChunks
+        const make = Object.hasOwn(sources, named.source) ? sources[named.source] : undefined
+        if (total === undefined && make === undefined) {
+          return yield* new InvalidJobSpec({
+            path: ["chunks", "source"],
+            detail: `this manager has no source named ${JSON.stringify(named.source)} to make the stream of this ` +
+              "job again (register it in the manager's `sources`)"
+          })
+        }
+        const source = total === undefined
+          ? yield* Effect.try({ try: () => make!(named.payload), catch: (error) => error })
+          : undefined
+        const summary = yield* JobExecutor.executeResumed(rerun, source, {
+          ...options,
+          onChunkSettled: onChunkSettled(job, { recordTotal: total === undefined }),
+          onPulled: (pulled) => {
+            const fresh = pulled.filter((chunk) => !recorded.has(chunk.id))
+            return fresh.length === 0 ? Effect.void : recordProgress(job, {
+              completedChunks: job.completedChunks,
+              failedChunks: job.failedChunks,
+              partialChunks: job.execution?.partialChunks(),
+              pulled: fresh,
+              lease: job.lease
+            })
+          }
+        })
+        if (total !== undefined) return { ...summary, totalChunks: total }
+        if (summary.ended && job.status.totalChunks === undefined) {
+          // The stream ended after its last chunk settled: its total is recorded now.
+          const progress: ProgressUpdate = {
+            completedChunks: job.completedChunks,
+            failedChunks: job.failedChunks,
+            pulled: nothingPulled,
+            totalChunks: summary.totalChunks,
+            lease: job.lease
+          }
+          job.setProgress(progress, clock.unsafeCurrentTimeMillis())
+          yield* recordProgress(job, progress)
+        }
+        return summary
+      })
+
     const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown> =>
       Effect.gen(function*() {
         // The start is fenced by the lease the job was queued under: a job claimed or stopped by another
@@ -579,23 +680,29 @@ export const make = (
         ).pipe(Effect.catchTag("JobNotFound", () => Effect.succeed(undefined))) // deleted meanwhile
         if (started === undefined || !landed(started, job.lease, "running")) return undefined
         job.setStatus(started.status)
-        const completed = started.status.completedChunks > 0
+        const chunks = job.spec.chunks
+        const streamed = isStreamSource(chunks)
+        const completed = started.status.completedChunks > 0 || streamed
           ? yield* retryingStore(`reading the checkpoint of job ${job.id}`, repository.getCheckpoint(job.id))
           : undefined
-        const summary = yield* JobExecutor.executeValidated(job.spec, {
+        const options = {
           ...executionOptions,
           jobId: job.id,
           skip: completed,
           shouldStop: () => job.draining,
           beforePull: beforePull(job),
-          onChunkSettled: onChunkSettled(job),
-          onStart: (view) => {
+          onStart: (view: JobExecutor.ExecutionView) => {
             job.execution = view
           },
           onChunkProgress: onChunkProgress(job)
-        }).pipe(Effect.ensuring(Effect.sync(() => {
-          job.execution = undefined
-        })))
+        }
+        const summary = yield* (streamed
+          ? runStreamed(job, chunks, started.status, completed!, options)
+          : JobExecutor.executeValidated(job.spec, { ...options, onChunkSettled: onChunkSettled(job) })).pipe(
+            Effect.ensuring(Effect.sync(() => {
+              job.execution = undefined
+            }))
+          )
         if (job.spec.finalize !== undefined && isFinished(summary)) {
           const hold = beforePull(job)()
           if (hold !== undefined) yield* hold
@@ -726,19 +833,26 @@ export const make = (
       return (page.nextCursor === undefined ? { chunks } : { chunks, nextCursor: page.nextCursor }) satisfies ChunkPage
     })
 
-    /** A valid spec whose finalize step (if any) this manager knows, or `InvalidJobSpec` naming the path. */
+    /**
+     * A valid spec whose finalize step and stream source (if any) this manager knows, or `InvalidJobSpec`
+     * naming the path.
+     */
     const checkSpec = (input: unknown): Effect.Effect<JobSpec, InvalidJobSpec> =>
       Effect.flatMap(validateSpec(input, specLimits), (spec) => {
+        const unknownName = (path: ReadonlyArray<string>, what: string, name: string, known: object, hint = "") =>
+          Effect.fail(
+            new InvalidJobSpec({
+              path,
+              detail: `no ${what} named ${JSON.stringify(name)} (known: ${
+                Object.keys(known).length === 0 ? "none" : Object.keys(known).join(", ")
+              })${hint}`
+            })
+          )
+        if (isStreamSource(spec.chunks) && !Object.hasOwn(sources, spec.chunks.source)) {
+          return unknownName(["chunks", "source"], "source", spec.chunks.source, sources, "; register it in the manager's `sources`")
+        }
         if (spec.finalize === undefined || Object.hasOwn(finalizers, spec.finalize.name)) return Effect.succeed(spec)
-        const known = Object.keys(finalizers)
-        return Effect.fail(
-          new InvalidJobSpec({
-            path: ["finalize", "name"],
-            detail: `no finalizer named ${JSON.stringify(spec.finalize.name)} (known: ${
-              known.length === 0 ? "none" : known.join(", ")
-            })`
-          })
-        )
+        return unknownName(["finalize", "name"], "finalizer", spec.finalize.name, finalizers)
       })
 
     const submitJob = fn("JobManager.submitJob")(function*(input: JobSpecInput) {

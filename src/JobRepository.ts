@@ -706,7 +706,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           id,
           progress.completedChunks,
           progress.failedChunks,
-          entry.status.totalChunks
+          progress.totalChunks ?? entry.status.totalChunks
         )
         if (over !== undefined) return Effect.fail(over)
         entry.status.progress(progress, millis)

@@ -29,7 +29,7 @@ import type {
   ListChunksQueryInput,
   ListQueryInput
 } from "./Job.js"
-import { makeJobId, SpecLimits, validateSpec } from "./Job.js"
+import { isStreamSource, makeJobId, SpecLimits, validateSpec } from "./Job.js"
 import { firstIssue, InvalidOption, ManagerClosed } from "./JobError.js"
 import type { PromiseFinalizeContext } from "./Finalizer.js"
 export type { PromiseFinalizeContext } from "./Finalizer.js"
@@ -127,6 +127,16 @@ export interface JobManagerOptions extends WorkerOptions, SpecLimitOptions {
     /** Shards of the cluster (default 300), the same on every runner. */
     readonly shardsPerGroup?: number | undefined
   } | undefined
+  /**
+   * Stream sources a job may name with `chunks: { source: name, payload }`: each makes the job's chunks from
+   * `payload`, as an async iterable (an async generator, a paginated listing) or a generator, pulled lazily.
+   * A resumed job (after a restart, a pause, a takeover) calls its source again, so it must give the same
+   * chunks each time; the chunks pulled before and not completed run again first, and those already pulled
+   * are skipped. An iterable given directly as `chunks` cannot be made again, so a manager refuses it.
+   */
+  readonly sources?:
+    | Readonly<Record<string, (payload: Json | undefined) => AsyncIterable<Chunk> | Iterable<Chunk>>>
+    | undefined
   /** Finalize steps a job may name in its spec's `finalize` (see `Finalizer`). */
   readonly finalizers?: Readonly<Record<string, (context: PromiseFinalizeContext) => Promise<unknown>>> | undefined
   /** The longest a watcher of a job running in another process waits before it re-reads it (ms, default 500). */
@@ -445,6 +455,7 @@ export function executeJob(
       options
     )
     const decoded = yield* validateSpec(spec, { maxExplicitChunks, maxSpecBytes })
+    if (isStreamSource(decoded.chunks)) return yield* JobExecutor.namedSourceRefused
     const executionOptions: ExecutionOptions = execution
     const { worker: chunkWorker, ...run } = executing<ChunkSettled>(worker, onProgress)
     return yield* JobExecutor.executeValidated(decoded, { ...executionOptions, ...run }).pipe(

@@ -6,24 +6,14 @@ import { describe, expect, it } from "vitest"
 import type { Chunk } from "../src/Job.js"
 import { createJobManager, executeJob } from "../src/promise.js"
 import { drain, GatedWorker } from "./contract/managerCases.js"
+import { countedChunks } from "./support/countedChunks.js"
 
 const rejection = (promise: Promise<unknown>): Promise<unknown> => promise.then(() => undefined, (error) => error)
 
 /** An async generator of `count` chunks (endless by default) that records what it was asked for. */
 const source = (count = Number.POSITIVE_INFINITY) => {
-  const state = { yielded: 0, finished: false }
-  async function* chunks(): AsyncGenerator<Chunk> {
-    try {
-      for (let id = 0; id < count; id++) {
-        await new Promise<void>((resolve) => setImmediate(resolve))
-        state.yielded++
-        yield { id, payload: { line: `line ${id}` } }
-      }
-    } finally {
-      state.finished = true
-    }
-  }
-  return { state, chunks: chunks() }
+  const state = { yielded: 0, finished: 0 }
+  return { state, chunks: countedChunks(state, count) }
 }
 
 describe("executeJob with a chunk stream", () => {
@@ -42,7 +32,7 @@ describe("executeJob with a chunk stream", () => {
     expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, id) => id))
     expect(totals[0]).toBeUndefined()
     expect(totals.at(-1)).toBe(40)
-    expect(state.finished).toBe(true)
+    expect(state.finished).toBe(1)
   })
 
   it("pulls lazily: the source is never more than concurrency + prefetch ahead of the settled chunks", async () => {
@@ -88,7 +78,7 @@ describe("executeJob with a chunk stream", () => {
     await new Promise((resolve) => setTimeout(resolve, 20))
     expect(state.yielded).toBe(pulled)
     expect(worker.started).toHaveLength(4)
-    expect(state.finished).toBe(true)
+    expect(state.finished).toBe(1)
   })
 
   it("an abort while the source's next() is pending rejects at once (the pending next() is abandoned)", async () => {

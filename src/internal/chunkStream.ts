@@ -91,6 +91,29 @@ export const pullIterable = (iterable: ChunkIterable): Effect.Effect<Pull<unknow
         })
   )
 
+/**
+ * A pull that gives `first`, then the elements of `rest` whose id is not one of `first`'s (a streamed job
+ * resumed: the chunks pulled before and not completed run again, and the stream made again does not repeat
+ * them).
+ */
+export const after = <E, R>(first: ReadonlyArray<Chunk>, rest: Pull<E, R>): Pull<E, R> => {
+  const ids = new Set(first.map((chunk) => chunk.id))
+  let given = first.length === 0
+  const fresh = (element: unknown): boolean => {
+    const id = typeof element === "object" && element !== null ? (element as { readonly id?: unknown }).id : undefined
+    return typeof id !== "number" || !ids.has(id)
+  }
+  return Effect.suspend(() => {
+    if (!given) {
+      given = true
+      return Effect.succeed(first)
+    }
+    return ids.size === 0
+      ? rest
+      : Effect.map(rest, (elements) => elements === undefined ? undefined : elements.filter(fresh))
+  })
+}
+
 const decodeChunk = Schema.decodeUnknownEither(Chunk, { onExcessProperty: "error" })
 
 /**

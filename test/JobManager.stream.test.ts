@@ -1,0 +1,226 @@
+/**
+ * Streamed jobs in a manager: a spec names a stream source (`chunks: { source, payload }`) registered in the
+ * manager's `sources`. The stream is pulled lazily, duplicate ids and unknown sources are refused by name, an
+ * endless stream runs until cancelled, and a paused job resumes by running again only the chunks pulled and
+ * not completed, then the stream made again, less the chunks already pulled.
+ */
+import { describe, expect, it } from "vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Stream from "effect/Stream"
+import * as ChunkWorker from "../src/ChunkWorker.js"
+import type { Chunk, JobStatus, Json } from "../src/Job.js"
+import * as JobManager from "../src/JobManager.js"
+import * as JobRepository from "../src/JobRepository.js"
+import { createJobManager } from "../src/promise.js"
+import { drain, GatedWorker } from "./contract/managerCases.js"
+import { countedChunks } from "./support/countedChunks.js"
+
+const rejection = (promise: Promise<unknown>): Promise<unknown> => promise.then(() => undefined, (error) => error)
+
+/** A source of `count` chunks (endless without one) that counts what it yields and each time it is made. */
+const countingSource = () => {
+  const state = { made: 0, yielded: 0, finished: 0 }
+  const lines = (payload: Json | undefined): AsyncIterable<Chunk> => {
+    state.made++
+    return countedChunks(state, (payload as { readonly count?: number } | undefined)?.count)
+  }
+  return { state, lines }
+}
+
+const until = async (condition: () => boolean | Promise<boolean>, what: string) => {
+  const deadline = Date.now() + 5_000
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+}
+
+describe("JobManager: streamed jobs", () => {
+  it("runs every chunk of a named source; the total is absent until the stream ends, then set", async () => {
+    const { lines, state } = countingSource()
+    const seen: Array<number> = []
+    const statuses: Array<JobStatus> = []
+    await using manager = await createJobManager({
+      worker: async (chunk) => {
+        seen.push(chunk.id)
+      },
+      concurrency: 3,
+      watchInterval: 0,
+      sources: { lines }
+    })
+    const id = await manager.submitJob({ name: "manifest", chunks: { source: "lines", payload: { count: 40 } } })
+    for await (const status of manager.watchJob(id)) statuses.push(status)
+    const last = statuses.at(-1)!
+    expect(last).toMatchObject({ state: "completed", totalChunks: 40, completedChunks: 40, progress: 100 })
+    expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, index) => index))
+    // While the stream was read: counts of what is done, no total, progress 0.
+    const streaming = statuses.filter((status) => status.totalChunks === undefined)
+    expect(streaming.length).toBeGreaterThan(0)
+    expect(streaming.every((status) => status.progress === 0)).toBe(true)
+    expect(state).toEqual({ made: 1, yielded: 40, finished: 1 })
+    const page = await manager.listChunks(id, { limit: 1000 })
+    expect(page.chunks.map((chunk) => [chunk.id, chunk.state])).toEqual(
+      Array.from({ length: 40 }, (_, index) => [index, "completed"])
+    )
+  })
+
+  it("refuses an unknown source by name, and a stream given directly, storing nothing", async () => {
+    const { lines, state } = countingSource()
+    await using manager = await createJobManager({ worker: async () => {}, sources: { lines } })
+    const unknown = await rejection(manager.submitJob({ chunks: { source: "pages", payload: null } }))
+    expect(unknown).toMatchObject({ _tag: "InvalidJobSpec", path: ["chunks", "source"] })
+    expect((unknown as Error).message).toContain(`no source named "pages" (known: lines)`)
+    const direct = await rejection(manager.submitJob({ chunks: lines({ count: 3 }) } as never))
+    expect(direct).toMatchObject({ _tag: "InvalidJobSpec", path: ["chunks"] })
+    expect((direct as Error).message).toContain("register a function that makes it in the manager's `sources`")
+    expect(await manager.listJobs()).toEqual({ jobs: [] })
+    await drain()
+    expect(state.yielded).toBe(0)
+  })
+
+  it("pulls lazily: the source is never more than concurrency + prefetch ahead of the settled chunks", async () => {
+    const concurrency = 3
+    let settled = 0
+    let maxAhead = 0
+    let yielded = 0
+    await using manager = await createJobManager({
+      worker: () =>
+        new Promise((resolve) =>
+          setTimeout(() => {
+            settled++
+            resolve(undefined)
+          }, 1)
+        ),
+      concurrency,
+      sources: {
+        lines: async function*() {
+          for (let id = 0; id < 150; id++) {
+            yielded++
+            maxAhead = Math.max(maxAhead, yielded - settled)
+            yield { id, payload: null }
+          }
+        }
+      }
+    })
+    const status = await manager.runJob({ chunks: { source: "lines" } })
+    expect(status).toMatchObject({ state: "completed", totalChunks: 150, completedChunks: 150 })
+    // The manager pulls `concurrency` ahead (its prefetch), plus one element held while it waits for room.
+    expect(maxAhead).toBeLessThanOrEqual(2 * concurrency + 1)
+    expect(maxAhead).toBeGreaterThan(concurrency)
+  })
+
+  it("a duplicate id fails the job with an error naming it; the chunks in flight are aborted", async () => {
+    const worker = new GatedWorker()
+    await using manager = await createJobManager({
+      worker: worker.run,
+      concurrency: 2,
+      sources: {
+        twice: async function*() {
+          yield { id: 7, payload: null }
+          yield { id: 8, payload: null }
+          await worker.startedAtLeast(2)
+          yield { id: 7, payload: "again" }
+        }
+      }
+    })
+    const status = await manager.runJob({ chunks: { source: "twice" } })
+    expect(status.state).toBe("failed")
+    expect(status.error).toContain("duplicate chunk id 7")
+    expect(worker.aborted.sort()).toEqual([7, 8])
+  })
+
+  it("an endless stream runs until cancelled: the pulling stops and the source is closed", async () => {
+    const { lines, state } = countingSource()
+    const worker = new GatedWorker()
+    await using manager = await createJobManager({ worker: worker.run, concurrency: 2, sources: { lines } })
+    const id = await manager.submitJob({ chunks: { source: "lines" } })
+    await worker.startedAtLeast(2)
+    worker.release(0)
+    worker.release(1)
+    await worker.startedAtLeast(4)
+    const cancelled = await manager.cancelJob(id)
+    expect(cancelled).toMatchObject({ state: "cancelled", completedChunks: 2 })
+    expect(cancelled.totalChunks).toBeUndefined()
+    const pulled = state.yielded
+    expect(worker.aborted.sort()).toEqual([2, 3])
+    await drain()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    // At most the element of the pending next() the cancel abandoned (a Promise cannot be stopped), then none.
+    const settled = state.yielded
+    expect(settled - pulled).toBeLessThanOrEqual(1)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(state.yielded).toBe(settled)
+    expect(worker.started).toHaveLength(4)
+    await until(() => state.finished === 1, "the source to be closed")
+  })
+
+  it("a paused job resumes: the chunks pulled and not completed run again, then the stream made again, less those pulled", async () => {
+    const { lines, state } = countingSource()
+    const worker = new GatedWorker()
+    await using manager = await createJobManager({ worker: worker.run, concurrency: 2, sources: { lines } })
+    const id = await manager.submitJob({ chunks: { source: "lines", payload: { count: 8 } } })
+    await worker.startedAtLeast(2)
+    worker.release(0)
+    await worker.startedAtLeast(3)
+    // Chunk 0 completed; 1 and 2 are in flight; 3 and 4 are pulled ahead (prefetch 2).
+    await until(() => state.yielded >= 5, "the prefetch")
+    const paused = await manager.pauseJob(id)
+    expect(paused).toMatchObject({ state: "paused", completedChunks: 1 })
+    const pulledBefore = state.yielded
+    await manager.resumeJob(id)
+    await until(() => worker.started.length >= 5, "the resumed run")
+    // The resumed run starts with the chunks pulled before and not completed, in id order.
+    expect(worker.started.slice(3, 5).map((chunk) => chunk.chunkId)).toEqual([1, 2])
+    for (let chunkId = 1; chunkId < 8; chunkId++) {
+      await until(() => worker.started.some((chunk, index) => index >= 3 && chunk.chunkId === chunkId), `chunk ${chunkId}`)
+      worker.release(chunkId)
+    }
+    const status = await manager.waitForJob(id)
+    expect(status).toMatchObject({ state: "completed", totalChunks: 8, completedChunks: 8 })
+    const runs = new Map<number, number>()
+    for (const chunk of worker.started) runs.set(chunk.chunkId, (runs.get(chunk.chunkId) ?? 0) + 1)
+    // Chunk 0 completed before the pause: it never ran again.
+    expect(runs.get(0)).toBe(1)
+    expect([...runs.keys()].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+    // The stream was made again and read from its start (8 more elements), the pulled ones skipped.
+    expect(state.made).toBe(2)
+    expect(state.yielded).toBe(pulledBefore + 8)
+  })
+
+  it("Effect: a source may return a Stream; a job whose source the manager lacks fails, naming it", async () => {
+    const numbers = (payload: Json | undefined) =>
+      Stream.map(Stream.range(1, (payload as { readonly count: number }).count), (id): Chunk => ({ id, payload: id }))
+    const repository = Layer.succeed(JobRepository.JobRepository, Effect.runSync(JobRepository.makeMemory))
+    const worker = ChunkWorker.layer((chunk) => Effect.succeed(chunk.payload))
+    const first = ManagedRuntime.make(
+      JobManager.layer({ sources: { numbers } }).pipe(Layer.provide(repository), Layer.provide(worker))
+    )
+    const status = await first.runPromise(Effect.flatMap(JobManager.JobManager, (manager) =>
+      manager.runJob({ chunks: { source: "numbers", payload: { count: 5 } } })))
+    expect(status).toMatchObject({ state: "completed", totalChunks: 5, completedChunks: 5 })
+    const results = await first.runPromise(Effect.flatMap(JobManager.JobManager, (manager) =>
+      manager.listChunks(status.id, { state: "completed" })))
+    expect(results.chunks.map((chunk) => chunk.result)).toEqual([1, 2, 3, 4, 5])
+    // A job stored by a manager with the source, run by one without it (as after a restart without it).
+    const stored = await first.runPromise(Effect.gen(function*() {
+      const manager = yield* JobManager.JobManager
+      const id = yield* manager.submitJob({ chunks: { source: "numbers", payload: { count: 5 } } })
+      return yield* manager.pauseJob(id)
+    }))
+    await first.dispose()
+    const second = ManagedRuntime.make(JobManager.layer().pipe(Layer.provide(repository), Layer.provide(worker)))
+    try {
+      const failed = await second.runPromise(Effect.gen(function*() {
+        const manager = yield* JobManager.JobManager
+        yield* manager.resumeJob(stored.id)
+        return yield* manager.awaitJob(stored.id)
+      }))
+      expect(failed.state).toBe("failed")
+      expect(failed.error).toContain(`this manager has no source named "numbers"`)
+    } finally {
+      await second.dispose()
+    }
+  })
+})
