@@ -265,6 +265,84 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
     )
 
     test(
+      "a streamed job: its pulled chunks not completed are kept in id order, through flushes and transitions; no total until its stream ends",
+      Effect.gen(function*() {
+        const repo = yield* JobRepository
+        const id = jobId("job_streamed")
+        const line = (chunkId: number) => ({ id: chunkId, payload: { line: `line ${chunkId}` } })
+        const pulled = Effect.map(repo.pulledChunks(id), (chunks) => chunks.map((chunk) => chunk.id))
+        const status = Effect.map(repo.get(id), Option.getOrThrow)
+        yield* repo.create({ id, spec: { chunks: { source: "lines", payload: { file: "a.txt" } } }, totalChunks: undefined })
+        expect(yield* status).toMatchObject({ state: "pending", completedChunks: 0, progress: 0 })
+        expect((yield* status).totalChunks).toBeUndefined()
+        expect(yield* repo.getSpec(id)).toEqual(Option.some({ chunks: { source: "lines", payload: { file: "a.txt" } } }))
+        yield* moveTo(id, "running")
+        yield* repo.updateProgress(id, { completedChunks: 0, failedChunks: 0, pulled: [0, 1, 2].map(line) })
+        expect(yield* repo.pulledChunks(id)).toEqual([0, 1, 2].map(line))
+        yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkId: 1, pulled: [] })
+        expect(yield* pulled).toEqual([0, 2])
+        yield* TestClock.adjust("1 second")
+        expect(yield* pulled).toEqual([0, 2])
+        // Counts with no total to check them against; progress stays 0 until the total is known.
+        expect(yield* status).toMatchObject({ completedChunks: 1, progress: 0 })
+        expect((yield* status).totalChunks).toBeUndefined()
+        // Pulled and completed within one flush window, and a completion of a chunk pulled in an earlier one.
+        yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, pulled: [3].map(line) })
+        yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkId: 3, pulled: [] })
+        yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 0, completedChunkId: 0, pulled: [] })
+        expect(yield* pulled).toEqual([2])
+        yield* TestClock.adjust("1 second")
+        expect(yield* pulled).toEqual([2])
+        const listed = yield* repo.listChunks(id, {})
+        expect(listed.chunks.map((chunk) => [chunk.id, chunk.state])).toEqual([
+          [0, "completed"],
+          [1, "completed"],
+          [2, "pending"],
+          [3, "completed"]
+        ])
+        // Pulled just before a transition: its write takes them.
+        yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 0, pulled: [4].map(line) })
+        yield* repo.transition(id, ["running"], "paused")
+        expect(yield* pulled).toEqual([2, 4])
+        yield* repo.transition(id, ["paused"], "pending")
+        yield* repo.transition(id, ["pending"], "running")
+        yield* repo.updateProgress(id, { completedChunks: 5, failedChunks: 0, completedChunkId: 2, pulled: [] })
+        yield* repo.updateProgress(id, { completedChunks: 5, failedChunks: 0, completedChunkId: 4, pulled: [], totalChunks: 5 })
+        expect(yield* status).toMatchObject({ totalChunks: 5, completedChunks: 5, progress: 100 })
+        expect(yield* pulled).toEqual([])
+        yield* TestClock.adjust("1 second")
+        expect(yield* status).toMatchObject({ totalChunks: 5, completedChunks: 5, progress: 100 })
+        const ended = yield* repo.transition(id, ["running"], "completed")
+        expect(ended.status).toMatchObject({ state: "completed", totalChunks: 5, progress: 100 })
+        expect(yield* pulled).toEqual([])
+      })
+    )
+
+    test(
+      "pulled chunks: a job that is not streamed has none, an unknown job fails, delete takes them with the job",
+      Effect.gen(function*() {
+        const repo = yield* JobRepository
+        yield* repo.create(newJob("job_array", chunkSpec(3)))
+        expect(yield* repo.pulledChunks(jobId("job_array"))).toEqual([])
+        expect(yield* Effect.flip(repo.pulledChunks(jobId("job_nothing")))).toMatchObject({ _tag: "JobNotFound" })
+        const id = jobId("job_gone_streamed")
+        const spec = { chunks: { source: "lines" } }
+        yield* repo.create({ id, spec, totalChunks: undefined })
+        yield* moveTo(id, "running")
+        yield* repo.updateProgress(id, { completedChunks: 0, failedChunks: 0, pulled: [{ id: 9, payload: null }] })
+        yield* TestClock.adjust("1 second")
+        yield* repo.transition(id, ["running"], "cancelled")
+        expect(yield* repo.pulledChunks(id)).toEqual([{ id: 9, payload: null }])
+        yield* repo.delete(id)
+        yield* repo.create({ id, spec, totalChunks: undefined })
+        expect(yield* repo.pulledChunks(id)).toEqual([])
+        // Only a streamed job may have no total.
+        expect(yield* Effect.flip(repo.create({ id: jobId("job_no_total"), spec: chunkSpec(2), totalChunks: undefined })))
+          .toMatchObject({ _tag: "RepositoryError" })
+      })
+    )
+
+    test(
       "a 1,000,000-chunk range job: page 1 and page 10,000 cost the same, in constant memory",
       Effect.gen(function*() {
         const repo = yield* JobRepository
