@@ -468,10 +468,8 @@ export const make = (
         completedChunkId: event.outcome === "completed" ? event.chunkId : undefined,
         lease: job.lease,
         partialChunks: job.execution?.partialChunks(),
-        ...(streamed === undefined ? {} : {
-          pulled: nothingPulled,
-          totalChunks: streamed.recordTotal ? event.totalChunks : undefined
-        }),
+        pulled: streamed === undefined ? undefined : nothingPulled,
+        totalChunks: streamed !== undefined && streamed.recordTotal ? event.totalChunks : undefined,
         // A chunk completed at its first attempt without a result is only an id in the checkpoint.
         chunk: event.result === undefined && event.attempts === 1 && event.outcome === "completed"
           ? undefined
