@@ -224,3 +224,28 @@ describe("JobManager: streamed jobs", () => {
     }
   })
 })
+
+describe("JobManager: a failed streamed job re-driven", () => {
+  it("retryJob makes the stream again: the completed chunks are skipped, the failed one and the rest run", async () => {
+    const { lines, state } = countingSource()
+    const runs = new Map<number, number>()
+    await using manager = await createJobManager({
+      worker: async (chunk) => {
+        const run = (runs.get(chunk.id) ?? 0) + 1
+        runs.set(chunk.id, run)
+        if (chunk.id === 3 && run === 1) throw new Error("chunk 3 broke")
+      },
+      concurrency: 1,
+      retry: { attempts: 1 },
+      sources: { lines }
+    })
+    const failed = await manager.runJob({ chunks: { source: "lines", payload: { count: 6 } } })
+    expect(failed).toMatchObject({ state: "failed", completedChunks: 3 })
+    expect(failed.totalChunks).toBeUndefined()
+    const retried = await manager.retryJob(failed.id)
+    const status = await manager.waitForJob(retried.id)
+    expect(status).toMatchObject({ state: "completed", totalChunks: 6, completedChunks: 6, retryOf: failed.id })
+    expect([...runs.entries()].sort((a, b) => a[0] - b[0])).toEqual([[0, 1], [1, 1], [2, 1], [3, 2], [4, 1], [5, 1]])
+    expect(state.made).toBe(2)
+  })
+})

@@ -28,6 +28,10 @@ export const effectApiTypes = (manager: Manager) => {
     finalize: { name: "concat", payload: { out: "film.mp4" } }
   })
   manager.runJob({ chunks: { start: 0, end: 239, size: 24 } })
+  manager.submitJob({ chunks: { source: "lines", payload: { file: "urls.txt" } } })
+  manager.submitJob({ chunks: { source: "lines" } })
+  // @ts-expect-error a stream source is named by `source`
+  manager.submitJob({ chunks: { sourceName: "lines" } })
   manager.listJobs()
   manager.listJobs({ state: "running", limit: 10, cursor: "c" })
   manager.listJobs({ state: ["pending", "paused"] })
