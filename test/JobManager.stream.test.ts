@@ -13,7 +13,7 @@ import * as ChunkWorker from "../src/ChunkWorker.js"
 import type { Chunk, JobStatus, Json } from "../src/Job.js"
 import * as JobManager from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
-import { createJobManager } from "../src/promise.js"
+import { createJobManager, executeJob } from "../src/promise.js"
 import { drain, GatedWorker } from "./contract/managerCases.js"
 import { countedChunks } from "./support/countedChunks.js"
 
@@ -76,6 +76,9 @@ describe("JobManager: streamed jobs", () => {
     expect(direct).toMatchObject({ _tag: "InvalidJobSpec", path: ["chunks"] })
     expect((direct as Error).message).toContain("register a function that makes it in the manager's `sources`")
     expect(await manager.listJobs()).toEqual({ jobs: [] })
+    // Without a manager there is no source to make the stream.
+    const alone = await rejection(executeJob({ chunks: { source: "lines" } }, { worker: async () => {} }))
+    expect(alone).toMatchObject({ _tag: "InvalidJobSpec", path: ["chunks", "source"] })
     await drain()
     expect(state.yielded).toBe(0)
   })
