@@ -6,6 +6,10 @@
  * -> `completed`, interruption only -> `cancelled` (or `paused` / re-queued when it was paused or its
  * manager shut down), any failure -> `failed` with the error's message.
  *
+ * A streamed job (`chunks: { source, payload }`) pulls the stream its source makes, recording each chunk
+ * pulled with the checkpoint; resumed, it runs the chunks pulled and not completed again, then the stream made
+ * again, less the chunks recorded (see `ManagerOptions.sources`).
+ *
  * Each manager instance has an owner id (`host:pid:random`) and heartbeats through the repository. Jobs
  * whose owner stopped heartbeating are claimed and resumed from their checkpoints by a live manager, and
  * cancel/pause requests stored by another process reach the owner through `JobRepository.stopRequests`.
@@ -157,7 +161,8 @@ export class JobManager extends Context.Tag("effect-jobs/JobManager")<JobManager
   /**
    * Validates the spec, stores the job as `pending` and starts it in the background (at once, or when a
    * slot under `maxConcurrentJobs` frees up). An invalid spec fails with `InvalidJobSpec` naming the path,
-   * and nothing is stored. (`spec` is typed; it is also checked at run time, for JavaScript callers.)
+   * and nothing is stored (a finalizer or a stream source this manager does not have included). (`spec` is
+   * typed; it is also checked at run time, for JavaScript callers.)
    */
   readonly submitJob: (spec: JobSpecInput) => Effect.Effect<JobId, InvalidJobSpec | RepositoryError>
   /**
