@@ -13,6 +13,10 @@ import * as ChunkWorker from "../src/ChunkWorker.js"
 import type { Chunk, JobStatus, Json } from "../src/Job.js"
 import * as JobManager from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
+import * as SqlJobRepository from "../src/SqlJobRepository.js"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Redacted from "effect/Redacted"
 import { createJobManager, executeJob } from "../src/promise.js"
 import { drain, GatedWorker } from "./contract/managerCases.js"
 import { countedChunks } from "./support/countedChunks.js"
@@ -251,4 +255,57 @@ describe("JobManager: a failed streamed job re-driven", () => {
     expect([...runs.entries()].sort((a, b) => a[0] - b[0])).toEqual([[0, 1], [1, 1], [2, 1], [3, 2], [4, 1], [5, 1]])
     expect(state.made).toBe(2)
   })
+})
+
+describe("JobManager: a streamed job on PostgreSQL", () => {
+  const url = process.env["EFFECT_JOBS_TEST_PG_URL"] ?? "postgres://postgres@127.0.0.1:5432/test"
+
+  it("paused by one manager, resumed by another on the same store: only the chunks not completed run again", async () => {
+    const schema = `ej_stream_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`
+    const { lines, state } = countingSource()
+    const worker = new GatedWorker()
+    const managerOn = () =>
+      ManagedRuntime.make(
+        JobManager.layer({ concurrency: 2, sources: { lines } }).pipe(
+          Layer.provide(SqlJobRepository.layerPg({ url, schema, flushInterval: "20 millis" })),
+          Layer.provide(ChunkWorker.layerPromise(worker.run))
+        )
+      )
+    const inManager = <A, E>(runtime: ReturnType<typeof managerOn>, body: (manager: JobManager.JobManager["Type"]) => Effect.Effect<A, E>) =>
+      runtime.runPromise(Effect.flatMap(JobManager.JobManager, body))
+    try {
+      const first = managerOn()
+      const id = await inManager(first, (manager) => manager.submitJob({ chunks: { source: "lines", payload: { count: 6 } } }))
+      await worker.startedAtLeast(2)
+      worker.release(0)
+      await worker.startedAtLeast(3)
+      const paused = await inManager(first, (manager) => manager.pauseJob(id))
+      expect(paused).toMatchObject({ state: "paused", completedChunks: 1 })
+      await first.dispose()
+
+      const second = managerOn()
+      try {
+        await inManager(second, (manager) => manager.resumeJob(id))
+        await until(() => worker.started.length >= 5, "the resumed run")
+        // Chunks 1 and 2 were in flight at the pause: the resumed run starts with them, read from the store.
+        expect(worker.started.slice(3, 5).map((chunk) => chunk.chunkId)).toEqual([1, 2])
+        for (let chunkId = 1; chunkId < 6; chunkId++) {
+          await until(() => worker.started.some((chunk, index) => index >= 3 && chunk.chunkId === chunkId), `chunk ${chunkId}`)
+          worker.release(chunkId)
+        }
+        const status = await inManager(second, (manager) => manager.awaitJob(id))
+        expect(status).toMatchObject({ state: "completed", totalChunks: 6, completedChunks: 6 })
+        expect(worker.started.filter((chunk) => chunk.chunkId === 0)).toHaveLength(1)
+        expect(state.made).toBe(2)
+      } finally {
+        await second.dispose()
+      }
+    } finally {
+      await Effect.runPromise(
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)).pipe(
+          Effect.provide(PgClient.layer({ url: Redacted.make(url) }))
+        )
+      )
+    }
+  }, 30_000)
 })
