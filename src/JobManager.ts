@@ -423,17 +423,27 @@ export const make = (
 
     // --- A job's fiber, and the one place its Exit becomes a state ---
 
-    const onChunkSettled = (job: LiveJob) => (event: ChunkSettled): Effect.Effect<void> => {
+    /** Chunks of the job settled (in the order they did): one progress update with their ids and records. */
+    const onChunksSettled = (job: LiveJob) => (events: ReadonlyArray<ChunkSettled>): Effect.Effect<void> => {
+      const completedChunkIds: Array<number> = []
+      let records: Array<ChunkRecord> | undefined
+      for (const event of events) {
+        if (event.outcome === "completed") {
+          completedChunkIds.push(event.chunkId)
+          // A chunk completed at its first attempt without a result is only an id in the checkpoint.
+          if (event.result === undefined && event.attempts === 1) continue
+        }
+        ;(records ??= []).push(chunkRecord(event))
+      }
+      // Their counts never go back: the last event's are the job's.
+      const last = events[events.length - 1]!
       const progress: ProgressUpdate = {
-        completedChunks: event.completedChunks,
-        failedChunks: event.failedChunks,
-        completedChunkId: event.outcome === "completed" ? event.chunkId : undefined,
+        completedChunks: last.completedChunks,
+        failedChunks: last.failedChunks,
+        completedChunkIds,
         lease: job.lease,
         partialChunks: job.execution?.partialChunks(),
-        // A chunk completed at its first attempt without a result is only an id in the checkpoint.
-        chunk: event.result === undefined && event.attempts === 1 && event.outcome === "completed"
-          ? undefined
-          : chunkRecord(event)
+        chunks: records
       }
       job.setProgress(progress, clock.unsafeCurrentTimeMillis())
       return recordProgress(job, progress)
@@ -588,7 +598,7 @@ export const make = (
           skip: completed,
           shouldStop: () => job.draining,
           beforePull: beforePull(job),
-          onChunkSettled: onChunkSettled(job),
+          onChunksSettled: onChunksSettled(job),
           onStart: (view) => {
             job.execution = view
           },

@@ -102,7 +102,12 @@ export class ProgressBuffer {
     entry.lease = progress.lease
     if (progress.phase !== undefined) entry.phase = progress.phase
     if (progress.completedChunkId !== undefined) entry.chunks.add(progress.completedChunkId)
+    if (progress.completedChunkIds !== undefined) for (const chunkId of progress.completedChunkIds) entry.chunks.add(chunkId)
     if (progress.chunk !== undefined) (entry.records ??= new Map()).set(progress.chunk.id, progress.chunk)
+    if (progress.chunks !== undefined) {
+      const records = entry.records ??= new Map()
+      for (const record of progress.chunks) records.set(record.id, record)
+    }
     entry.version++
     return true
   }
