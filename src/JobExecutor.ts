@@ -723,6 +723,11 @@ const runSource = <E, R>(
       if (unpublished.length === 0) return Effect.void
       const events = unpublished
       unpublished = []
+      // A stream that has ended since these settled: they go out with its total.
+      const total = knownTotal === undefined ? source.total() : undefined
+      if (total !== undefined) {
+        for (const event of events) if (event.totalChunks === undefined) (event as { totalChunks: number }).totalChunks = total
+      }
       return deliver(events)
     })
     /** Publishes what the lanes settled, at most `settledBatchMillis` (real time) after the first of it settled. */
