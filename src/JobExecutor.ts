@@ -190,9 +190,10 @@ export interface ExecuteOptions extends ExecutionOptions {
   /**
    * Called with the chunks settled since the last call, in the order they settled (their counts never go
    * back). A Promise worker's chunks run in lanes that leave the Effect runtime while chunks succeed: their
-   * events are handed over at most ~10 ms after they settle, before a worker loop waits (for a pull that must
-   * wait, or a turn of the event loop), after a failed attempt, and, whatever the execution's end (success,
-   * failure or interruption), before it ends. An Effect worker's (or any worker's with a tracer installed) one at a time.
+   * events are handed over at most ~10 ms (real time) after they settle, before a worker loop waits for a
+   * pull (`beforePull`, a stream's next chunk), after a failed attempt, and, whatever the execution's end
+   * (success, failure or interruption), before it ends. An Effect worker's chunks (and any worker's while a
+   * tracer is installed) are handed over one at a time, right after each settles.
    */
   readonly onChunksSettled?: ((events: ReadonlyArray<ChunkSettled>) => Effect.Effect<void>) | undefined
   /**
@@ -808,10 +809,11 @@ const runSource = <E, R>(
 
     /**
      * Runs chunks of `lane` back to back outside the Effect runtime: pull (after the same `turns` and
-     * `beforePull` checks as a worker loop), call the worker, arm and disarm the lane's deadline slot, count
-     * a success into the plain counters and queue its event. The fiber is resumed only when the lane must
-     * stop: a pull must wait (`Wait`), there is nothing to pull now (`Pull`), or an attempt failed (`Failed`:
-     * the retry and failure policy then run in Effect, and the lane starts again).
+     * `beforePull` checks as a worker loop; a due turn of the event loop is waited for in the lane), call the
+     * worker, arm and disarm the lane's deadline slot, count a success into the plain counters and queue its
+     * event. The fiber is resumed only when the lane must stop: `beforePull` holds the pull (`Wait`), there is
+     * nothing to pull now (`Pull`), or an attempt failed (`Failed`: the retry and failure policy then run in
+     * Effect, and the lane starts again).
      *
      * Interruption: no chunk starts after the canceler ran, and the attempt in flight is aborted (its signal
      * fires); a late settlement of it is ignored.
@@ -872,6 +874,7 @@ const runSource = <E, R>(
         }
         /** Starts the next chunk; a worker that settles synchronously loops here instead of recursing. */
         const next = (): void => {
+          if (stopped) return
           if (starting) {
             startAgain = true
             return
@@ -883,8 +886,14 @@ const runSource = <E, R>(
           } while (startAgain && !stopped)
           starting = false
         }
+        const afterTurn = (): void => {
+          now = clock.unsafeCurrentTimeMillis()
+          next()
+        }
         const startOne = (): void => {
-          const wait = turns.due() ?? beforePull?.()
+          // A turn of the event loop is taken without leaving the lane.
+          if (turns.deferIfDue(afterTurn)) return
+          const wait = beforePull?.()
           if (wait !== undefined) return stop({ _tag: "Wait", wait })
           const pulled = pull()
           if (pulled === undefined) return stop(pullStop)
