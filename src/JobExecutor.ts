@@ -753,7 +753,13 @@ const runSource = <E, R>(
       lane.free()
       if (!notify) return useLanes ? publish : Effect.void
       const event = eventOf(chunkId, outcome, lane.attempt, result, error, lane.startedAt, finishedAt)
-      if (!useLanes) return deliver([event])
+      if (!useLanes) {
+        return onChunksSettled === undefined
+          ? onChunkSettled!(event)
+          : onChunkSettled === undefined
+          ? onChunksSettled([event])
+          : Effect.zipRight(onChunksSettled([event]), onChunkSettled(event))
+      }
       // After the lanes' earlier chunks, in the order they settled.
       enqueue(event)
       return publish
