@@ -103,7 +103,8 @@ const executorRun = (chunks: number, worker: ChunkWorker.ChunkWorker["Type"] = C
     JobExecutor.execute(range(chunks), {
       ...features,
       jobId: "job_bench" as never,
-      onChunkSettled: () => Effect.sync(() => void settled++)
+      // Progress tracked as the manager tracks it: a batch of settled chunks at a time.
+      onChunksSettled: (events) => Effect.sync(() => void (settled += events.length))
     }).pipe(Effect.provideService(ChunkWorker.ChunkWorker, worker))
   )
 }
@@ -240,7 +241,7 @@ const s1scale = async () => {
     }
     const executorWide = () =>
       Effect.runPromise(
-        JobExecutor.execute(range(n), { ...wide, jobId: "job_bench" as never, onChunkSettled: () => Effect.void }).pipe(
+        JobExecutor.execute(range(n), { ...wide, jobId: "job_bench" as never, onChunksSettled: () => Effect.void }).pipe(
           Effect.provideService(ChunkWorker.ChunkWorker, ChunkWorker.fromPromise(noop))
         )
       )

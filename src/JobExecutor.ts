@@ -715,8 +715,11 @@ const runSource = <E, R>(
         Deferred.unsafeDone(wake, Exit.void)
       }
     }
-    /** Hands the unpublished settled chunks over, and updates the metrics with the lanes' counts. */
-    const publish: Effect.Effect<void> = Effect.suspend(() => {
+    /**
+     * Hands the unpublished settled chunks over, and updates the metrics with the lanes' counts. Uninterruptible:
+     * a batch taken is delivered whole.
+     */
+    const publish: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
       if (unreportedStarts !== 0) JobMetrics.chunksStarted.unsafeUpdate(unreportedStarts, noTags)
       if (unreportedSuccesses !== 0) JobMetrics.chunksSucceeded.unsafeUpdate(unreportedSuccesses, noTags)
       unreportedStarts = 0
@@ -730,7 +733,7 @@ const runSource = <E, R>(
         for (const event of events) if (event.totalChunks === undefined) (event as { totalChunks: number }).totalChunks = total
       }
       return deliver(events)
-    })
+    }))
     /** Publishes what the lanes settled, at most `settledBatchMillis` (real time) after the first of it settled. */
     const publisher: Effect.Effect<never> = Effect.suspend(() => {
       if (unpublished.length === 0) {
@@ -956,11 +959,7 @@ const runSource = <E, R>(
       }) : Effect.fail(toleranceExceeded()))
     const onStart = options.onStart
     const loopOf = useLanes ? (lane: Lane) => laneLoop(worker.promise!, lane) : workerLoop
-    // Beside the loops: a stream's producer, and the lanes' publisher. Neither ends the race by succeeding: the
-    // loops end it (and these are interrupted).
-    const beside: Array<Effect.Effect<void, E, R>> = []
-    if (source.producer !== undefined) beside.push(source.producer)
-    if (useLanes && notify) beside.push(publisher)
+    const producer = source.producer
     const pool = (slotOf: (index: number) => DeadlineSlot | undefined) => {
       const partial = new PartialProgress(options.onChunkProgress)
       const lanes = Array.from({ length: concurrency }, (_, index) => new Lane(slotOf(index), new SignalLane(), partial))
@@ -977,12 +976,15 @@ const runSource = <E, R>(
         })
       }
       const loops = concurrency === 1 ? loopOf(lanes[0]!) : Effect.forEach(lanes, loopOf, { concurrency, discard: true })
-      const raced = beside.length === 0 ? loops : Effect.raceFirst(
-        loops,
-        Effect.zipRight(Effect.all(beside, { concurrency: "unbounded", discard: true }), Effect.never)
-      )
-      // Whatever the end, what the lanes settled is published before the execution ends.
-      return Effect.zipRight(useLanes ? Effect.ensuring(raced, publish) : raced, summary)
+      // The producer never ends the race by succeeding: the loops end it (and the producer is interrupted).
+      const raced = producer === undefined ? loops : Effect.raceFirst(loops, Effect.zipRight(producer, Effect.never))
+      if (!useLanes) return Effect.zipRight(raced, summary)
+      // Lanes: the publisher runs beside the loops and is interrupted when they end (between two batches); then,
+      // whatever the end, what is left is published before the execution ends.
+      const published = notify
+        ? Effect.acquireUseRelease(Effect.fork(Effect.interruptible(publisher)), () => raced, Fiber.interrupt)
+        : raced
+      return Effect.zipRight(Effect.ensuring(published, publish), summary)
     }
     if (timeout === undefined || worker.promise === undefined) return pool(() => undefined)
     // Promise workers with a timeout: one watchdog fiber for the whole execution, interrupted when it ends.
