@@ -314,6 +314,11 @@ class AttemptContext extends LazyAbortController implements ChunkContext {
  * Fairness: the worker loops let the event loop take a turn (timers, I/O) at least every 4 ms of continuous
  * work, so a job of instant chunks never starves the rest of the process.
  *
+ * Promise workers (`ChunkWorker.fromPromise`, unless a tracer is installed) run in lanes: each worker loop
+ * drives its chunks in a plain Promise loop and resumes its fiber only to wait for a pull, to retry or fail
+ * a chunk, and to end; the guarantees above are the same, and settled chunks reach `onChunkSettled` /
+ * `onChunksSettled` in batches (see {@link ExecuteOptions.onChunksSettled}).
+ *
  * @since 0.1.0
  */
 export const execute = (
