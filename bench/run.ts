@@ -3,7 +3,7 @@
  *
  *     npm run bench               full run (a few minutes)
  *     npm run bench -- --quick    small sizes, one repetition: a smoke test (CI runs it)
- *     npm run bench -- --only s7  some scenarios only (s1, s2, s3, s4, s5, xproc, s7)
+ *     npm run bench -- --only s7  some scenarios only (s1, s1scale, s2, s3, s4, s5, xproc, s7)
  *
  * Contenders of a scenario run in alternating order, repetition after repetition; the table shows
  * medians. Raw figures go to bench/results/<timestamp>.json. Nothing here asserts a timing.
@@ -97,16 +97,20 @@ const effectFloorRun = (chunks: number) => {
   return Effect.runPromise(Effect.forEach(Array.from({ length: concurrency }), () => loop, { concurrency, discard: true }))
 }
 
-const executorRun = (chunks: number) => {
+const executorRun = (chunks: number, worker: ChunkWorker.ChunkWorker["Type"] = ChunkWorker.fromPromise(noop)) => {
   let settled = 0
   return Effect.runPromise(
     JobExecutor.execute(range(chunks), {
       ...features,
       jobId: "job_bench" as never,
-      onChunkSettled: () => Effect.sync(() => void settled++)
-    }).pipe(Effect.provideService(ChunkWorker.ChunkWorker, ChunkWorker.fromPromise(noop)))
+      // Progress tracked as the manager tracks it: a batch of settled chunks at a time.
+      onChunksSettled: (events) => Effect.sync(() => void (settled += events.length))
+    }).pipe(Effect.provideService(ChunkWorker.ChunkWorker, worker))
   )
 }
+
+/** The same no-op chunk as an Effect worker: the fiber-per-attempt path. */
+const effectWorker = ChunkWorker.make((chunk, context) => Effect.promise(() => noop(chunk, context)))
 
 const managerLayer = JobManager.layer(features).pipe(
   Layer.provide(JobRepository.layerMemory),
@@ -167,7 +171,8 @@ const compare = async (
   }
   for (const [name] of contenders) {
     const values = samples.get(name)!
-    rows.push({ scenario, contender: name, unit, median: median(values), samples: values })
+    const spread = `${Math.min(...values).toFixed(2)}..${Math.max(...values).toFixed(2)}`
+    rows.push({ scenario, contender: name, unit, median: median(values), samples: values, note: `min..max ${spread}` })
     console.error(`  ${scenario} ${name}: ${median(values).toFixed(2)} ${unit}`)
   }
 }
@@ -180,10 +185,81 @@ const s1 = async () => {
     ["p-map", () => perChunk(n, () => pMapRun(n))],
     ["p-queue", () => perChunk(n, () => pQueueRun(n))],
     ["effect-jobs JobExecutor", () => perChunk(n, () => executorRun(n))],
+    // A tenth of the chunks: this path is an order of magnitude slower per chunk.
+    ["effect-jobs JobExecutor, Effect worker", () => perChunk(n / 10, () => executorRun(n / 10, effectWorker))],
     ["effect-jobs JobManager (memory)", () => perChunk(n, () => managerRun(n))],
     ["effect-jobs JobManager (memory), tracing on", () => perChunk(n, () => managerRun(n, true))],
     ["effect-jobs Promise facade (memory)", () => perChunk(n, () => facadeRun(n))]
-  ])
+  ], quick ? 1 : 7)
+}
+
+/**
+ * S1 at other sizes and widths: the cost of a job of 1,000 and 10,000 chunks through the Promise facade (from
+ * `submitJob` to the first chunk's call, and per chunk from submission to `waitForJob`), and the per-chunk
+ * cost at concurrency 1, 16 and 256, each beside p-map on the same chunks.
+ */
+const s1scale = async () => {
+  const jobSizes = quick ? [1_000] : [1_000, 10_000]
+  for (const chunks of jobSizes) {
+    let firstCall = 0
+    const worker = (chunk: unknown, context: { readonly signal: AbortSignal }) => {
+      if (firstCall === 0) firstCall = performance.now()
+      return noop(chunk, context)
+    }
+    const manager = await createJobManager({ worker, ...features })
+    const firstChunk: Array<number> = []
+    try {
+      await compare(`S1 per job, ${chunks.toLocaleString("en")} chunks`, "us/chunk", [
+        ["p-map", () => perChunk(chunks, () => pMapRun(chunks))],
+        ["effect-jobs Promise facade (memory), one manager", async () => {
+          firstCall = 0
+          const submitted = performance.now()
+          const id = await manager.submitJob(range(chunks))
+          const status = await manager.waitForJob(id)
+          if (status.state !== "completed") throw new Error(`bench job ended ${status.state}`)
+          firstChunk.push((firstCall - submitted) * 1000)
+          return ((performance.now() - submitted) * 1000) / chunks
+        }]
+      ], sizes.repetitions + 2)
+    } finally {
+      await manager.close()
+    }
+    rows.push({
+      scenario: `S1 per job, ${chunks.toLocaleString("en")} chunks`,
+      contender: "effect-jobs Promise facade: submitJob to the first chunk's call",
+      unit: "us",
+      median: median(firstChunk),
+      samples: firstChunk
+    })
+  }
+  const n = quick ? 5_000 : 50_000
+  for (const width of [1, 16, 256]) {
+    const wide = { ...features, concurrency: width }
+    const pMapWide = () => {
+      const signal = new AbortController().signal
+      return pMap(Array.from({ length: n }, (_, i) => i), (i) => noop(i, { signal }), { concurrency: width })
+    }
+    const executorWide = () =>
+      Effect.runPromise(
+        JobExecutor.execute(range(n), { ...wide, jobId: "job_bench" as never, onChunksSettled: () => Effect.void }).pipe(
+          Effect.provideService(ChunkWorker.ChunkWorker, ChunkWorker.fromPromise(noop))
+        )
+      )
+    const facadeWide = async () => {
+      const manager = await createJobManager({ worker: noop, ...wide })
+      try {
+        const status = await manager.waitForJob(await manager.submitJob(range(n)))
+        if (status.state !== "completed") throw new Error(`bench job ended ${status.state}`)
+      } finally {
+        await manager.close()
+      }
+    }
+    await compare(`S1 concurrency ${width}`, "us/chunk", [
+      ["p-map", () => perChunk(n, pMapWide)],
+      ["effect-jobs JobExecutor", () => perChunk(n, executorWide)],
+      ["effect-jobs Promise facade (memory)", () => perChunk(n, facadeWide)]
+    ])
+  }
 }
 
 const s2 = async () => {
@@ -413,7 +489,7 @@ const main = async () => {
   console.error(`effect-jobs bench${quick ? " (quick)" : ""}: ${cpus().length} cores, Node ${process.version}`)
   // `--only s7` (or `s1,s2`): just those scenarios.
   const only = flags.only === undefined ? undefined : new Set(flags.only.split(","))
-  const scenarios = { s1, s2, s3, s4, s5, xproc: crossProcess, s7 }
+  const scenarios = { s1, s1scale, s2, s3, s4, s5, xproc: crossProcess, s7 }
   for (const [name, run] of Object.entries(scenarios)) if (only === undefined || only.has(name)) await run()
 
   const ratio = (scenario: string, a: string, b: string) => {
@@ -432,8 +508,17 @@ const main = async () => {
     `| --- | ---: |`,
     `| Effect floor / p-map (S1) | ${ratio("S1 overhead", "Effect floor: 16 fibers, one Effect.async per chunk", "p-map")} |`,
     `| JobExecutor / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobExecutor", "p-map")} |`,
+    `| JobExecutor, Effect worker / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobExecutor, Effect worker", "p-map")} |`,
     `| JobManager / p-map (S1) | ${ratio("S1 overhead", "effect-jobs JobManager (memory)", "p-map")} |`,
     `| Promise facade / p-map (S1) | ${ratio("S1 overhead", "effect-jobs Promise facade (memory)", "p-map")} |`,
+    ...(quick ? [1_000] : [1_000, 10_000]).map((chunks) => {
+      const scenario = `S1 per job, ${chunks.toLocaleString("en")} chunks`
+      return `| Promise facade / p-map (${scenario}) | ${ratio(scenario, "effect-jobs Promise facade (memory), one manager", "p-map")} |`
+    }),
+    ...[1, 16, 256].flatMap((width) => [
+      `| JobExecutor / p-map (S1 concurrency ${width}) | ${ratio(`S1 concurrency ${width}`, "effect-jobs JobExecutor", "p-map")} |`,
+      `| Promise facade / p-map (S1 concurrency ${width}) | ${ratio(`S1 concurrency ${width}`, "effect-jobs Promise facade (memory)", "p-map")} |`
+    ]),
     `| BullMQ / effect-jobs SQLite (S2, per chunk) | ${ratio("S2 durable", "BullMQ (local Redis)", "effect-jobs SQLite store")} |`,
     ...["memory", "SQLite", "PostgreSQL"].map((name) => {
       const scenario = rows.find((row) => row.scenario.startsWith("S7 per job"))?.scenario ?? ""

@@ -58,8 +58,12 @@ export const make = (run: (chunk: Chunk, context: ChunkContext) => Effect.Effect
   ChunkWorker.of({ run })
 
 /**
- * A worker from a Promise function. A rejection (or a synchronous throw) is the attempt's error; the
- * function should stop its work when `context.signal` fires.
+ * A worker from a Promise function. A rejection (or a synchronous throw) is the attempt's error; a plain value
+ * returned instead of a Promise is the result, as `await` would take it. The function should stop its work
+ * when `context.signal` fires.
+ *
+ * The executor runs such a worker's chunks in lanes: a plain Promise loop per worker loop that leaves the
+ * Effect runtime while chunks succeed (see `JobExecutor.ExecuteOptions.onChunksSettled`).
  *
  * @since 0.1.0
  */
@@ -67,7 +71,7 @@ export const fromPromise = (
   run: (chunk: Chunk, context: ChunkContext) => PromiseLike<unknown>
 ): ChunkWorker["Type"] =>
   ChunkWorker.of({
-    run: (chunk, context) => Effect.tryPromise({ try: () => run(chunk, context), catch: (error) => error }),
+    run: (chunk, context) => Effect.tryPromise({ try: () => Promise.resolve(run(chunk, context)), catch: (error) => error }),
     promise: run
   })
 

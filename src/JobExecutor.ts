@@ -13,8 +13,10 @@ import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as Either from "effect/Either"
+import * as Deferred from "effect/Deferred"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import { StreamTypeId } from "effect/Stream"
@@ -181,8 +183,20 @@ export interface ExecuteOptions extends ExecutionOptions {
    * must be an id of the spec's chunks.
    */
   readonly skip?: { readonly has: (chunkId: number) => boolean; readonly size: number } | undefined
-  /** Called after each chunk settles, in the fiber that ran it. */
+  /**
+   * Called for each settled chunk, in the order the chunks settled. A Promise worker's chunks are handed over
+   * in batches (see {@link onChunksSettled}); otherwise each right after it settles, in the fiber that ran it.
+   */
   readonly onChunkSettled?: ((event: ChunkSettled) => Effect.Effect<void>) | undefined
+  /**
+   * Called with the chunks settled since the last call, in the order they settled (their counts never go
+   * back). A Promise worker's chunks run in lanes that leave the Effect runtime while chunks succeed: their
+   * events are handed over at most ~10 ms (real time) after they settle, before a worker loop waits for a
+   * pull (`beforePull`, a stream's next chunk), after a failed attempt, and, whatever the execution's end
+   * (success, failure or interruption), before it ends. An Effect worker's chunks (and any worker's while a
+   * tracer is installed) are handed over one at a time, right after each settles.
+   */
+  readonly onChunksSettled?: ((events: ReadonlyArray<ChunkSettled>) => Effect.Effect<void>) | undefined
   /**
    * Read before each chunk is pulled: once it returns true, no further chunk starts, the chunks in flight
    * finish, and the execution succeeds with the counts so far (fewer settled chunks than `totalChunks`).
@@ -301,6 +315,11 @@ class AttemptContext extends LazyAbortController implements ChunkContext {
  * Fairness: the worker loops let the event loop take a turn (timers, I/O) at least every 4 ms of continuous
  * work, so a job of instant chunks never starves the rest of the process.
  *
+ * Promise workers (`ChunkWorker.fromPromise`, unless a tracer is installed) run in lanes: each worker loop
+ * drives its chunks in a plain Promise loop and resumes its fiber only to wait for a pull, to retry or fail
+ * a chunk, and to end; the guarantees above are the same, and settled chunks reach `onChunkSettled` /
+ * `onChunksSettled` in batches (see {@link ExecuteOptions.onChunksSettled}).
+ *
  * @since 0.1.0
  */
 export const execute = (
@@ -370,19 +389,21 @@ export interface StreamChunkSettled extends Omit<ChunkSettled, "totalChunks"> {
  *
  * @since 0.1.0
  */
-export interface ExecuteStreamOptions extends Omit<ExecuteOptions, "onChunkSettled"> {
+export interface ExecuteStreamOptions extends Omit<ExecuteOptions, "onChunkSettled" | "onChunksSettled"> {
   /**
    * Chunks pulled ahead of the worker loops, waiting for a free one (0..10,000; default: the concurrency).
    * With 0 a chunk is pulled only when a worker loop is free for it.
    */
   readonly prefetch?: number | undefined
-  /** Called after each chunk settles, in the fiber that ran it. */
+  /** Called for each settled chunk, in the order they settled (as `ExecuteOptions.onChunkSettled`). */
   readonly onChunkSettled?: ((event: StreamChunkSettled) => Effect.Effect<void>) | undefined
   /**
    * Called by the fiber that pulls the stream with each batch of chunks it has just pulled and checked,
    * before any of them can start (a manager records them so that a resumed job can run them again).
    */
   readonly onPulled?: ((chunks: ReadonlyArray<Chunk>) => Effect.Effect<void>) | undefined
+  /** Called with the chunks settled since the last call (as `ExecuteOptions.onChunksSettled`). */
+  readonly onChunksSettled?: ((events: ReadonlyArray<StreamChunkSettled>) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -542,6 +563,7 @@ const runSource = <E, R>(
     const knownTotal = source.total()
     const skip = options.skip
     const onChunkSettled = options.onChunkSettled
+    const onChunksSettled = options.onChunksSettled
     const shouldStop = options.shouldStop
     const retry = options.retry
     const maxAttempts = retry?.attempts ?? defaults.attempts
@@ -554,11 +576,15 @@ const runSource = <E, R>(
         "bulky output out of the result (e.g. return a reference to it)"
     }
     /** A worker's return value as a stored result: a checked copy, or the attempt's failure. */
-    const checkResult = (chunkId: number, value: unknown): Exit.Exit<Json, InvalidResult> => {
+    const checkedResult = (chunkId: number, value: unknown): Json | InvalidResult => {
       const copied = copyJson(value, { maxBytes: resultLimit })
       return Either.isRight(copied)
-        ? Exit.succeed(copied.right)
-        : Exit.fail(new InvalidResult({ chunkId, path: copied.left.path, detail: copied.left.detail }))
+        ? copied.right
+        : new InvalidResult({ chunkId, path: copied.left.path, detail: copied.left.detail })
+    }
+    const checkResult = (chunkId: number, value: unknown): Exit.Exit<Json, InvalidResult> => {
+      const checked = checkedResult(chunkId, value)
+      return checked instanceof InvalidResult ? Exit.fail(checked) : Exit.succeed(checked)
     }
     const initialDelayMillis = Duration.toMillis(retry?.initialDelay ?? defaults.initialDelay)
     const factor = retry?.factor ?? defaults.factor
@@ -643,14 +669,13 @@ const runSource = <E, R>(
             settle(Effect.fail(new ChunkTimeout({ chunkId: chunk.id, timeoutMillis })))
           })
         }
+        // No result costs one comparison.
+        const onValue = (value: unknown) => settle(value == null ? Exit.void : checkResult(chunk.id, value))
+        const onError = (error: unknown) => settle(Exit.fail(error))
         try {
-          run(chunk, context).then(
-            // No result costs one comparison.
-            (value) => settle(value == null ? Exit.void : checkResult(chunk.id, value)),
-            (error) => settle(Exit.fail(error))
-          )
+          settleWith(run(chunk, context), onValue, onError)
         } catch (error) {
-          settle(Exit.fail(error))
+          onError(error)
         }
         return Effect.sync(() => {
           if (settled) return
@@ -677,20 +702,97 @@ const runSource = <E, R>(
       })
     }
 
+    /** After attempt `attempt` of `chunk` failed with `error`: the next attempt (after the backoff), or the chunk's failure. */
+    const retryAfter = (chunk: Chunk, attempt: number, lane: Lane, error: unknown): Effect.Effect<unknown, ChunkFailed> =>
+      attempt < maxAttempts && isRetryable(error)
+        ? Effect.zipRight(
+          Effect.flatMap(retryDelay(attempt), (millis) => Effect.sleep(millis)),
+          Effect.suspend(() => {
+            JobMetrics.chunkRetries.unsafeUpdate(1, noTags)
+            lane.attempt = attempt + 1
+            return attemptFrom(chunk, attempt + 1, lane)
+          })
+        )
+        : Effect.fail(
+          new ChunkFailed({ chunkId: chunk.id, attempts: attempt, cause: isNonRetryable(error) ? error.cause : error })
+        )
+
     const attemptFrom = (chunk: Chunk, attempt: number, lane: Lane): Effect.Effect<unknown, ChunkFailed> =>
-      Effect.catchAll(attemptOnce(chunk, attempt, lane), (error) =>
-        attempt < maxAttempts && isRetryable(error)
-          ? Effect.zipRight(
-            Effect.flatMap(retryDelay(attempt), (millis) => Effect.sleep(millis)),
-            Effect.suspend(() => {
-              JobMetrics.chunkRetries.unsafeUpdate(1, noTags)
-              lane.attempt = attempt + 1
-              return attemptFrom(chunk, attempt + 1, lane)
-            })
-          )
-          : Effect.fail(
-            new ChunkFailed({ chunkId: chunk.id, attempts: attempt, cause: isNonRetryable(error) ? error.cause : error })
-          ))
+      Effect.catchAll(attemptOnce(chunk, attempt, lane), (error) => retryAfter(chunk, attempt, lane, error))
+
+    // --- Settled chunks: handed to onChunkSettled / onChunksSettled ---
+
+    const notify = onChunkSettled !== undefined || onChunksSettled !== undefined
+    const deliver = (events: ReadonlyArray<ChunkSettled>): Effect.Effect<void> => {
+      const batch = onChunksSettled === undefined ? Effect.void : onChunksSettled(events)
+      return onChunkSettled === undefined
+        ? batch
+        : Effect.zipRight(batch, Effect.forEach(events, onChunkSettled, { discard: true }))
+    }
+    const eventOf = (
+      chunkId: number,
+      outcome: ChunkSettled["outcome"],
+      attempts: number,
+      result: Json | undefined,
+      error: string | undefined,
+      startedAt: number,
+      finishedAt: number
+    ): ChunkSettled => ({
+      chunkId,
+      outcome,
+      completedChunks: completed,
+      failedChunks: failed,
+      // A stream's total is unknown until it ends (see StreamChunkSettled).
+      totalChunks: source.total() as number,
+      attempts,
+      result,
+      error,
+      startedAt,
+      finishedAt
+    })
+
+    // Lanes (below) keep their settled chunks and their metric counts here until they are published.
+    const useLanes = worker.promise !== undefined && !traced
+    let unpublished: Array<ChunkSettled> = []
+    let unreportedStarts = 0
+    let unreportedSuccesses = 0
+    let publisherWake: Deferred.Deferred<void> | undefined
+    const enqueue = (event: ChunkSettled): void => {
+      unpublished.push(event)
+      const wake = publisherWake
+      if (wake !== undefined) {
+        publisherWake = undefined
+        Deferred.unsafeDone(wake, Exit.void)
+      }
+    }
+    /**
+     * Hands the unpublished settled chunks over, and updates the metrics with the lanes' counts. Uninterruptible:
+     * a batch taken is delivered whole.
+     */
+    const publish: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
+      if (unreportedStarts !== 0) JobMetrics.chunksStarted.unsafeUpdate(unreportedStarts, noTags)
+      if (unreportedSuccesses !== 0) JobMetrics.chunksSucceeded.unsafeUpdate(unreportedSuccesses, noTags)
+      unreportedStarts = 0
+      unreportedSuccesses = 0
+      if (unpublished.length === 0) return Effect.void
+      const events = unpublished
+      unpublished = []
+      // A stream that has ended since these settled: they go out with its total.
+      const total = knownTotal === undefined ? source.total() : undefined
+      if (total !== undefined) {
+        for (const event of events) if (event.totalChunks === undefined) (event as { totalChunks: number }).totalChunks = total
+      }
+      return deliver(events)
+    }))
+    /** Publishes what the lanes settled, at most `settledBatchMillis` (real time) after the first of it settled. */
+    const publisher: Effect.Effect<never> = Effect.suspend(() => {
+      if (unpublished.length === 0) {
+        const wake = Deferred.unsafeMake<void>(FiberId.none)
+        publisherWake = wake
+        return Effect.zipRight(Deferred.await(wake), publisher)
+      }
+      return Effect.zipRight(Effect.zipRight(realSleep(settledBatchMillis), publish), publisher)
+    })
 
     /** The chunk of `lane` settled: the lane is free, and the event goes out. */
     const settled = (
@@ -702,41 +804,35 @@ const runSource = <E, R>(
     ): Effect.Effect<void> => {
       const chunkId = lane.chunkId
       lane.free()
-      return onChunkSettled === undefined ? Effect.void : onChunkSettled({
-        chunkId,
-        outcome,
-        completedChunks: completed,
-        failedChunks: failed,
-        // A stream's total is unknown until it ends (see StreamChunkSettled).
-        totalChunks: source.total() as number,
-        attempts: lane.attempt,
-        result,
-        error,
-        startedAt: lane.startedAt,
-        finishedAt
-      })
+      if (!notify) return useLanes ? publish : Effect.void
+      const event = eventOf(chunkId, outcome, lane.attempt, result, error, lane.startedAt, finishedAt)
+      if (!useLanes) {
+        return onChunksSettled === undefined
+          ? onChunkSettled!(event)
+          : onChunkSettled === undefined
+          ? onChunksSettled([event])
+          : Effect.zipRight(onChunksSettled([event]), onChunkSettled(event))
+      }
+      // After the lanes' earlier chunks, in the order they settled.
+      enqueue(event)
+      return publish
     }
 
-    const runChunk = (chunk: Chunk, lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> => {
-      const startedAt = clock.unsafeCurrentTimeMillis()
-      lane.chunkId = chunk.id
-      lane.attempt = 1
-      lane.startedAt = startedAt
-      JobMetrics.chunksStarted.unsafeUpdate(1, noTags)
-      const attempts = attemptFrom(chunk, 1, lane)
-      return Effect.matchEffect(traced ? Effect.withSpan(attempts, "effect-jobs.chunk", spanOptions(chunk)) : attempts, {
+    /** The outcome of a chunk whose attempts are `attempts` (its lane holds it, and when it started). */
+    const outcomeOf = (lane: Lane, attempts: Effect.Effect<unknown, ChunkFailed>) =>
+      Effect.matchEffect(attempts, {
         onSuccess: (value) => {
           completed++
           const finishedAt = clock.unsafeCurrentTimeMillis()
           JobMetrics.chunksSucceeded.unsafeUpdate(1, noTags)
-          JobMetrics.chunkDuration.unsafeUpdate(finishedAt - startedAt, noTags)
+          JobMetrics.chunkDuration.unsafeUpdate(finishedAt - lane.startedAt, noTags)
           return settled(lane, "completed", finishedAt, value as Json | undefined, undefined)
         },
         onFailure: (error): Effect.Effect<void, ChunkFailed | JobFailed> => {
           failed++
           const finishedAt = clock.unsafeCurrentTimeMillis()
           JobMetrics.chunksFailed.unsafeUpdate(1, noTags)
-          JobMetrics.chunkDuration.unsafeUpdate(finishedAt - startedAt, noTags)
+          JobMetrics.chunkDuration.unsafeUpdate(finishedAt - lane.startedAt, noTags)
           const message = describeError(error.cause)
           lastFailure = error.message
           if (withinTolerance()) return settled(lane, "failed", finishedAt, undefined, message)
@@ -745,10 +841,19 @@ const runSource = <E, R>(
           return Effect.zipRight(settled(lane, "failed", finishedAt, undefined, message), Effect.fail(failure))
         }
       })
+
+    const runChunk = (chunk: Chunk, lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> => {
+      lane.chunkId = chunk.id
+      lane.attempt = 1
+      lane.startedAt = clock.unsafeCurrentTimeMillis()
+      JobMetrics.chunksStarted.unsafeUpdate(1, noTags)
+      const attempts = attemptFrom(chunk, 1, lane)
+      return outcomeOf(lane, traced ? Effect.withSpan(attempts, "effect-jobs.chunk", spanOptions(chunk)) : attempts)
     }
 
     const turns = new MacrotaskYield(macrotaskTurn.everyMillis, macrotaskTurn.checkEvery)
     const beforePull = options.beforePull
+    /** A worker loop of the fiber-per-attempt path (Effect workers, and any worker while a tracer is installed). */
     const workerLoop = (lane: Lane): Effect.Effect<void, ChunkFailed | JobFailed> =>
       Effect.suspend(() => {
         const wait = turns.due() ?? beforePull?.()
@@ -757,6 +862,139 @@ const runSource = <E, R>(
         if (chunk !== undefined) return Effect.zipRight(runChunk(chunk, lane), workerLoop(lane))
         const more = halted || draining ? undefined : source.more()
         return more === undefined ? Effect.void : Effect.zipRight(more, workerLoop(lane))
+      })
+
+    // --- Lanes: a Promise worker's chunks in a plain Promise loop, one Effect.async for many chunks ---
+
+    /**
+     * Runs chunks of `lane` back to back outside the Effect runtime: pull (after the same `turns` and
+     * `beforePull` checks as a worker loop; a due turn of the event loop is waited for in the lane), call the
+     * worker, arm and disarm the lane's deadline slot, count a success into the plain counters and queue its
+     * event. The fiber is resumed only when the lane must stop: `beforePull` holds the pull (`Wait`), there is
+     * nothing to pull now (`Pull`), or an attempt failed (`Failed`: the retry and failure policy then run in
+     * Effect, and the lane starts again).
+     *
+     * Interruption: no chunk starts after the canceler ran, and the attempt in flight is aborted (its signal
+     * fires); a late settlement of it is ignored.
+     */
+    const runLane = (
+      run: (chunk: Chunk, context: ChunkContext) => PromiseLike<unknown>,
+      lane: Lane
+    ): Effect.Effect<LaneStop> =>
+      Effect.async<LaneStop>((resume) => {
+        const slot = lane.slot
+        let stopped = false
+        let chunk: Chunk | undefined = undefined
+        /** The attempt in flight, if any. */
+        let context: AttemptContext | undefined = undefined
+        /** When the lane's next chunk starts: when the previous one settled. */
+        let now = clock.unsafeCurrentTimeMillis()
+        let starting = false
+        let startAgain = false
+
+        const stop = (why: LaneStop): void => {
+          stopped = true
+          resume(Effect.succeed(why))
+        }
+        /** The attempt in flight ended; `aborted`: by its timeout. */
+        const attemptEnded = (aborted: boolean): void => {
+          if (slot !== undefined) slot.disarm()
+          if (aborted) context!.abort()
+          else context!.release()
+          context = undefined
+        }
+        const failed = (error: unknown): void => stop({ _tag: "Failed", chunk: chunk!, error })
+        const onExpire = (): void => {
+          if (stopped || context === undefined) return
+          attemptEnded(true)
+          failed(new ChunkTimeout({ chunkId: chunk!.id, timeoutMillis }))
+        }
+        const onError = (error: unknown): void => {
+          if (stopped || context === undefined) return
+          attemptEnded(false)
+          failed(error)
+        }
+        const onValue = (value: unknown): void => {
+          if (stopped || context === undefined) return
+          attemptEnded(false)
+          let result: Json | undefined = undefined
+          if (value != null) {
+            const checked = checkedResult(chunk!.id, value)
+            if (checked instanceof InvalidResult) return failed(checked)
+            result = checked
+          }
+          now = clock.unsafeCurrentTimeMillis()
+          completed++
+          unreportedSuccesses++
+          JobMetrics.chunkDuration.unsafeUpdate(now - lane.startedAt, noTags)
+          if (notify) enqueue(eventOf(chunk!.id, "completed", 1, result, undefined, lane.startedAt, now))
+          lane.free()
+          next()
+        }
+        /** Starts the next chunk; a worker that settles synchronously loops here instead of recursing. */
+        const next = (): void => {
+          if (stopped) return
+          if (starting) {
+            startAgain = true
+            return
+          }
+          starting = true
+          do {
+            startAgain = false
+            startOne()
+          } while (startAgain && !stopped)
+          starting = false
+        }
+        const afterTurn = (): void => {
+          now = clock.unsafeCurrentTimeMillis()
+          next()
+        }
+        const startOne = (): void => {
+          // A turn of the event loop is taken without leaving the lane.
+          if (turns.deferIfDue(afterTurn)) return
+          const wait = beforePull?.()
+          if (wait !== undefined) return stop({ _tag: "Wait", wait })
+          const pulled = pull()
+          if (pulled === undefined) return stop(pullStop)
+          chunk = pulled
+          lane.chunkId = pulled.id
+          lane.attempt = 1
+          lane.startedAt = now
+          unreportedStarts++
+          const attempt = context = new AttemptContext(jobId, 1, lane)
+          if (slot !== undefined) slot.armAt(now + timeoutMillis, onExpire)
+          let returned: PromiseLike<unknown>
+          try {
+            returned = run(pulled, attempt)
+          } catch (error) {
+            return onError(error)
+          }
+          settleWith(returned, onValue, onError)
+        }
+
+        next()
+        return Effect.sync(() => {
+          if (stopped) return
+          stopped = true
+          if (context !== undefined) attemptEnded(true)
+        })
+      })
+
+    const laneLoop = (
+      run: (chunk: Chunk, context: ChunkContext) => PromiseLike<unknown>,
+      lane: Lane
+    ): Effect.Effect<void, ChunkFailed | JobFailed> =>
+      Effect.flatMap(runLane(run, lane), (stop): Effect.Effect<void, ChunkFailed | JobFailed> => {
+        switch (stop._tag) {
+          case "Wait":
+            return Effect.zipRight(publish, Effect.zipRight(stop.wait, laneLoop(run, lane)))
+          case "Failed":
+            return Effect.zipRight(outcomeOf(lane, retryAfter(stop.chunk, 1, lane, stop.error)), laneLoop(run, lane))
+          case "Pull": {
+            const more = halted || draining ? undefined : source.more()
+            return more === undefined ? publish : Effect.zipRight(publish, Effect.zipRight(more, laneLoop(run, lane)))
+          }
+        }
       })
 
     const requested = options.concurrency ?? defaults.concurrency
@@ -769,8 +1007,9 @@ const runSource = <E, R>(
         failedChunks: failed,
         skippedChunks: skipped
       }) : Effect.fail(toleranceExceeded()))
-    const producer = source.producer
     const onStart = options.onStart
+    const loopOf = useLanes ? (lane: Lane) => laneLoop(worker.promise!, lane) : workerLoop
+    const producer = source.producer
     const pool = (slotOf: (index: number) => DeadlineSlot | undefined) => {
       const partial = new PartialProgress(options.onChunkProgress)
       const lanes = Array.from({ length: concurrency }, (_, index) => new Lane(slotOf(index), new SignalLane(), partial))
@@ -786,14 +1025,16 @@ const runSource = <E, R>(
           partialChunks: () => Math.max(0, partial.sum)
         })
       }
-      const loops = concurrency === 1
-        ? workerLoop(lanes[0]!)
-        : Effect.forEach(lanes, workerLoop, { concurrency, discard: true })
+      const loops = concurrency === 1 ? loopOf(lanes[0]!) : Effect.forEach(lanes, loopOf, { concurrency, discard: true })
       // The producer never ends the race by succeeding: the loops end it (and the producer is interrupted).
-      return Effect.zipRight(
-        producer === undefined ? loops : Effect.raceFirst(loops, Effect.zipRight(producer, Effect.never)),
-        summary
-      )
+      const raced = producer === undefined ? loops : Effect.raceFirst(loops, Effect.zipRight(producer, Effect.never))
+      if (!useLanes) return Effect.zipRight(raced, summary)
+      // Lanes: the publisher runs beside the loops and is interrupted when they end (between two batches); then,
+      // whatever the end, what is left is published before the execution ends.
+      const published = notify
+        ? Effect.acquireUseRelease(Effect.fork(Effect.interruptible(publisher)), () => raced, Fiber.interrupt)
+        : raced
+      return Effect.zipRight(Effect.ensuring(published, publish), summary)
     }
     if (timeout === undefined || worker.promise === undefined) return pool(() => undefined)
     // Promise workers with a timeout: one watchdog fiber for the whole execution, interrupted when it ends.
@@ -803,4 +1044,37 @@ const runSource = <E, R>(
         () => pool((index) => deadlines.slots[index]),
         Fiber.interrupt
       ))
+  })
+
+/** Why a lane gave its fiber back (see `runLane` in {@link runSource}). */
+type LaneStop =
+  | { readonly _tag: "Pull" }
+  | { readonly _tag: "Wait"; readonly wait: Effect.Effect<void> }
+  | { readonly _tag: "Failed"; readonly chunk: Chunk; readonly error: unknown }
+
+const pullStop: LaneStop = { _tag: "Pull" }
+
+/**
+ * Calls `onValue` or `onError` once `returned` settles: a native Promise directly, any other thenable through
+ * `Promise.resolve` (so its callbacks run once, never synchronously), a plain value at once (as `await` takes it).
+ */
+const settleWith = (
+  returned: unknown,
+  onValue: (value: unknown) => void,
+  onError: (error: unknown) => void
+): void => {
+  if (returned instanceof Promise) returned.then(onValue, onError)
+  else if (typeof (returned as PromiseLike<unknown> | null)?.then === "function") {
+    Promise.resolve(returned).then(onValue, onError)
+  } else onValue(returned)
+}
+
+/** Real time (not the Effect `Clock`): how long the lanes' settled chunks may wait to be published. */
+const settledBatchMillis = 10
+
+/** Sleeps `millis` of real time (a timer, cleared on interruption). */
+const realSleep = (millis: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), millis)
+    return Effect.sync(() => clearTimeout(timer))
   })

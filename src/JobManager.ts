@@ -460,25 +460,35 @@ export const make = (
     // --- A job's fiber, and the one place its Exit becomes a state ---
 
     /**
+     * Chunks of the job settled (in the order they did): one progress update with their ids and records.
      * `streamed`: the job's chunks come from a stream; `recordTotal`, its total is to be recorded once the stream
      * has ended (not yet recorded by an earlier run).
      */
-    const onChunkSettled = (job: LiveJob, streamed?: { readonly recordTotal: boolean }) =>
+    const onChunksSettled = (job: LiveJob, streamed?: { readonly recordTotal: boolean }) =>
     (
-      event: StreamChunkSettled
+      events: ReadonlyArray<StreamChunkSettled>
     ): Effect.Effect<void> => {
+      const completedChunkIds: Array<number> = []
+      let records: Array<ChunkRecord> | undefined
+      for (const event of events) {
+        if (event.outcome === "completed") {
+          completedChunkIds.push(event.chunkId)
+          // A chunk completed at its first attempt without a result is only an id in the checkpoint.
+          if (event.result === undefined && event.attempts === 1) continue
+        }
+        ;(records ??= []).push(chunkRecord(event))
+      }
+      // Their counts never go back: the last event's are the job's.
+      const last = events[events.length - 1]!
       const progress: ProgressUpdate = {
-        completedChunks: event.completedChunks,
-        failedChunks: event.failedChunks,
-        completedChunkId: event.outcome === "completed" ? event.chunkId : undefined,
+        completedChunks: last.completedChunks,
+        failedChunks: last.failedChunks,
+        completedChunkIds,
         lease: job.lease,
         partialChunks: job.execution?.partialChunks(),
         pulled: streamed === undefined ? undefined : nothingPulled,
-        totalChunks: streamed !== undefined && streamed.recordTotal ? event.totalChunks : undefined,
-        // A chunk completed at its first attempt without a result is only an id in the checkpoint.
-        chunk: event.result === undefined && event.attempts === 1 && event.outcome === "completed"
-          ? undefined
-          : chunkRecord(event)
+        totalChunks: streamed !== undefined && streamed.recordTotal ? last.totalChunks : undefined,
+        chunks: records
       }
       job.setProgress(progress, clock.unsafeCurrentTimeMillis())
       return recordProgress(job, progress)
@@ -625,7 +635,7 @@ export const make = (
       named: StreamSource,
       status: JobStatus,
       checkpoint: RangeSet,
-      options: Omit<JobExecutor.ExecuteStreamOptions, "onChunkSettled" | "onPulled">
+      options: Omit<JobExecutor.ExecuteStreamOptions, "onChunkSettled" | "onChunksSettled" | "onPulled">
     ) =>
       Effect.gen(function*() {
         const rerun = yield* retryingStore(`reading the pulled chunks of job ${job.id}`, repository.pulledChunks(job.id))
@@ -644,7 +654,7 @@ export const make = (
           : undefined
         const summary = yield* JobExecutor.executeResumed(rerun, source, {
           ...options,
-          onChunkSettled: onChunkSettled(job, { recordTotal: total === undefined }),
+          onChunksSettled: onChunksSettled(job, { recordTotal: total === undefined }),
           onPulled: (pulled) => {
             const fresh = pulled.filter((chunk) => !recorded.has(chunk.id))
             return fresh.length === 0 ? Effect.void : recordProgress(job, {
@@ -701,7 +711,7 @@ export const make = (
         }
         const summary = yield* (streamed
           ? runStreamed(job, chunks, started.status, completed!, options)
-          : JobExecutor.executeValidated(job.spec, { ...options, onChunkSettled: onChunkSettled(job) })).pipe(
+          : JobExecutor.executeValidated(job.spec, { ...options, onChunksSettled: onChunksSettled(job) })).pipe(
             Effect.ensuring(Effect.sync(() => {
               job.execution = undefined
             }))

@@ -142,6 +142,10 @@ export interface ProgressUpdate {
   readonly pulled?: ReadonlyArray<Chunk> | undefined
   /** A streamed job's total, once its stream has ended (the job then has a `totalChunks`). */
   readonly totalChunks?: number | undefined
+  /** Chunks that completed since the last update, several at once: added to the job's checkpoint. */
+  readonly completedChunkIds?: ReadonlyArray<number> | undefined
+  /** The records (as `chunk`) of chunks that settled since the last update, several at once. */
+  readonly chunks?: ReadonlyArray<ChunkRecord> | undefined
   /** Fencing: the lease the writer holds; the update is refused (`LeaseLost`) once the job's lease moved on. */
   readonly lease?: number | undefined
 }
@@ -246,7 +250,7 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   ) => Effect.Effect<TransitionResult, JobNotFound | RepositoryError>
   /**
    * Records chunk counts of a job that is not terminal (ignored once it is) and adds `completedChunkId`
-   * to its checkpoint. A store may coalesce these writes (a crash then loses at most one flush window);
+   * and `completedChunkIds` to its checkpoint (with the records `chunk` and `chunks`). A store may coalesce these writes (a crash then loses at most one flush window);
    * reads in the same process always see them, and a transition writes them first. With `lease`, nothing
    * is recorded once the job's lease has moved on: the update fails with `LeaseLost` when the store knows it
    * (a coalesced write that finds it later drops what it held, and the next update fails). Counts or a chunk
@@ -404,17 +408,31 @@ export const invalidCounts = (
     readonly completedChunks?: number | undefined
     readonly failedChunks?: number | undefined
     readonly completedChunkId?: number | undefined
+    readonly completedChunkIds?: ReadonlyArray<number> | undefined
   } | undefined
 ): RepositoryError | undefined => {
   if (counts === undefined) return undefined
   for (const field of ["completedChunks", "failedChunks", "completedChunkId"] as const) {
     const value = counts[field]
-    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+    if (value !== undefined && !isCount(value)) {
       return new RepositoryError({ operation, detail: `${field} must be a non-negative integer, got ${value}` })
+    }
+  }
+  const ids = counts.completedChunkIds
+  if (ids !== undefined) {
+    for (let index = 0; index < ids.length; index++) {
+      if (!isCount(ids[index])) {
+        return new RepositoryError({
+          operation,
+          detail: `completedChunkIds[${index}] must be a non-negative integer, got ${ids[index]}`
+        })
+      }
     }
   }
   return undefined
 }
+
+const isCount = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0
 
 /**
  * The error for counts that add up to more than the job's total; `undefined` when they do not.
@@ -717,7 +735,14 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           entry.checkpoint.add(progress.completedChunkId)
           entry.pulled.delete(progress.completedChunkId)
         }
+        if (progress.completedChunkIds !== undefined) {
+          for (const chunkId of progress.completedChunkIds) {
+            entry.checkpoint.add(chunkId)
+            entry.pulled.delete(chunkId)
+          }
+        }
         if (progress.chunk !== undefined) putRecord(entry.records, progress.chunk)
+        if (progress.chunks !== undefined) for (const record of progress.chunks) putRecord(entry.records, record)
         changes.bump()
         return Effect.void
       }),

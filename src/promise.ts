@@ -384,7 +384,10 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
 export interface ExecuteJobOptions extends WorkerOptions, SpecLimitOptions {
   /** Aborting it interrupts the chunks in flight (their signals fire) and starts no pending chunk. */
   readonly signal?: AbortSignal | undefined
-  /** Called after each chunk settles with the counts so far. */
+  /**
+   * Called for each settled chunk, in the order they settled, with the counts after it: in batches, at most
+   * ~10 ms after the chunk settled, and all of them before the returned Promise settles.
+   */
   readonly onProgress?: ((event: ChunkSettled) => void) | undefined
 }
 
@@ -408,7 +411,10 @@ export interface StreamJobSpec {
 export interface ExecuteStreamJobOptions extends Omit<ExecuteJobOptions, "onProgress"> {
   /** Chunks pulled ahead of the workers (0..10,000; default: the concurrency). */
   readonly prefetch?: number | undefined
-  /** Called after each chunk settles with the counts so far; `totalChunks` is `undefined` until the source ends. */
+  /**
+   * Called as for a spec (see `ExecuteJobOptions.onProgress`); `totalChunks` is `undefined` until the source
+   * has ended (a chunk that settled before and is reported after it gets the total).
+   */
   readonly onProgress?: ((event: StreamChunkSettled) => void) | undefined
 }
 

@@ -48,13 +48,22 @@ describe("executeJob with a chunk stream", () => {
         yield { id, payload: null }
       }
     }
+    let reported = 0
     await executeJob({ chunks: chunks() }, {
-      worker: () => new Promise((resolve) => setTimeout(resolve, 1)),
+      // Counted as the chunk settles (onProgress hears of it in a batch, a few milliseconds later).
+      worker: () =>
+        new Promise<void>((resolve) =>
+          setTimeout(() => {
+            settled++
+            resolve()
+          }, 1)
+        ),
       concurrency,
       prefetch,
-      onProgress: () => settled++
+      onProgress: () => reported++
     })
     expect(settled).toBe(200)
+    expect(reported).toBe(200)
     expect(maxAhead).toBeLessThanOrEqual(concurrency + prefetch)
     expect(maxAhead).toBeGreaterThan(concurrency)
   })

@@ -13,6 +13,8 @@ import * as FiberId from "effect/FiberId"
 export interface DeadlineSlot {
   /** Calls `onExpire` once `millis` from now have passed, unless disarmed first. */
   readonly arm: (millis: number, onExpire: () => void) => void
+  /** Calls `onExpire` once the `Clock` reads `deadline` (epoch millis) or later, unless disarmed first. */
+  readonly armAt: (deadline: number, onExpire: () => void) => void
   readonly disarm: () => void
 }
 
@@ -57,20 +59,24 @@ export const make = (slots: number): Effect.Effect<Deadlines> =>
       return Effect.zipRight(Deferred.await(wake), watchdog)
     })
 
-    const slotOf = (state: SlotState): DeadlineSlot => ({
-      arm: (millis, onExpire) => {
-        state.deadline = clock.unsafeCurrentTimeMillis() + millis
+    const slotOf = (state: SlotState): DeadlineSlot => {
+      const armAt = (deadline: number, onExpire: () => void) => {
+        state.deadline = deadline
         state.onExpire = onExpire
         const wake = idle
         if (wake !== undefined) {
           idle = undefined
           Deferred.unsafeDone(wake, Exit.void)
         }
-      },
-      disarm: () => {
-        state.onExpire = undefined
       }
-    })
+      return {
+        arm: (millis, onExpire) => armAt(clock.unsafeCurrentTimeMillis() + millis, onExpire),
+        armAt,
+        disarm: () => {
+          state.onExpire = undefined
+        }
+      }
+    }
 
     return { slots: all.map(slotOf), watchdog }
   })

@@ -24,27 +24,42 @@ export class MacrotaskYield {
   #lastTurn = Number.NaN
   #pulls = 0
   #probing = false
-  #turn: Deferred.Deferred<void> | undefined = undefined
+  #turn: Turn | undefined = undefined
 
   constructor(readonly everyMillis: number, readonly checkEvery: number) {}
 
   /** What a loop waits on before its next pull when a turn is due (or under way); `undefined` otherwise. */
   due(): Effect.Effect<void> | undefined {
-    const turn = this.#turn
-    if (turn !== undefined) return Deferred.await(turn)
+    const turn = this.#turn ?? this.#startIfDue()
+    return turn === undefined ? undefined : Deferred.await(turn.done)
+  }
+
+  /**
+   * {@link due} for a loop outside Effect (a Promise lane): when a turn is due (or under way), `resume` is
+   * called once it has been taken, and the answer is true; otherwise false, and the loop goes on.
+   */
+  deferIfDue(resume: () => void): boolean {
+    const turn = this.#turn ?? this.#startIfDue()
+    if (turn === undefined) return false
+    turn.waiting.push(resume)
+    return true
+  }
+
+  #startIfDue(): Turn | undefined {
     if (++this.#pulls % this.checkEvery !== 0) return undefined
     const now = performance.now()
     if (Number.isNaN(this.#lastTurn)) this.#lastTurn = now
     if (!this.#probing) this.#probe()
     if (now - this.#lastTurn < this.everyMillis) return undefined
-    const next = Deferred.unsafeMake<void>(FiberId.none)
-    this.#turn = next
+    const turn: Turn = { done: Deferred.unsafeMake<void>(FiberId.none), waiting: [] }
+    this.#turn = turn
     setImmediate(() => {
       this.#turn = undefined
       this.#lastTurn = performance.now()
-      Deferred.unsafeDone(next, Exit.void)
+      Deferred.unsafeDone(turn.done, Exit.void)
+      for (const resume of turn.waiting) resume()
     })
-    return Deferred.await(next)
+    return turn
   }
 
   #probe(): void {
@@ -54,4 +69,10 @@ export class MacrotaskYield {
       this.#lastTurn = performance.now()
     })
   }
+}
+
+/** A turn of the event loop the loops wait for: fibers on `done`, Promise lanes in `waiting`. */
+interface Turn {
+  readonly done: Deferred.Deferred<void>
+  readonly waiting: Array<() => void>
 }

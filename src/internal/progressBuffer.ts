@@ -122,7 +122,17 @@ export class ProgressBuffer {
       entry.chunks.add(progress.completedChunkId)
       entry.pulled?.delete(progress.completedChunkId)
     }
+    if (progress.completedChunkIds !== undefined) {
+      for (const chunkId of progress.completedChunkIds) {
+        entry.chunks.add(chunkId)
+        entry.pulled?.delete(chunkId)
+      }
+    }
     if (progress.chunk !== undefined) (entry.records ??= new Map()).set(progress.chunk.id, progress.chunk)
+    if (progress.chunks !== undefined) {
+      const records = entry.records ??= new Map()
+      for (const record of progress.chunks) records.set(record.id, record)
+    }
     entry.version++
     return true
   }

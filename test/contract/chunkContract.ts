@@ -120,6 +120,41 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
     )
 
     test(
+      "chunks reported several at once (completedChunkIds, chunks) are kept as if reported one at a time",
+      Effect.gen(function*() {
+        const repo = yield* JobRepository
+        const id = jobId("job_batch")
+        yield* repo.create(newJob(id, chunkSpec(10)))
+        yield* moveTo(id, "running")
+        yield* repo.updateProgress(id, {
+          completedChunks: 2,
+          failedChunks: 1,
+          completedChunkIds: [0, 1],
+          chunks: [
+            record(1, "completed", 1, { result: { segment: "part-1.mp4", frames: [10, 19] } }),
+            record(2, "failed", 3, { error: "encoder crashed" })
+          ]
+        })
+        yield* repo.updateProgress(id, {
+          completedChunks: 3,
+          failedChunks: 1,
+          completedChunkIds: [4],
+          chunks: [record(4, "completed", 2)]
+        })
+        expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-1,4")
+        expect((yield* allChunkPages("job_batch", {})).flat()).toEqual(expected)
+        yield* TestClock.adjust("1 second")
+        expect((yield* allChunkPages("job_batch", {})).flat()).toEqual(expected)
+        // An id that is not a non-negative integer refuses the whole update.
+        const refused = yield* Effect.flip(
+          repo.updateProgress(id, { completedChunks: 5, failedChunks: 1, completedChunkIds: [5, -1] })
+        )
+        expect(refused).toMatchObject({ _tag: "RepositoryError", operation: "updateProgress" })
+        expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-1,4")
+      })
+    )
+
+    test(
       "a state filter lists only chunks in those states; a store shows no chunk as running",
       Effect.gen(function*() {
         yield* settleSome("job_filter")
