@@ -11,7 +11,6 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import type * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 
@@ -36,7 +35,7 @@ const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
  * `write` itself fails (or dies), every item of the group fails with that cause.
  */
 export const make = <A, B, E>(
-  write: (group: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Either.Either<B, E>>, E>
+  write: (group: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Exit.Exit<B, E>>, E>
 ): Effect.Effect<GroupCommit<A, B, E>> =>
   Effect.map(Effect.makeSemaphore(1), (writing) => {
     let group: Array<Waiting<A, B, E>> = []
@@ -54,14 +53,9 @@ export const make = <A, B, E>(
               Deferred.unsafeDone(done, Exit.failCause(exit.cause))
               continue
             }
-            const outcome = exit.value[index]
             Deferred.unsafeDone(
               done,
-              outcome === undefined
-                ? Exit.die(new Error("group commit: the write returned no outcome for an item"))
-                : outcome._tag === "Right"
-                ? Exit.succeed(outcome.right)
-                : Exit.fail(outcome.left)
+              exit.value[index] ?? Exit.die(new Error("group commit: the write returned no outcome for an item"))
             )
           }
         }))
