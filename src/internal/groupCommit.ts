@@ -1,6 +1,6 @@
 /**
  * Group commit: writes that arrive in the same turn of the event loop share one write (one transaction),
- * so a burst of submits pays one commit instead of one each.
+ * so a burst of submits, or of jobs starting or ending, pays one commit instead of one each.
  *
  * The first caller of a group leads it: it lets the event loop finish its turn (every caller already woken
  * in that turn joins the group), waits for the previous group's write to end (callers arriving meanwhile join
@@ -31,8 +31,9 @@ const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
 })
 
 /**
- * A group commit over `write`, which writes a group and returns one outcome per item, in order. When
- * `write` itself fails (or dies), every item of the group fails with that cause.
+ * A group commit over `write`, which writes a group and returns one outcome (an `Exit`: a failure or a
+ * defect of that item alone) per item, in order. When `write` itself fails (or dies), every item of the
+ * group fails with that cause.
  */
 export const make = <A, B, E>(
   write: (group: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Exit.Exit<B, E>>, E>
