@@ -396,21 +396,34 @@ export const make = (
     let running = 0
     let closing = false
 
-    /** `effect` tried again after any failure or defect, except an interruption or an error that `isFinal`. */
+    /**
+     * `effect` tried again after any failure or defect, except an interruption or an error that `isFinal`. The
+     * first try runs bare (a retry schedule costs a few allocations per call, and a job's start takes this
+     * path); once it has failed, that failure and the tries after it go through `storeRetry` as one would.
+     */
     const retryingStore = <A, E>(
       what: string,
       effect: Effect.Effect<A, E>,
       isFinal: (error: E) => boolean = () => false
-    ): Effect.Effect<A, E> =>
-      effect.pipe(
-        Effect.sandbox,
-        Effect.tapError((cause) => Effect.logWarning(`effect-jobs: ${what} failed; trying again`, cause)),
-        Effect.retry({
-          schedule: storeRetry,
-          while: (cause) => !Cause.isInterruptedOnly(cause) && !Option.exists(Cause.failureOption(cause), isFinal)
-        }),
-        Effect.unsandbox
-      )
+    ): Effect.Effect<A, E> => {
+      const triedAgain = (cause: Cause.Cause<E>) =>
+        !Cause.isInterruptedOnly(cause) && !Option.exists(Cause.failureOption(cause), isFinal)
+      return Effect.catchAllCause(effect, (first) => {
+        if (!triedAgain(first)) return Effect.failCause(first)
+        let replayed: Cause.Cause<E> | undefined = first
+        const attempt = Effect.suspend(() => {
+          const cause = replayed
+          replayed = undefined
+          return cause === undefined ? effect : Effect.failCause(cause)
+        })
+        return attempt.pipe(
+          Effect.sandbox,
+          Effect.tapError((cause) => Effect.logWarning(`effect-jobs: ${what} failed; trying again`, cause)),
+          Effect.retry({ schedule: storeRetry, while: triedAgain }),
+          Effect.unsandbox
+        )
+      })
+    }
 
     // --- Losing jobs: another manager holds the lease, or ownership cannot be proven ---
 

@@ -16,6 +16,7 @@ import type { CursorKey } from "./internal/cursor.js"
 import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from "./internal/cursor.js"
 import { LazyStatus } from "./internal/lazyStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
+import { StateBlocks } from "./internal/stateBlocks.js"
 import { VersionSignal } from "./internal/versionSignal.js"
 import { chunkIdsOf, pageChunks, recordsAfter, streamedIds } from "./internal/chunkListing.js"
 import type {
@@ -523,6 +524,8 @@ interface MemoryEntry {
   readonly records: Array<ChunkRecord>
   /** A streamed job's chunks recorded as pulled and not completed, by id. */
   readonly pulled: Map<number, Chunk>
+  /** Its index in the store's listing order; -1 when it is not in it. */
+  position: number
 }
 
 /** Adds or replaces a record in an id-ordered array. */
@@ -596,7 +599,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         entry.status.totalChunks
       )
       if (over !== undefined) return Effect.fail(over)
-      entry.status.set(applyTransition(entry.status.current, to, patch, date))
+      setStatus(entry, applyTransition(entry.status.current, to, patch, date))
       changes.bump()
       return Effect.succeed<TransitionResult>({ applied: true, status: entry.status.current })
     })
@@ -608,13 +611,39 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
    */
   let order: Array<{ readonly key: CursorKey; readonly entry: MemoryEntry }> = []
   let ordered = true
+  /** The states of the jobs in `order`, by block of it: a listing by state skips the blocks without them. */
+  const blocks = new StateBlocks()
 
   const appendOrder = (key: CursorKey, entry: MemoryEntry) => {
     const last = order[order.length - 1]
     if (last !== undefined && compareNewestFirst(key, last.key) >= 0) ordered = false
     if (!ordered) return
+    entry.position = order.length
     order.push({ key, entry })
-    if (order.length > 2 * jobs.size + 1_000) order = order.filter((item) => jobs.get(item.key.id) === item.entry)
+    blocks.add(entry.position, entry.status.state)
+    if (order.length > 2 * jobs.size + 1_000) {
+      order = order.filter((item) => jobs.get(item.key.id) === item.entry)
+      blocks.clear()
+      order.forEach((item, position) => {
+        item.entry.position = position
+        blocks.add(position, item.entry.status.state)
+      })
+    }
+  }
+
+  /** Replaces the status of a stored job, keeping `blocks` up to date. */
+  const setStatus = (entry: MemoryEntry, status: JobStatus) => {
+    if (entry.position >= 0 && status.state !== entry.status.state) {
+      blocks.remove(entry.position, entry.status.state)
+      blocks.add(entry.position, status.state)
+    }
+    entry.status.set(status)
+  }
+
+  /** Deletes a stored job. */
+  const remove = (id: JobId, entry: MemoryEntry) => {
+    jobs.delete(id)
+    if (entry.position >= 0) blocks.remove(entry.position, entry.status.state)
   }
 
   /** A page read from `order`: the `limit` newest jobs older than `cursor`, in `states`. */
@@ -633,6 +662,11 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
     }
     const page: Array<JobStatus> = []
     for (; index >= 0 && page.length < limit; index--) {
+      if (states !== undefined && !blocks.holdsAny(StateBlocks.blockOf(index), states)) {
+        // No job of these states in this block: on to the end of the block before it.
+        index = StateBlocks.startOf(StateBlocks.blockOf(index))
+        continue
+      }
       const { entry, key } = order[index]!
       if (jobs.get(key.id) !== entry) continue
       if (states !== undefined && !states.has(entry.status.state)) continue
@@ -657,7 +691,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
           spec: job.spec,
           checkpoint: job.completed?.copy() ?? RangeSet.empty(),
           records: [],
-          pulled: new Map()
+          pulled: new Map(),
+          position: -1
         }
         jobs.set(job.id, entry)
         appendOrder(keyOf(status), entry)
@@ -782,7 +817,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         if (entry === undefined) return Effect.fail(new JobNotFound({ jobId: id }))
         const status = entry.status.current
         if (!isTerminal(status.state)) return Effect.fail(notDeletable(status))
-        jobs.delete(id)
+        remove(id, entry)
         changes.bump()
         return Effect.succeed(status)
       }),
@@ -793,7 +828,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         for (const [id, entry] of jobs) {
           const finishedAt = entry.status.current.finishedAt
           if (states.has(entry.status.state) && finishedAt !== undefined && finishedAt.getTime() < query.finishedBefore) {
-            jobs.delete(id)
+            remove(id, entry)
             removed++
           }
         }
@@ -822,7 +857,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         const claimed: Array<JobStatus> = []
         for (const entry of jobs.values()) {
           if (!isOrphan(entry.status.current)) continue
-          entry.status.set(applyTransition(entry.status.current, "pending", { owner }, date))
+          setStatus(entry, applyTransition(entry.status.current, "pending", { owner }, date))
           claimed.push(entry.status.current)
         }
         if (claimed.length > 0) changes.bump()

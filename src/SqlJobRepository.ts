@@ -43,7 +43,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
@@ -233,6 +233,25 @@ interface Prepared {
   readonly job: NewJob
   readonly spec: string
   readonly status: JobStatus
+}
+
+/** A compare-and-set asked of the store: from one of `allowed` to `to`, with `patch`. */
+interface TransitionRequest {
+  readonly id: JobId
+  readonly allowed: ReadonlyArray<JobState>
+  readonly to: JobState
+  readonly patch: TransitionPatch | undefined
+}
+
+/**
+ * The statements of a transition, run in its group's transaction, and what to do once that transaction
+ * committed (`committed`: the bookkeeping of the write here) or rolled back (`rolledBack`: the buffered
+ * progress it took goes back).
+ */
+interface TransitionStep {
+  readonly result: Option.Option<JobStatus>
+  readonly committed: () => void
+  readonly rolledBack: () => void
 }
 const encodeSpec = Schema.encode(Schema.parseJson(JobSpec))
 const decodeSpec = Schema.decodeUnknown(Schema.parseJson(JobSpec))
@@ -834,21 +853,19 @@ const makeService = (
       loop(flushNow, { module: "SqlJobRepository", name: "writing buffered progress", spacing: flushInterval, delayFirst: true })
     )
 
-    // --- Transitions: one compare-and-set each, fenced when the caller holds a lease ---
+    // --- Transitions: one compare-and-set each, fenced when the caller holds a lease; those of one turn of the
+    // event loop share a transaction ---
 
     /**
      * The compare-and-set of a transition, with this process's buffered progress of the job (reported under
      * the same lease): its counts (unless the patch has its own) in the same statement, its chunk ids merged
      * into the checkpoint in the same transaction. `none` when it did not apply: the state is not in
-     * `allowed`, the lease is not the patch's, the job is gone, or the counts would exceed the total.
+     * `allowed`, the lease is not the patch's, the job is gone, or the counts would exceed the total. Runs in
+     * a transaction (its group's), or alone (`alone`: then in a transaction of its own only when it makes
+     * more than one statement), under the write lock; a failure gives the buffered progress back at once.
      */
-    const writeTransition = (
-      id: JobId,
-      allowed: ReadonlyArray<JobState>,
-      to: JobState,
-      patch: TransitionPatch | undefined
-    ) =>
-      writeLock.withPermits(1)(Effect.gen(function*() {
+    const transitionStep = ({ allowed, id, patch, to }: TransitionRequest, alone: boolean) =>
+      Effect.gen(function*() {
         const entry = buffer.get(id)
         const sameLease = entry !== undefined &&
           (patch?.lease === undefined || entry.lease === undefined || entry.lease === patch.lease)
@@ -883,8 +900,8 @@ const makeService = (
         const total = taken?.totalChunks === undefined ? sql`` : sql`total_chunks = ${taken.totalChunks}, streaming = 0,`
         /**
          * The compare-and-set. With `inline`, the chunk ids become the checkpoint in the same statement, which
-         * then applies only while the stored checkpoint is empty: no transaction, no second statement. Otherwise
-         * they are merged into the stored checkpoint, and chunk records written, in the same transaction.
+         * then applies only while the stored checkpoint is empty: no second statement. Otherwise they are
+         * merged into the stored checkpoint, and chunk records written, in the same transaction.
          */
         const write = (inline: string | undefined) =>
           Effect.gen(function*() {
@@ -923,10 +940,12 @@ const makeService = (
             }
             return Option.some(yield* decodeStatus("transition", row))
           })
+        const giveBack = () => {
+          if (taken !== undefined) buffer.giveBack(taken)
+        }
+        const givingBack = <A, E>(effect: Effect.Effect<A, E>) => Effect.onError(effect, () => Effect.sync(giveBack))
         // A checkpoint known to be empty (see `emptyCheckpoints`) is written inline; if it turns out not to be
         // (another process wrote it), the transition is made again the usual way.
-        const givingBack = <A, E>(effect: Effect.Effect<A, E>) =>
-          Effect.onError(effect, () => Effect.sync(() => taken !== undefined && buffer.giveBack(taken)))
         const inlined = chunks !== undefined && records === undefined && pulled === undefined && patch?.lease !== undefined &&
             emptyCheckpoints.get(id) === patch.lease
           ? yield* givingBack(write(chunks.toString()))
@@ -935,37 +954,83 @@ const makeService = (
         const result = inlined !== undefined && Option.isSome(inlined)
           ? inlined
           : yield* givingBack(
-            chunks !== undefined || records !== undefined || pulled !== undefined
+            alone && (chunks !== undefined || records !== undefined || pulled !== undefined)
               ? transaction("transition", write(undefined))
               : write(undefined)
           )
-        if (Option.isNone(result)) {
-          if (taken !== undefined) buffer.giveBack(taken)
-          return result
+        const committed = () => {
+          if (Option.isNone(result)) return giveBack()
+          const status = result.value
+          if (isTerminal(status.state)) totals.delete(id)
+          else totals.set(id, status.totalChunks ?? Number.POSITIVE_INFINITY)
+          if (
+            !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
+            emptyCheckpoints.get(id) === patch.lease
+          ) emptyCheckpoints.set(id, status.lease)
+          else emptyCheckpoints.delete(id)
+          // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
+          if (
+            entry !== undefined && buffer.get(id) === entry &&
+            entry.version === (taken === undefined ? entry.written : taken.version)
+          ) {
+            entry.completedChunks = status.completedChunks
+            entry.failedChunks = status.failedChunks
+            entry.partialChunks = 0
+            entry.at = now
+            entry.phase = undefined
+            entry.lease = status.lease
+            entry.written = entry.version
+          }
         }
-        const status = result.value
-        if (isTerminal(status.state)) totals.delete(id)
-        else totals.set(id, status.totalChunks ?? Number.POSITIVE_INFINITY)
-        if (
-          !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
-          emptyCheckpoints.get(id) === patch.lease
-        ) emptyCheckpoints.set(id, status.lease)
-        else emptyCheckpoints.delete(id)
-        // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
-        if (
-          entry !== undefined && buffer.get(id) === entry &&
-          entry.version === (taken === undefined ? entry.written : taken.version)
-        ) {
-          entry.completedChunks = status.completedChunks
-          entry.failedChunks = status.failedChunks
-          entry.partialChunks = 0
-          entry.at = now
-          entry.phase = undefined
-          entry.lease = status.lease
-          entry.written = entry.version
+        const rolledBack = () => {
+          giveBack()
+          emptyCheckpoints.delete(id)
         }
-        return result
-      }))
+        return { result, committed, rolledBack } satisfies TransitionStep
+      })
+
+    /**
+     * Writes `requests` (several in one transaction): the outcome of each, in order, once committed; when any
+     * statement fails (or the commit does), the transaction is rolled back and nothing of it is kept here either.
+     */
+    const writeTransitions = (
+      requests: ReadonlyArray<TransitionRequest>
+    ): Effect.Effect<Exit.Exit<Array<Option.Option<JobStatus>>, RepositoryError>> =>
+      Effect.suspend(() => {
+        const steps: Array<TransitionStep> = []
+        // One request makes its statements alone: a single compare-and-set is one autocommitted statement.
+        const alone = requests.length === 1
+        const all = Effect.forEach(requests, (request) => Effect.map(transitionStep(request, alone), (step) => steps.push(step)))
+        return Effect.flatMap(Effect.exit(alone ? all : transaction("transition", all)), (exit) => {
+          if (Exit.isFailure(exit)) {
+            for (const step of steps) step.rolledBack()
+            const failed: Exit.Exit<Array<Option.Option<JobStatus>>, RepositoryError> = Exit.failCause(exit.cause)
+            return Effect.succeed(failed)
+          }
+          for (const step of steps) step.committed()
+          const changed = steps.filter((step) => Option.isSome(step.result)).length
+          return Effect.as(
+            changed === 0 ? Effect.void : feed.announce(requests.length === 1 ? requests[0]!.id : "*"),
+            Exit.succeed(steps.map((step) => step.result))
+          )
+        })
+      })
+
+    /**
+     * The transitions of one turn of the event loop, in one transaction under the write lock. When it fails,
+     * each of a group of several is written again alone, so that a request's failure is its own.
+     */
+    const transitions = yield* GroupCommit.make((group: ReadonlyArray<TransitionRequest>) =>
+      writeLock.withPermits(1)(Effect.flatMap(
+        writeTransitions(group),
+        (exit): Effect.Effect<ReadonlyArray<Exit.Exit<Option.Option<JobStatus>, RepositoryError>>> => {
+          if (Exit.isSuccess(exit)) return Effect.succeed(exit.value.map((result) => Exit.succeed(result)))
+          if (group.length === 1) return Effect.succeed([Exit.failCause(exit.cause)])
+          return Effect.forEach(group, (request) =>
+            Effect.map(writeTransitions([request]), Exit.map((results) => results[0]!)))
+        }
+      ))
+    )
 
     /** The stored records of a job after the chunk `after` (only those with a result when `results`). */
     const selectRecords = (operation: string, id: JobId, after: number, limit: number, results: boolean) =>
@@ -1270,8 +1335,8 @@ const makeService = (
         ),
         // The first of a repeated id is the one inserted.
         Effect.map((inserted) =>
-          group.map(({ job, status }): Either.Either<JobStatus, RepositoryError> =>
-            inserted.delete(job.id) ? Either.right(status) : Either.left(duplicateJob(job.id))
+          group.map(({ job, status }): Exit.Exit<JobStatus, RepositoryError> =>
+            inserted.delete(job.id) ? Exit.succeed(status) : Exit.fail(duplicateJob(job.id))
           )
         )
       )
@@ -1355,11 +1420,8 @@ const makeService = (
         for (let attempt = 1;; attempt++) {
           const applied = allowed.length === 0
             ? Option.none<JobStatus>()
-            : yield* writeTransition(id, allowed, to, patch)
-          if (Option.isSome(applied)) {
-            yield* feed.announce(id)
-            return { applied: true, status: applied.value } satisfies TransitionResult
-          }
+            : yield* transitions.submit({ id, allowed, to, patch })
+          if (Option.isSome(applied)) return { applied: true, status: applied.value } satisfies TransitionResult
           const current = yield* selectStatus("transition", id)
           if (Option.isNone(current)) return yield* new JobNotFound({ jobId: id })
           const status = current.value

@@ -1037,6 +1037,45 @@ describe("SqlJobRepository.layerPg", () => {
       expect(new Set([...written.map((row) => row.tx), job!.tx]).size).toBe(1)
     }))
 
+  it.scoped("transitions asked at once share one transaction; one that fails fails alone and changes nothing", () =>
+    Effect.gen(function*() {
+      const { repo, schema, sql } = yield* slowFlushPgStore
+      const table = sql(`${schema}.effect_jobs`)
+      const ids = ["job_a", "job_b", "job_c", "job_d", "job_bad"].map(jobId)
+      for (const id of ids) {
+        yield* repo.create(newJob(id, chunkSpec(4)))
+        yield* moveTo(id, "running").pipe(Effect.provideService(JobRepository, repo))
+      }
+      const rows = (of: ReadonlyArray<JobId>) =>
+        sql<{ id: string; state: string; tx: string }>`SELECT id, state, xmin::text AS tx FROM ${table}
+          WHERE ${sql.in("id", of)} ORDER BY id`
+      const [a, b, c, d, bad] = ids as [JobId, JobId, JobId, JobId, JobId]
+
+      const together = yield* Effect.all([a, b].map((id) => repo.transition(id, ["running"], "paused")), {
+        concurrency: "unbounded"
+      })
+      expect(together.map((result) => result.applied)).toEqual([true, true])
+      const paused = yield* rows([a, b])
+      expect(paused.map((row) => row.state)).toEqual(["paused", "paused"])
+      expect(new Set(paused.map((row) => row.tx)).size).toBe(1)
+
+      // A transition that must merge a buffered chunk id into a corrupt checkpoint fails; the others of its
+      // group are written all the same.
+      yield* sql`UPDATE ${table} SET checkpoint = 'x' WHERE id = ${bad}`
+      yield* repo.updateProgress(bad, { completedChunks: 1, failedChunks: 0, completedChunkId: 0 })
+      const mixed = yield* Effect.all(
+        [c, bad, d].map((id) => Effect.either(repo.transition(id, ["running"], "completed", { completedChunks: 4, failedChunks: 0 }))),
+        { concurrency: "unbounded" }
+      )
+      expect(mixed.map((result) => result._tag)).toEqual(["Right", "Left", "Right"])
+      expect(mixed[1]).toMatchObject({ left: { _tag: "RepositoryError", operation: "transition" } })
+      expect((yield* rows([c, d, bad])).map((row) => [row.id, row.state])).toEqual([
+        ["job_bad", "running"],
+        ["job_c", "completed"],
+        ["job_d", "completed"]
+      ])
+    }))
+
   it.effect("1,000 progress and state operations from 16 fibers while another polls: all decode, none go back", () =>
     loadTest.pipe(Effect.provide(pgLayer())), 60_000)
 

@@ -1,6 +1,6 @@
 /**
  * Group commit: writes that arrive in the same turn of the event loop share one write (one transaction),
- * so a burst of submits pays one commit instead of one each.
+ * so a burst of submits, or of jobs starting or ending, pays one commit instead of one each.
  *
  * The first caller of a group leads it: it lets the event loop finish its turn (every caller already woken
  * in that turn joins the group), waits for the previous group's write to end (callers arriving meanwhile join
@@ -11,7 +11,6 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import type * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 
@@ -32,11 +31,12 @@ const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
 })
 
 /**
- * A group commit over `write`, which writes a group and returns one outcome per item, in order. When
- * `write` itself fails (or dies), every item of the group fails with that cause.
+ * A group commit over `write`, which writes a group and returns one outcome (an `Exit`: a failure or a
+ * defect of that item alone) per item, in order. When `write` itself fails (or dies), every item of the
+ * group fails with that cause.
  */
 export const make = <A, B, E>(
-  write: (group: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Either.Either<B, E>>, E>
+  write: (group: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Exit.Exit<B, E>>, E>
 ): Effect.Effect<GroupCommit<A, B, E>> =>
   Effect.map(Effect.makeSemaphore(1), (writing) => {
     let group: Array<Waiting<A, B, E>> = []
@@ -54,14 +54,9 @@ export const make = <A, B, E>(
               Deferred.unsafeDone(done, Exit.failCause(exit.cause))
               continue
             }
-            const outcome = exit.value[index]
             Deferred.unsafeDone(
               done,
-              outcome === undefined
-                ? Exit.die(new Error("group commit: the write returned no outcome for an item"))
-                : outcome._tag === "Right"
-                ? Exit.succeed(outcome.right)
-                : Exit.fail(outcome.left)
+              exit.value[index] ?? Exit.die(new Error("group commit: the write returned no outcome for an item"))
             )
           }
         }))
