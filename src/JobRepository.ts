@@ -121,8 +121,6 @@ export interface ResultsQuery {
 export interface ProgressUpdate {
   readonly completedChunks: number
   readonly failedChunks: number
-  /** The chunk that just completed: added to the job's checkpoint. */
-  readonly completedChunkId?: number | undefined
   /** Set when the job enters its finalize step. */
   readonly phase?: "finalizing" | undefined
   /**
@@ -131,11 +129,6 @@ export interface ProgressUpdate {
    */
   readonly partialChunks?: number | undefined
   /**
-   * The record of the chunk that just settled, when it has one to keep (see {@link ChunkRecord}); stored
-   * with the checkpoint, in the same write.
-   */
-  readonly chunk?: ChunkRecord | undefined
-  /**
    * Chunks just pulled from a streamed job's stream: recorded with the checkpoint, in the same write, so that a
    * resumed job re-runs those that did not complete without the stream (a chunk's record goes once it has
    * completed) and skips every recorded id when it pulls the stream again.
@@ -143,9 +136,12 @@ export interface ProgressUpdate {
   readonly pulled?: ReadonlyArray<Chunk> | undefined
   /** A streamed job's total, once its stream has ended (the job then has a `totalChunks`). */
   readonly totalChunks?: number | undefined
-  /** Chunks that completed since the last update, several at once: added to the job's checkpoint. */
+  /** The chunks that completed since the last update (one or several): added to the job's checkpoint. */
   readonly completedChunkIds?: ReadonlyArray<number> | undefined
-  /** The records (as `chunk`) of chunks that settled since the last update, several at once. */
+  /**
+   * The records of the chunks that settled since the last update, those that have one to keep (see
+   * {@link ChunkRecord}): stored with the checkpoint, in the same write.
+   */
   readonly chunks?: ReadonlyArray<ChunkRecord> | undefined
   /** Fencing: the lease the writer holds; the update is refused (`LeaseLost`) once the job's lease moved on. */
   readonly lease?: number | undefined
@@ -250,9 +246,9 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
     patch?: TransitionPatch
   ) => Effect.Effect<TransitionResult, JobNotFound | RepositoryError>
   /**
-   * Records chunk counts of a job that is not terminal (ignored once it is) and adds `completedChunkId`
-   * and `completedChunkIds` to its checkpoint (with the records `chunk` and `chunks`). A store may coalesce these writes (a crash then loses at most one flush window);
-   * reads in the same process always see them, and a transition writes them first. With `lease`, nothing
+   * Records chunk counts of a job that is not terminal (ignored once it is) and adds `completedChunkIds` to
+   * its checkpoint (with the records `chunks`). A store may coalesce these writes (a crash then loses at most
+   * one flush window); reads in the same process always see them, and a transition writes them first. With `lease`, nothing
    * is recorded once the job's lease has moved on: the update fails with `LeaseLost` when the store knows it
    * (a coalesced write that finds it later drops what it held, and the next update fails). Counts or a chunk
    * id that are not non-negative integers, or counts adding up to more than the job's total, fail with
@@ -408,12 +404,11 @@ export const invalidCounts = (
   counts: {
     readonly completedChunks?: number | undefined
     readonly failedChunks?: number | undefined
-    readonly completedChunkId?: number | undefined
     readonly completedChunkIds?: ReadonlyArray<number> | undefined
   } | undefined
 ): RepositoryError | undefined => {
   if (counts === undefined) return undefined
-  for (const field of ["completedChunks", "failedChunks", "completedChunkId"] as const) {
+  for (const field of ["completedChunks", "failedChunks"] as const) {
     const value = counts[field]
     if (value !== undefined && !isCount(value)) {
       return new RepositoryError({ operation, detail: `${field} must be a non-negative integer, got ${value}` })
@@ -421,6 +416,9 @@ export const invalidCounts = (
   }
   const ids = counts.completedChunkIds
   if (ids !== undefined) {
+    if (!Array.isArray(ids)) {
+      return new RepositoryError({ operation, detail: `completedChunkIds must be an array of chunk ids, got ${ids}` })
+    }
     for (let index = 0; index < ids.length; index++) {
       if (!isCount(ids[index])) {
         return new RepositoryError({
@@ -766,17 +764,12 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         if (progress.pulled !== undefined) {
           for (const chunk of progress.pulled) if (!entry.checkpoint.has(chunk.id)) entry.pulled.set(chunk.id, chunk)
         }
-        if (progress.completedChunkId !== undefined) {
-          entry.checkpoint.add(progress.completedChunkId)
-          entry.pulled.delete(progress.completedChunkId)
-        }
         if (progress.completedChunkIds !== undefined) {
           for (const chunkId of progress.completedChunkIds) {
             entry.checkpoint.add(chunkId)
             entry.pulled.delete(chunkId)
           }
         }
-        if (progress.chunk !== undefined) putRecord(entry.records, progress.chunk)
         if (progress.chunks !== undefined) for (const record of progress.chunks) putRecord(entry.records, record)
         changes.bump()
         return Effect.void

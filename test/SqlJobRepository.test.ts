@@ -318,7 +318,7 @@ const checkMigratedV1 = (repo: JobRepository["Type"]) =>
     expect(view(running.status)).toMatchObject({ state: "running", owner: "m1", completedChunks: 3, startedAt: base + 2000 })
     // Migrated jobs start at lease 0: the claim and the start took one each.
     expect(running.status.lease).toBe(2)
-    yield* repo.updateProgress(jobId("job_v1_running"), { completedChunks: 4, failedChunks: 1, completedChunkId: 0 })
+    yield* repo.updateProgress(jobId("job_v1_running"), { completedChunks: 4, failedChunks: 1, completedChunkIds: [0] })
     const paused = yield* repo.transition(jobId("job_v1_running"), ["running"], "paused")
     expect(view(paused.status)).toMatchObject({ state: "paused", completedChunks: 4 })
     expect((yield* repo.getCheckpoint(jobId("job_v1_running"))).toString()).toBe("0")
@@ -383,7 +383,7 @@ const millionChunks = (
     let flushed = 0
     for (let block = 0; block < total; block += 10) {
       for (let turn = 0; turn < 10; turn++) {
-        yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkId: block + order[turn]! })
+        yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkIds: [block + order[turn]!] })
         if (turn === 4 && block % 100_000 === 50_000) {
           // A flush every 100,000 chunks, half-way through a block: the checkpoint has a gap then.
           yield* TestClock.adjust("1 second")
@@ -446,7 +446,7 @@ describe("SqlJobRepository.layerSqlite", () => {
           yield* moveTo(id, "running")
           yield* TestClock.adjust("1 second")
           for (const chunk of [0, 1, 2, 3, 4, 6, 7]) {
-            yield* repo.updateProgress(id, { completedChunks: chunk === 7 ? 7 : 6, failedChunks: 1, completedChunkId: chunk })
+            yield* repo.updateProgress(id, { completedChunks: chunk === 7 ? 7 : 6, failedChunks: 1, completedChunkIds: [chunk] })
           }
           yield* repo.updateProgress(id, { completedChunks: 7, failedChunks: 1, phase: "finalizing" })
           return view(Option.getOrThrow(yield* repo.get(id)))
@@ -661,7 +661,7 @@ describe("SqlJobRepository.layerSqlite", () => {
       for (const id of [bad, good]) {
         yield* repo.create(newJob(id))
         yield* Effect.provideService(moveTo(id, "running"), JobRepository, repo)
-        yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkId: 0 })
+        yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkIds: [0] })
       }
       yield* TestClock.adjust("1 second")
       yield* eventually(stored("job_bad"), (row) => row.checkpoint === "0")
@@ -672,8 +672,8 @@ describe("SqlJobRepository.layerSqlite", () => {
         expect(error.message).toContain("checkpoint of job job_bad is corrupt")
       }
       // A flush writes the counts, but not over the corrupt checkpoint; the other job's is written.
-      yield* repo.updateProgress(bad, { completedChunks: 2, failedChunks: 0, completedChunkId: 1 })
-      yield* repo.updateProgress(good, { completedChunks: 2, failedChunks: 0, completedChunkId: 1 })
+      yield* repo.updateProgress(bad, { completedChunks: 2, failedChunks: 0, completedChunkIds: [1] })
+      yield* repo.updateProgress(good, { completedChunks: 2, failedChunks: 0, completedChunkIds: [1] })
       yield* TestClock.adjust("1 second")
       yield* eventually(stored("job_good"), (row) => row.checkpoint === "0-1")
       expect(yield* stored("job_bad")).toEqual({ checkpoint: " 0", completed_chunks: 2, state: "running" })
@@ -774,7 +774,7 @@ describe("SqlJobRepository.layerSqlite", () => {
         yield* moveTo(id, "running")
         let done = 0
         for (const chunk of [0, 1, 2, 4, 3]) {
-          yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkId: chunk })
+          yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkIds: [chunk] })
         }
         expect(yield* stored).toEqual({ checkpoint: null, completed_chunks: 0, state: "running" })
         expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-4")
@@ -784,7 +784,7 @@ describe("SqlJobRepository.layerSqlite", () => {
           completed_chunks: 5,
           state: "running"
         })
-        yield* repo.updateProgress(id, { completedChunks: 6, failedChunks: 0, completedChunkId: 6 })
+        yield* repo.updateProgress(id, { completedChunks: 6, failedChunks: 0, completedChunkIds: [6] })
         yield* repo.transition(id, ["running"], "paused")
         expect(yield* stored).toEqual({ checkpoint: "0-4,6", completed_chunks: 6, state: "paused" })
       }).pipe(Effect.provide(layerWithClient))))
@@ -1016,11 +1016,11 @@ describe("SqlJobRepository.layerPg", () => {
         yield* repo.updateProgress(id, {
           completedChunks: chunk + 1,
           failedChunks: 0,
-          completedChunkId: chunk,
+          completedChunkIds: [chunk],
           // Only the even chunks have a result: the odd ones are ids in the checkpoint, nothing more.
-          chunk: chunk % 2 === 0
-            ? { id: chunk, state: "completed", attempts: 1, result: { chunk }, startedAt: base, finishedAt: base }
-            : undefined
+          chunks: chunk % 2 === 0
+            ? [{ id: chunk, state: "completed", attempts: 1, result: { chunk }, startedAt: base, finishedAt: base }]
+            : []
         })
       }
       const records = sql<{ chunk_id: string; result: string; tx: string }>`SELECT chunk_id, result, xmin::text AS tx

@@ -118,17 +118,12 @@ export class ProgressBuffer {
       for (const chunk of progress.pulled) (entry.pulled ??= new Map()).set(chunk.id, chunk)
     }
     if (progress.totalChunks !== undefined) entry.totalChunks = progress.totalChunks
-    if (progress.completedChunkId !== undefined) {
-      entry.chunks.add(progress.completedChunkId)
-      entry.pulled?.delete(progress.completedChunkId)
-    }
     if (progress.completedChunkIds !== undefined) {
       for (const chunkId of progress.completedChunkIds) {
         entry.chunks.add(chunkId)
         entry.pulled?.delete(chunkId)
       }
     }
-    if (progress.chunk !== undefined) (entry.records ??= new Map()).set(progress.chunk.id, progress.chunk)
     if (progress.chunks !== undefined) {
       const records = entry.records ??= new Map()
       for (const record of progress.chunks) records.set(record.id, record)

@@ -755,7 +755,7 @@ export const jobRepositoryContract = (
           yield* repo.create(newJob("job_gone"))
           yield* repo.create(newJob("job_kept"))
           yield* moveTo(jobId("job_gone"), "running")
-          yield* repo.updateProgress(jobId("job_gone"), { completedChunks: 1, failedChunks: 0, completedChunkId: 0 })
+          yield* repo.updateProgress(jobId("job_gone"), { completedChunks: 1, failedChunks: 0, completedChunkIds: [0] })
           yield* repo.transition(jobId("job_gone"), ["running"], "completed", { completedChunks: 10 })
           yield* TestClock.adjust("1 second")
           const deleted = yield* repo.delete(jobId("job_gone"))
@@ -784,7 +784,7 @@ export const jobRepositoryContract = (
             const id = jobId(`job_${state}`)
             yield* repo.create(newJob(id))
             yield* moveTo(id, state)
-            if (state === "running") yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkId: 1 })
+            if (state === "running") yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkIds: [1] })
             const before = yield* getView(id)
             const error = yield* Effect.flip(repo.delete(id))
             expect(error).toMatchObject({ _tag: "InvalidJobState", jobId: id, state, operation: "delete" })
@@ -963,21 +963,26 @@ export const jobRepositoryContract = (
           const id = jobId("job_counts")
           yield* repo.create(newJob(id, chunkSpec(10)))
           yield* moveTo(id, "running")
-          yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 1, completedChunkId: 0 })
+          yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 1, completedChunkIds: [0] })
           const before = yield* getView(id)
           const malformed = [
             { completedChunks: -1, failedChunks: 0 },
             { completedChunks: 1.5, failedChunks: 0 },
             { completedChunks: 0, failedChunks: -2 },
             { completedChunks: Number.NaN, failedChunks: 0 },
-            { completedChunks: 4, failedChunks: 1, completedChunkId: -1 },
-            { completedChunks: 4, failedChunks: 1, completedChunkId: 0.5 }
+            { completedChunks: 4, failedChunks: 1, completedChunkIds: [-1] },
+            { completedChunks: 4, failedChunks: 1, completedChunkIds: [0.5] },
+            { completedChunks: 4, failedChunks: 1, completedChunkIds: [Number.NaN] },
+            { completedChunks: 5, failedChunks: 1, completedChunkIds: [1, -1] },
+            { completedChunks: 5, failedChunks: 1, completedChunkIds: [1, 2.5] },
+            // From an untyped caller: a single id where the array belongs.
+            { completedChunks: 4, failedChunks: 1, completedChunkIds: 1 as unknown as ReadonlyArray<number> }
           ]
           for (const counts of malformed) {
             const error = yield* Effect.flip(repo.updateProgress(id, counts))
             expect(error).toMatchObject({ _tag: "RepositoryError", operation: "updateProgress" })
-            const { completedChunkId: _, ...patch } = counts
-            if (_ !== undefined) continue
+            const { completedChunkIds: ids, ...patch } = counts
+            if (ids !== undefined) continue
             const refused = yield* Effect.flip(repo.transition(id, ["running"], "completed", patch))
             expect(refused).toMatchObject({ _tag: "RepositoryError", operation: "transition" })
           }
@@ -1013,7 +1018,7 @@ export const jobRepositoryContract = (
 
     describe("checkpoint", () => {
       test(
-        "updateProgress adds completedChunkId; getCheckpoint sees it at once, after flushes and after transitions",
+        "updateProgress adds completedChunkIds; getCheckpoint sees it at once, after flushes and after transitions",
         Effect.gen(function*() {
           const repo = yield* JobRepository
           const id = jobId("job_checkpoint")
@@ -1022,7 +1027,7 @@ export const jobRepositoryContract = (
           yield* moveTo(id, "running")
           let done = 0
           for (const chunk of [0, 1, 2, 5, 3]) {
-            yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkId: chunk })
+            yield* repo.updateProgress(id, { completedChunks: ++done, failedChunks: 0, completedChunkIds: [chunk] })
           }
           // A chunk that failed has no id to add.
           yield* repo.updateProgress(id, { completedChunks: 5, failedChunks: 1 })
@@ -1032,7 +1037,7 @@ export const jobRepositoryContract = (
           yield* TestClock.adjust("1 second")
           expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-3,5")
           // Reported, then moved at once.
-          yield* repo.updateProgress(id, { completedChunks: 6, failedChunks: 1, completedChunkId: 4 })
+          yield* repo.updateProgress(id, { completedChunks: 6, failedChunks: 1, completedChunkIds: [4] })
           const paused = yield* repo.transition(id, ["running"], "paused")
           expect(view(paused.status)).toMatchObject({ completedChunks: 6, failedChunks: 1 })
           expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-5")
@@ -1045,12 +1050,12 @@ export const jobRepositoryContract = (
           // Resumed, it goes on; the ids reported before the job fails are in its checkpoint.
           yield* repo.transition(id, ["paused"], "pending")
           yield* repo.transition(id, ["pending"], "running")
-          yield* repo.updateProgress(id, { completedChunks: 7, failedChunks: 1, completedChunkId: 6 })
+          yield* repo.updateProgress(id, { completedChunks: 7, failedChunks: 1, completedChunkIds: [6] })
           yield* repo.transition(id, ["running"], "failed", { error: "chunk 7 failed" })
           expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-6")
           // Ignored once terminal.
           const failed = yield* getView(id)
-          yield* repo.updateProgress(id, { completedChunks: 8, failedChunks: 1, completedChunkId: 7 })
+          yield* repo.updateProgress(id, { completedChunks: 8, failedChunks: 1, completedChunkIds: [7] })
           yield* TestClock.adjust("1 second")
           expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-6")
           expect(yield* getView(id)).toEqual(failed)
@@ -1068,7 +1073,7 @@ export const jobRepositoryContract = (
           yield* repo.create(newJob(failedId, chunkSpec(10)))
           yield* moveTo(failedId, "running")
           for (const chunk of [0, 1, 2, 4]) {
-            yield* repo.updateProgress(failedId, { completedChunks: chunk + 1, failedChunks: 0, completedChunkId: chunk })
+            yield* repo.updateProgress(failedId, { completedChunks: chunk + 1, failedChunks: 0, completedChunkIds: [chunk] })
           }
           yield* repo.transition(failedId, ["running"], "failed", { completedChunks: 4, failedChunks: 1, error: "boom" })
           const completed = yield* repo.getCheckpoint(failedId)
@@ -1093,7 +1098,7 @@ export const jobRepositoryContract = (
           expect(yield* getView(redriveId)).toEqual(view(created))
           expect((yield* repo.getCheckpoint(redriveId)).toString()).toBe("0-2,4")
           yield* repo.transition(redriveId, ["pending"], "running")
-          yield* repo.updateProgress(redriveId, { completedChunks: 5, failedChunks: 0, completedChunkId: 3 })
+          yield* repo.updateProgress(redriveId, { completedChunks: 5, failedChunks: 0, completedChunkIds: [3] })
           yield* TestClock.adjust("1 second")
           expect((yield* repo.getCheckpoint(redriveId)).toString()).toBe("0-4")
           expect((yield* repo.getCheckpoint(failedId)).toString()).toBe("0-2,4")
@@ -1284,13 +1289,13 @@ export const jobRepositoryContract = (
           const mine = (yield* repo.transition(id, ["pending"], "running", { owner: "a" })).status.lease
           yield* repo.transition(id, ["running"], "pending", { owner: "b" })
           const theirs = (yield* repo.transition(id, ["pending"], "running", { owner: "b" })).status.lease
-          yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkId: 0, lease: theirs })
-          yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkId: 1, lease: theirs })
+          yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkIds: [0], lease: theirs })
+          yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkIds: [1], lease: theirs })
           // The stale owner keeps reporting; a store that coalesces learns of the loss when it writes.
           let refused = false
           for (let attempt = 0; attempt < 50 && !refused; attempt++) {
             const result = yield* Effect.either(
-              repo.updateProgress(id, { completedChunks: 9, failedChunks: 0, completedChunkId: 9, lease: mine })
+              repo.updateProgress(id, { completedChunks: 9, failedChunks: 0, completedChunkIds: [9], lease: mine })
             )
             if (result._tag === "Left") {
               expect(result.left).toMatchObject({ _tag: "LeaseLost", jobId: id, lease: mine })
@@ -1304,7 +1309,7 @@ export const jobRepositoryContract = (
           expect(yield* getView(id)).toMatchObject({ state: "running", owner: "b", completedChunks: 2 })
           expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-1")
           // The holder's own progress still lands.
-          yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 0, completedChunkId: 2, lease: theirs })
+          yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 0, completedChunkIds: [2], lease: theirs })
           yield* TestClock.adjust("1 second")
           expect(yield* getView(id)).toMatchObject({ completedChunks: 3 })
           expect((yield* repo.getCheckpoint(id)).toString()).toBe("0-2")

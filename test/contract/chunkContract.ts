@@ -65,23 +65,23 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
         const repo = yield* JobRepository
         yield* repo.create(newJob(id, chunkSpec(10)))
         yield* moveTo(jobId(id), "running")
-        yield* repo.updateProgress(jobId(id), { completedChunks: 1, failedChunks: 0, completedChunkId: 0 })
+        yield* repo.updateProgress(jobId(id), { completedChunks: 1, failedChunks: 0, completedChunkIds: [0] })
         yield* repo.updateProgress(jobId(id), {
           completedChunks: 2,
           failedChunks: 0,
-          completedChunkId: 1,
-          chunk: record(1, "completed", 1, { result: { segment: "part-1.mp4", frames: [10, 19] } })
+          completedChunkIds: [1],
+          chunks: [record(1, "completed", 1, { result: { segment: "part-1.mp4", frames: [10, 19] } })]
         })
         yield* repo.updateProgress(jobId(id), {
           completedChunks: 2,
           failedChunks: 1,
-          chunk: record(2, "failed", 3, { error: "encoder crashed" })
+          chunks: [record(2, "failed", 3, { error: "encoder crashed" })]
         })
         yield* repo.updateProgress(jobId(id), {
           completedChunks: 3,
           failedChunks: 1,
-          completedChunkId: 4,
-          chunk: record(4, "completed", 2)
+          completedChunkIds: [4],
+          chunks: [record(4, "completed", 2)]
         })
       })
 
@@ -183,8 +183,8 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
         yield* repo.updateProgress(jobId("job_rerun"), {
           completedChunks: 4,
           failedChunks: 0,
-          completedChunkId: 2,
-          chunk: record(2, "completed", 1, { result: "second try" })
+          completedChunkIds: [2],
+          chunks: [record(2, "completed", 1, { result: "second try" })]
         })
         const page = yield* repo.listChunks(jobId("job_rerun"), { state: ["completed", "failed"] })
         expect(page.chunks.map(shown)).toEqual([
@@ -215,8 +215,8 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
             repo.updateProgress(id, {
               completedChunks: ++done,
               failedChunks: 0,
-              completedChunkId: chunk,
-              chunk: record(chunk, "completed", 1, { result: chunk })
+              completedChunkIds: [chunk],
+              chunks: [record(chunk, "completed", 1, { result: chunk })]
             }), { discard: true }))
         const ids = pages.flat().map((chunk) => chunk.id)
         expect(ids).toEqual(Array.from({ length: 50 }, (_, index) => index))
@@ -274,7 +274,7 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
         const spec = { chunks: [7, 3, 11, 0].map((id) => ({ id, payload: null })) }
         yield* repo.create({ id: jobId("job_ids"), spec, totalChunks: 4 })
         yield* moveTo(jobId("job_ids"), "running")
-        yield* repo.updateProgress(jobId("job_ids"), { completedChunks: 1, failedChunks: 0, completedChunkId: 11 })
+        yield* repo.updateProgress(jobId("job_ids"), { completedChunks: 1, failedChunks: 0, completedChunkIds: [11] })
         const pages = yield* allChunkPages("job_ids", { limit: 3 })
         expect(pages.flat().map((chunk) => [chunk.id, chunk.state])).toEqual([
           [0, "pending"],
@@ -314,7 +314,7 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
         yield* moveTo(id, "running")
         yield* repo.updateProgress(id, { completedChunks: 0, failedChunks: 0, pulled: [0, 1, 2].map(line) })
         expect(yield* repo.pulledChunks(id)).toEqual([0, 1, 2].map(line))
-        yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkId: 1, pulled: [] })
+        yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkIds: [1], pulled: [] })
         expect(yield* pulled).toEqual([0, 2])
         yield* TestClock.adjust("1 second")
         expect(yield* pulled).toEqual([0, 2])
@@ -323,8 +323,8 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
         expect((yield* status).totalChunks).toBeUndefined()
         // Pulled and completed within one flush window, and a completion of a chunk pulled in an earlier one.
         yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, pulled: [3].map(line) })
-        yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkId: 3, pulled: [] })
-        yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 0, completedChunkId: 0, pulled: [] })
+        yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkIds: [3], pulled: [] })
+        yield* repo.updateProgress(id, { completedChunks: 3, failedChunks: 0, completedChunkIds: [0], pulled: [] })
         expect(yield* pulled).toEqual([2])
         yield* TestClock.adjust("1 second")
         expect(yield* pulled).toEqual([2])
@@ -341,8 +341,8 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
         expect(yield* pulled).toEqual([2, 4])
         yield* repo.transition(id, ["paused"], "pending")
         yield* repo.transition(id, ["pending"], "running")
-        yield* repo.updateProgress(id, { completedChunks: 5, failedChunks: 0, completedChunkId: 2, pulled: [] })
-        yield* repo.updateProgress(id, { completedChunks: 5, failedChunks: 0, completedChunkId: 4, pulled: [], totalChunks: 5 })
+        yield* repo.updateProgress(id, { completedChunks: 5, failedChunks: 0, completedChunkIds: [2], pulled: [] })
+        yield* repo.updateProgress(id, { completedChunks: 5, failedChunks: 0, completedChunkIds: [4], pulled: [], totalChunks: 5 })
         expect(yield* status).toMatchObject({ totalChunks: 5, completedChunks: 5, progress: 100 })
         expect(yield* pulled).toEqual([])
         yield* TestClock.adjust("1 second")
@@ -395,7 +395,7 @@ export const chunkContract = (name: string, makeLayer: () => Layer.Layer<JobRepo
         yield* repo.updateProgress(id, {
           completedChunks: 600_001,
           failedChunks: 1,
-          chunk: record(999_950, "failed", 2, { error: "late failure" })
+          chunks: [record(999_950, "failed", 2, { error: "late failure" })]
         })
         yield* TestClock.adjust("1 second")
         const heapBefore = process.memoryUsage().heapUsed
