@@ -1062,7 +1062,7 @@ describe("SqlJobRepository.layerPg", () => {
       // A transition that must merge a buffered chunk id into a corrupt checkpoint fails; the others of its
       // group are written all the same.
       yield* sql`UPDATE ${table} SET checkpoint = 'x' WHERE id = ${bad}`
-      yield* repo.updateProgress(bad, { completedChunks: 1, failedChunks: 0, completedChunkId: 0 })
+      yield* repo.updateProgress(bad, { completedChunks: 1, failedChunks: 0, completedChunkIds: [0] })
       const mixed = yield* Effect.all(
         [c, bad, d].map((id) => Effect.either(repo.transition(id, ["running"], "completed", { completedChunks: 4, failedChunks: 0 }))),
         { concurrency: "unbounded" }
