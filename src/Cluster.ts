@@ -13,8 +13,11 @@
  * Chunk attempts are volatile messages (not persisted by the cluster): the job's checkpoint is what makes
  * the work durable. When a runner dies, the attempts it was running are sent again to the runner that takes
  * its shards over (only they may run twice); when a job's owner dies, another runner's manager claims the
- * job once its owner is stale and resumes it from its checkpoint. Interrupting an attempt (cancel, pause,
- * fail-fast, chunk timeout) interrupts the remote handler, whose `AbortSignal` fires on the runner.
+ * job once its owner is stale and resumes it from its checkpoint. A runner that hangs is treated the same way
+ * once its shard locks (rows that expire) and its heartbeat are stale; when it resumes, its job writes are
+ * refused by the job's lease. Interrupting an attempt (cancel, pause, fail-fast, chunk timeout) interrupts the
+ * remote handler, whose `AbortSignal` fires on the runner, and waits (up to 1 s) until the runner has
+ * received the interruption: a cancelled job is stored `cancelled` after that.
  *
  * @since 0.1.0
  */
@@ -417,6 +420,11 @@ export const layer = (
       shardsPerGroup,
       shardLockExpiration,
       shardLockRefreshInterval: Duration.divide(shardLockExpiration, 5).pipe(Option.getOrElse(() => Duration.seconds(1))),
+      // Shard locks are rows that expire, not PostgreSQL advisory locks: an advisory lock lives as long as its
+      // session, and the session of a hung runner (SIGSTOP, a frozen VM) stays open, so its shards, and the
+      // chunks sent to them, would wait until it resumes. A resumed runner finds its locks taken at its next
+      // refresh and lets its shards go; the job writes of its manager are fenced by the job's lease.
+      shardLockDisableAdvisory: true,
       refreshAssignmentsInterval: Duration.seconds(1),
       runnerHealthCheckInterval: Duration.seconds(2),
       entityTerminationTimeout: Duration.seconds(2)
