@@ -121,6 +121,11 @@ export const submit: Command = {
   options: {
     pg: pgOption,
     spec: { type: "string", value: "FILE", description: "the job spec, a JSON file (as in the API) (required)" },
+    concurrency: {
+      type: "string",
+      value: "N",
+      description: "chunks of this job in flight across the cluster (1 to 10000; default: the spec's, else the owner's)"
+    },
     wait: { type: "boolean", description: "follow the job with a progress line until it ends" },
     json: { type: "boolean", description: "print one JSON object per line" }
   },
@@ -135,8 +140,11 @@ export const submit: Command = {
         try: async () => JSON.parse(await readFile(file, "utf8")) as JobSpecInput,
         catch: (error) => new UsageError({ subject: "--spec", problem: `cannot read ${file} as JSON: ${describeError(error)}` })
       })
+      const concurrency = stringValue(input, "concurrency") === undefined
+        ? undefined
+        : yield* integerValue(input, "concurrency", { min: 1, max: 10_000, fallback: 0 })
       const Cluster = yield* Effect.promise(() => import("../../Cluster.js"))
-      const status = yield* Cluster.submitJob(spec).pipe(
+      const status = yield* Cluster.submitJob(concurrency === undefined ? spec : { ...spec, concurrency }).pipe(
         Effect.catchTag("InvalidJobSpec", (error) => new UsageError({ subject: "--spec", problem: error.message })),
         Effect.provide(yield* repositoryOf(input))
       )
