@@ -11,6 +11,7 @@ import { pathToFileURL } from "node:url"
 import * as ChunkWorker from "../../ChunkWorker.js"
 import type { Chunk, JobSpecInput } from "../../Job.js"
 import { describeError } from "../../JobError.js"
+import { importCluster } from "../optionalPeer.js"
 import * as JobManager from "../../JobManager.js"
 import type { Command, Input } from "./command.js"
 import { CommandFailed, integerValue, stringValue, UsageError } from "./command.js"
@@ -94,7 +95,7 @@ export const runner: Command = {
         : yield* integerValue(input, "port", { min: 1, max: 65_535, fallback: 0 })
       const host = stringValue(input, "host")
       const run = yield* loadWorker(workerPath)
-      const Cluster = yield* Effect.promise(() => import("../../Cluster.js"))
+      const Cluster = yield* importCluster(() => import("../../Cluster.js"))
       const layer = Cluster.layer({
         postgres,
         capacity,
@@ -143,7 +144,7 @@ export const submit: Command = {
       const concurrency = stringValue(input, "concurrency") === undefined
         ? undefined
         : yield* integerValue(input, "concurrency", { min: 1, max: 10_000, fallback: 0 })
-      const Cluster = yield* Effect.promise(() => import("../../Cluster.js"))
+      const Cluster = yield* importCluster(() => import("../../Cluster.js"))
       const status = yield* Cluster.submitJob(concurrency === undefined ? spec : { ...spec, concurrency }).pipe(
         Effect.catchTag("InvalidJobSpec", (error) => new UsageError({ subject: "--spec", problem: error.message })),
         Effect.provide(yield* repositoryOf(input))
