@@ -47,6 +47,8 @@ export interface S6Options {
   readonly chunks: number
   /** Cluster sizes to measure the throughput on (the single process is always measured); cancel and failover on the largest. */
   readonly runners: ReadonlyArray<number>
+  /** Runs of each job on the largest cluster, alternating with BullMQ. */
+  readonly repetitions: number
   readonly cancels: number
   readonly failover: boolean
   readonly bullmq: boolean
@@ -62,11 +64,14 @@ export interface S6Result {
     readonly runs: number
     readonly median: number
     readonly p99: number
-    readonly abortsAfterMax: number
+    readonly toFirstSignal: number
+    readonly signalSpread: number
+    readonly afterLastSignal: number
+    readonly afterLastSignalMin: number
     readonly startedAfter: number
   }
   readonly failover?: { readonly runnerKill: number; readonly lost: number; readonly ownerKill: number; readonly completed: boolean }
-  readonly bullmq?: Readonly<Record<string, number>>
+  readonly bullmq?: ReadonlyArray<{ readonly ms: number; readonly seconds: number }>
 }
 
 /** A chunk's payload: sleep `ms` (0: one setImmediate); `r`: report start, end and abort on stdout. */
@@ -250,14 +255,23 @@ const inFlightOn = (events: ReadonlyArray<ChunkEvent>, job: string, pid: number 
 
 const ownerPid = (status: JobStatus): number => Number(status.owner?.split(":")[1])
 
+/**
+ * Cancels `runs` jobs with 16 chunks in flight; besides the latency of `cancelJob`, where it goes: until the
+ * first chunk's signal fired on a runner (the owner saw the request and interrupted the job), the spread of
+ * the signals over the runners, and from the last signal until `cancelJob` returned (`cancelled` stored and
+ * seen by this process).
+ */
 const cancelLatency = async (cluster: ClusterUnderTest, runs: number) => {
   const latencies: Array<number> = []
-  const abortsAfter: Array<number> = []
+  const toFirstSignal: Array<number> = []
+  const signalSpread: Array<number> = []
+  const afterLastSignal: Array<number> = []
   let startedAfter = 0
   for (let run = 0; run < runs; run++) {
     const job = await cluster.submit(spec(inFlight * 3, { ms: 60_000, r: 1 }))
     await waitFor("16 chunks in flight", () => inFlightOn(cluster.events, job.id, undefined).size >= inFlight)
     const running = cluster.events.filter((event) => event.j === job.id && event.e === "start")
+    const calledAt = Date.now()
     const before = performance.now()
     const status = await cluster.run(cluster.client.cancelJob(job.id))
     latencies.push(performance.now() - before)
@@ -266,7 +280,10 @@ const cancelLatency = async (cluster: ClusterUnderTest, runs: number) => {
     const aborted = (event: ChunkEvent) =>
       cluster.events.find((other) => other.j === job.id && other.e === "abort" && other.c === event.c && other.pid === event.pid)
     await waitFor("every in-flight chunk's signal", () => running.every((event) => aborted(event) !== undefined), 10_000)
-    abortsAfter.push(Math.max(0, ...running.map((event) => aborted(event)!.t - returnedAt)))
+    const signals = running.map((event) => aborted(event)!.t)
+    toFirstSignal.push(Math.min(...signals) - calledAt)
+    signalSpread.push(Math.max(...signals) - Math.min(...signals))
+    afterLastSignal.push(returnedAt - Math.max(...signals))
     await sleep(200)
     startedAfter += cluster.events.filter((event) => event.j === job.id && event.e === "start" && event.t > returnedAt).length
   }
@@ -274,7 +291,11 @@ const cancelLatency = async (cluster: ClusterUnderTest, runs: number) => {
     runs,
     median: quantile(latencies, 0.5),
     p99: quantile(latencies, 0.99),
-    abortsAfterMax: Math.max(...abortsAfter),
+    toFirstSignal: quantile(toFirstSignal, 0.5),
+    signalSpread: quantile(signalSpread, 0.5),
+    afterLastSignal: quantile(afterLastSignal, 0.5),
+    /** Negative when a signal fired after `cancelJob` returned. */
+    afterLastSignalMin: Math.min(...afterLastSignal),
     startedAfter
   }
 }
@@ -318,28 +339,49 @@ const s6 = async (options: S6Options) => {
   await withDatabase(async (pg) => {
     for (const ms of [0, 20]) throughput.push({ runners: 0, ms, seconds: await singleProcess(pg, options.chunks, ms) })
   })
-  // Cancel and failover are measured on the largest cluster.
+  // Cancel and failover are measured on the largest cluster, and BullMQ alternates with it (same load).
   const largest = Math.max(0, ...options.runners)
-  for (const count of options.runners) {
-    await withDatabase(async (pg) => {
-      const cluster = await startCluster(pg, count)
-      try {
-        await timeJob(cluster, Math.min(options.chunks, 200), 0) // warm-up: the owner learns the runners
-        for (const ms of [0, 20]) throughput.push({ runners: count, ms, seconds: await timeJob(cluster, options.chunks, ms) })
-        if (count === largest && options.cancels > 0) results["cancel"] = await cancelLatency(cluster, options.cancels)
-        if (count === largest && options.failover) results["failover"] = await failover(cluster)
-      } finally {
-        await cluster.close()
-      }
-    })
+  const bull = options.bullmq ? await startBullmq() : undefined
+  const bullmq: Array<{ readonly ms: number; readonly seconds: number }> = []
+  try {
+    for (const count of options.runners) {
+      await withDatabase(async (pg) => {
+        const cluster = await startCluster(pg, count)
+        try {
+          await timeJob(cluster, Math.min(options.chunks, 200), 0) // warm-up: the owner learns the runners
+          const repetitions = count === largest ? options.repetitions : 1
+          for (let repetition = 0; repetition < repetitions; repetition++) {
+            for (const ms of [0, 20]) {
+              const contenders = [
+                async () => throughput.push({ runners: count, ms, seconds: await timeJob(cluster, options.chunks, ms) }),
+                ...(bull !== undefined && count === largest
+                  ? [async () => bullmq.push({ ms, seconds: await bullFlow(bull.queue, options.chunks, ms) })]
+                  : [])
+              ]
+              for (const run of repetition % 2 === 0 ? contenders : contenders.reverse()) await run()
+            }
+          }
+          if (count === largest && options.cancels > 0) results["cancel"] = await cancelLatency(cluster, options.cancels)
+          if (count === largest && options.failover) results["failover"] = await failover(cluster)
+        } finally {
+          await cluster.close()
+        }
+      })
+    }
+    if (bull !== undefined && largest === 0) {
+      for (const ms of [0, 20]) bullmq.push({ ms, seconds: await bullFlow(bull.queue, options.chunks, ms) })
+    }
+  } finally {
+    await bull?.stop()
   }
-  if (options.bullmq) results["bullmq"] = await bullmqFlows(options.chunks)
+  if (bull !== undefined) results["bullmq"] = bullmq
   return results
 }
 
 // --- BullMQ: 3 worker processes, one flow per job ---
 
-const bullmqFlows = async (chunks: number) => {
+/** Starts the BullMQ worker processes (concurrency 6, 5 and 5: 16 in flight) and a warm-up flow. */
+const startBullmq = async () => {
   const queue = `effect-jobs-s6-${process.pid}-${Date.now()}`
   let ready = 0
   const workers = [6, 5, 5].map((concurrency, index) =>
@@ -347,15 +389,17 @@ const bullmqFlows = async (chunks: number) => {
       if (line === "ready") ready++
     }, join(import.meta.dirname, `bullmq-flow-worker${extname(import.meta.filename)}`))
   )
-  try {
-    await waitFor("the BullMQ workers", () => ready === workers.length)
-    await bullFlow(queue, Math.min(chunks, 200), 0) // warm-up
-    const seconds: Record<string, number> = {}
-    for (const ms of [0, 20]) seconds[`ms${ms}`] = await bullFlow(queue, chunks, ms)
-    return seconds
-  } finally {
+  const stop = async () => {
     await killAll(workers)
     await bullFlowCleanup(queue)
+  }
+  try {
+    await waitFor("the BullMQ workers", () => ready === workers.length)
+    await bullFlow(queue, 200, 0) // warm-up
+    return { queue, stop }
+  } catch (error) {
+    await stop()
+    throw error
   }
 }
 

@@ -299,31 +299,48 @@ const crossProcess = async () => {
 
 /**
  * S6: cluster mode (see bench/cluster.ts), in a process of its own that starts the runners and the BullMQ
- * workers. Quick mode (a smoke test of the code, not a measure): one runner, 200 chunks, 2 cancels, no failover.
+ * workers. Quick mode skips it unless asked for by name (`--quick --only s6`: a smoke test of the code, not a
+ * measure: one runner, 200 chunks, 2 cancels, no failover), since starting runner processes that share out
+ * the cluster's shards takes 20 to 60 seconds on its own.
  */
 const s6 = async () => {
+  if (quick && !flags.only?.split(",").includes("s6")) {
+    return console.error(
+      "  S6: skipped in --quick: starting cluster runners takes 20-60 s; `npm run bench -- --quick --only s6` runs a small S6"
+    )
+  }
   if (!(await postgresAvailable())) return console.error("  S6: skipped: PostgreSQL at 127.0.0.1:5432 is not reachable")
   const bull = await bullmqAvailable()
   if (!bull) console.error("  S6: BullMQ skipped: Redis at 127.0.0.1:6379 is not reachable")
   const chunks = sizes.s6
   const options: S6Options = quick
-    ? { chunks, runners: [1], cancels: 2, failover: false, bullmq: bull }
-    : { chunks, runners: [1, 2, 3], cancels: 20, failover: true, bullmq: bull }
+    ? { chunks, runners: [1], repetitions: 1, cancels: 2, failover: false, bullmq: bull }
+    : { chunks, runners: [1, 2, 3], repetitions: 3, cancels: 20, failover: true, bullmq: bull }
   const result = await runIsolated("cluster.ts", ["s6", JSON.stringify(options)]) as unknown as S6Result
   const count = chunks.toLocaleString("en")
   for (const ms of [0, 20]) {
     const scenario = `S6 cluster: ${count} chunks of ${ms} ms, 16 in flight`
-    const single = result.throughput.find((row) => row.runners === 0 && row.ms === ms)!.seconds
-    const overhead = (seconds: number) => `${(((seconds - single) * 1000) / chunks).toFixed(2)} ms more per chunk than one process`
-    const row = (contender: string, seconds: number, note?: string) =>
-      rows.push({ scenario, contender, unit: "chunks/s", median: chunks / seconds, samples: [chunks / seconds], ...(note === undefined ? {} : { note }) })
-    row("effect-jobs one process (JobManager, PostgreSQL store)", single, `${single.toFixed(2)} s`)
-    for (const { runners, seconds } of result.throughput.filter((row) => row.runners > 0 && row.ms === ms)) {
-      row(`effect-jobs cluster, ${runners} runner process${runners > 1 ? "es" : ""}`, seconds, `${seconds.toFixed(2)} s; ${overhead(seconds)}`)
+    const secondsOf = (runners: number) => result.throughput.filter((row) => row.runners === runners && row.ms === ms).map((row) => row.seconds)
+    const single = median(secondsOf(0))
+    const row = (contender: string, seconds: ReadonlyArray<number>, note: (median: number) => string) => {
+      const rates = seconds.map((value) => chunks / value)
+      const middle = median(seconds)
+      rows.push({ scenario, contender, unit: "chunks/s", median: median(rates), samples: rates, note: note(middle) })
     }
-    const bullSeconds = result.bullmq?.[`ms${ms}`]
-    if (bullSeconds !== undefined) {
-      row("BullMQ flow (parent + children), 3 worker processes (local Redis)", bullSeconds, `${bullSeconds.toFixed(2)} s; ${overhead(bullSeconds)}`)
+    const overhead = (seconds: number) =>
+      `${seconds.toFixed(2)} s; ${(((seconds - single) * 1000) / chunks).toFixed(2)} ms more per chunk than one process`
+    row("effect-jobs one process (JobManager, PostgreSQL store)", secondsOf(0), (seconds) => `${seconds.toFixed(2)} s`)
+    for (const runners of options.runners) {
+      const samples = secondsOf(runners)
+      row(
+        `effect-jobs cluster, ${runners} runner process${runners > 1 ? "es" : ""}`,
+        samples,
+        (seconds) => `${overhead(seconds)}${samples.length > 1 ? `; median of ${samples.length}, alternating with BullMQ` : ""}`
+      )
+    }
+    const bullSeconds = (result.bullmq ?? []).filter((run) => run.ms === ms).map((run) => run.seconds)
+    if (bullSeconds.length > 0) {
+      row("BullMQ flow (parent + children), 3 worker processes (local Redis)", bullSeconds, overhead)
     }
   }
   const cancel = result.cancel
@@ -337,7 +354,9 @@ const s6 = async () => {
         unit: "ms",
         median: cancel.p99,
         samples: [cancel.p99],
-        note: `${cancel.runs} runs; the last signal fired at most ${cancel.abortsAfterMax} ms after cancelJob returned; ${cancel.startedAfter} chunks started after it`
+        note: `${cancel.runs} runs; medians: first signal ${cancel.toFirstSignal} ms after the call, the signals spread over ${cancel.signalSpread} ms, ` +
+          `cancelJob returned ${cancel.afterLastSignal} ms after the last (${cancel.afterLastSignalMin < 0 ? "once a signal fired after it returned" : "every signal fired before it returned"}); ` +
+          `${cancel.startedAfter} chunks started after it returned`
       }
     )
   }
