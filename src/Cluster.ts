@@ -139,8 +139,8 @@ export interface RunnerOptions {
    */
   readonly shardsPerGroup?: number | undefined
   /**
-   * How long a dead runner's shards stay locked before another runner takes them over (default 5 seconds):
-   * the time, give or take a second, until the chunks it was running are sent elsewhere.
+   * How long a dead or hung runner's shards stay locked before another runner takes them over (default 5
+   * seconds): the time, give or take a second, until the chunks it was running are sent elsewhere.
    */
   readonly shardLockExpiration?: Duration.DurationInput | undefined
   /**
