@@ -123,7 +123,10 @@ export class ClusterStartError extends Data.TaggedError("ClusterStartError")<{
  * @since 0.1.0
  */
 export interface RunnerOptions {
-  /** The PostgreSQL URL of the job store; the cluster keeps its tables in the same database. */
+  /**
+   * The PostgreSQL URL of the job store; the cluster keeps its tables in the same database. Unless the URL
+   * sets `options`, the runner's sessions get `idle_in_transaction_session_timeout` = `shardLockExpiration`.
+   */
   readonly postgres: string
   /** The job store's schema (default: the connection's current schema). */
   readonly schema?: string | undefined
@@ -218,6 +221,20 @@ const freePort = (host: string): Effect.Effect<number, ClusterStartError> =>
       server.close(() => resume(Effect.succeed(port)))
     })
   })
+
+/**
+ * `url` with `idle_in_transaction_session_timeout` set for its sessions (unless it sets its own `options`):
+ * a runner that hangs inside a transaction (SIGSTOP, a frozen VM) keeps its row locks as long as its session
+ * lives, and those would block the runners taking its jobs over; PostgreSQL ends such a session after
+ * `timeout`. A healthy runner never waits that long between the statements of a transaction.
+ */
+const withIdleTransactionTimeout = (url: string, timeout: Duration.Duration): string => {
+  if (!URL.canParse(url)) return url
+  const parsed = new URL(url)
+  if (parsed.searchParams.has("options")) return url
+  parsed.searchParams.set("options", `-c idle_in_transaction_session_timeout=${Math.ceil(Duration.toMillis(timeout))}`)
+  return parsed.toString()
+}
 
 /** The advisory lock runners hold while they start ("ejcs"). */
 const startupLock = 0x656a6373
@@ -414,7 +431,7 @@ export const layer = (
     const shardsPerGroup = options.shardsPerGroup ?? defaults.shardsPerGroup
     const shardLockExpiration = Duration.decode(options.shardLockExpiration ?? defaults.shardLockExpiration)
     const runner = `${host}:${port}`
-    const pg = PgClient.layer({ url: Redacted.make(options.postgres) })
+    const pg = PgClient.layer({ url: Redacted.make(withIdleTransactionTimeout(options.postgres, shardLockExpiration)) })
     const shardingConfig = {
       runnerAddress: Option.some(RunnerAddress.make(host, port)),
       shardsPerGroup,
