@@ -3,7 +3,7 @@
  *
  *     npm run bench               full run (a few minutes)
  *     npm run bench -- --quick    small sizes, one repetition: a smoke test (CI runs it)
- *     npm run bench -- --only s7  some scenarios only (s1, s1scale, s2, s3, s4, s5, xproc, s7)
+ *     npm run bench -- --only s7  some scenarios only (s1, s1scale, s2, s3, s4, s5, xproc, s6, s7)
  *
  * Contenders of a scenario run in alternating order, repetition after repetition; the table shows
  * medians. Raw figures go to bench/results/<timestamp>.json. Nothing here asserts a timing.
@@ -25,6 +25,7 @@ import * as JobManager from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
 import { createJobManager } from "../src/promise.js"
 import { bullmqAvailable, runBullmq } from "./bullmq.js"
+import type { S6Options, S6Result } from "./cluster.js"
 import * as PerJob from "./perjob.js"
 import { createPgDatabase, dropPgDatabase, dropPgSchema, pgUrl, postgresAvailable } from "./postgres.js"
 
@@ -34,8 +35,8 @@ const { values: flags } = parseArgs({
 })
 const quick = flags.quick
 const sizes = quick
-  ? { s1: 5_000, s2: 2_000, bull: 1_000, s3: 50_000, s4: 50, s5: 200, s7: 500, s7List: 2_000, s7Latency: 50, repetitions: 1 }
-  : { s1: 100_000, s2: 100_000, bull: 20_000, s3: 1_000_000, s4: 1_000, s5: 2_000, s7: 10_000, s7List: 100_000, s7Latency: 1_000, repetitions: 5 }
+  ? { s1: 5_000, s2: 2_000, bull: 1_000, s3: 50_000, s4: 50, s5: 200, s6: 200, s7: 500, s7List: 2_000, s7Latency: 50, repetitions: 1 }
+  : { s1: 100_000, s2: 100_000, bull: 20_000, s3: 1_000_000, s4: 1_000, s5: 2_000, s6: 2_000, s7: 10_000, s7List: 100_000, s7Latency: 1_000, repetitions: 5 }
 const concurrency = 16
 
 const median = (values: ReadonlyArray<number>): number => {
@@ -372,6 +373,93 @@ const crossProcess = async () => {
   if (stores.length > 1) await dropPgSchema(schema)
 }
 
+/**
+ * S6: cluster mode (see bench/cluster.ts), in a process of its own that starts the runners and the BullMQ
+ * workers. Quick mode skips it unless asked for by name (`--quick --only s6`: a smoke test of the code, not a
+ * measure: one runner, 200 chunks, 2 cancels, no failover), since starting runner processes that share out
+ * the cluster's shards takes 20 to 60 seconds on its own.
+ */
+const s6 = async () => {
+  if (quick && !flags.only?.split(",").includes("s6")) {
+    return console.error(
+      "  S6: skipped in --quick: starting cluster runners takes 20-60 s; `npm run bench -- --quick --only s6` runs a small S6"
+    )
+  }
+  if (!(await postgresAvailable())) return console.error("  S6: skipped: PostgreSQL at 127.0.0.1:5432 is not reachable")
+  const bull = await bullmqAvailable()
+  if (!bull) console.error("  S6: BullMQ skipped: Redis at 127.0.0.1:6379 is not reachable")
+  const chunks = sizes.s6
+  const options: S6Options = quick
+    ? { chunks, runners: [1], repetitions: 1, cancels: 2, failover: false, bullmq: bull }
+    : { chunks, runners: [1, 2, 3], repetitions: 3, cancels: 20, failover: true, bullmq: bull }
+  const result = await runIsolated("cluster.ts", ["s6", JSON.stringify(options)]) as unknown as S6Result
+  const count = chunks.toLocaleString("en")
+  for (const ms of [0, 20]) {
+    const scenario = `S6 cluster: ${count} chunks of ${ms} ms, 16 in flight`
+    const secondsOf = (runners: number) => result.throughput.filter((row) => row.runners === runners && row.ms === ms).map((row) => row.seconds)
+    const single = median(secondsOf(0))
+    const row = (contender: string, seconds: ReadonlyArray<number>, note: (median: number) => string) => {
+      const rates = seconds.map((value) => chunks / value)
+      const middle = median(seconds)
+      rows.push({ scenario, contender, unit: "chunks/s", median: median(rates), samples: rates, note: note(middle) })
+    }
+    const overhead = (seconds: number) =>
+      `${seconds.toFixed(2)} s; ${(((seconds - single) * 1000) / chunks).toFixed(2)} ms more per chunk than one process`
+    row("effect-jobs one process (JobManager, PostgreSQL store)", secondsOf(0), (seconds) => `${seconds.toFixed(2)} s`)
+    for (const runners of options.runners) {
+      const samples = secondsOf(runners)
+      row(
+        `effect-jobs cluster, ${runners} runner process${runners > 1 ? "es" : ""}`,
+        samples,
+        (seconds) => `${overhead(seconds)}${samples.length > 1 ? `; median of ${samples.length}, alternating with BullMQ` : ""}`
+      )
+    }
+    const bullSeconds = (result.bullmq ?? []).filter((run) => run.ms === ms).map((run) => run.seconds)
+    if (bullSeconds.length > 0) {
+      row("BullMQ flow (parent + children), 3 worker processes (local Redis)", bullSeconds, overhead)
+    }
+  }
+  const cancel = result.cancel
+  if (cancel !== undefined) {
+    const scenario = `S6 cluster cancel: 16 chunks in flight on ${result.largest} runner${result.largest > 1 ? "s" : ""}, cancelJob from another process`
+    rows.push(
+      { scenario, contender: "effect-jobs cluster, median", unit: "ms", median: cancel.median, samples: [cancel.median] },
+      {
+        scenario,
+        contender: "effect-jobs cluster, p99",
+        unit: "ms",
+        median: cancel.p99,
+        samples: [cancel.p99],
+        note: `${cancel.runs} runs; medians: first signal ${cancel.toFirstSignal} ms after the call, the signals spread over ${cancel.signalSpread} ms, ` +
+          `cancelJob returned ${cancel.afterLastSignal} ms after the last (${cancel.afterLastSignalMin < 0 ? "once a signal fired after it returned" : "every signal fired before it returned"}); ` +
+          `${cancel.startedAfter} chunks started after it returned`
+      }
+    )
+  }
+  const failover = result.failover
+  if (failover !== undefined) {
+    const scenario = `S6 cluster failover after kill -9 (${result.largest} runners, default settings)`
+    rows.push(
+      {
+        scenario,
+        contender: "a chunk runner: its lost chunks start again elsewhere",
+        unit: "s",
+        median: failover.runnerKill / 1000,
+        samples: [failover.runnerKill / 1000],
+        note: `${failover.lost} chunks in flight on it`
+      },
+      {
+        scenario,
+        contender: "the job's owner: another runner owns the job",
+        unit: "s",
+        median: failover.ownerKill / 1000,
+        samples: [failover.ownerKill / 1000],
+        note: failover.completed ? "the job completed" : "the job did NOT complete"
+      }
+    )
+  }
+}
+
 /** S7: the cost per job, through the Promise facade, against BullMQ (see bench/perjob.ts). */
 const s7 = async () => {
   const jobs = sizes.s7
@@ -489,7 +577,7 @@ const main = async () => {
   console.error(`effect-jobs bench${quick ? " (quick)" : ""}: ${cpus().length} cores, Node ${process.version}`)
   // `--only s7` (or `s1,s2`): just those scenarios.
   const only = flags.only === undefined ? undefined : new Set(flags.only.split(","))
-  const scenarios = { s1, s1scale, s2, s3, s4, s5, xproc: crossProcess, s7 }
+  const scenarios = { s1, s1scale, s2, s3, s4, s5, xproc: crossProcess, s6, s7 }
   for (const [name, run] of Object.entries(scenarios)) if (only === undefined || only.has(name)) await run()
 
   const ratio = (scenario: string, a: string, b: string) => {
@@ -520,6 +608,12 @@ const main = async () => {
       `| Promise facade / p-map (S1 concurrency ${width}) | ${ratio(`S1 concurrency ${width}`, "effect-jobs Promise facade (memory)", "p-map")} |`
     ]),
     `| BullMQ / effect-jobs SQLite (S2, per chunk) | ${ratio("S2 durable", "BullMQ (local Redis)", "effect-jobs SQLite store")} |`,
+    ...[0, 20].map((ms) => {
+      const scenario = rows.find((row) => row.scenario.startsWith("S6 cluster:") && row.scenario.includes(` of ${ms} ms`))?.scenario ?? ""
+      return `| effect-jobs cluster of 3 runners / BullMQ flow (S6, ${ms} ms chunks, chunks/s) | ${
+        ratio(scenario, "effect-jobs cluster, 3 runner processes", "BullMQ flow (parent + children), 3 worker processes (local Redis)")
+      } |`
+    }),
     ...["memory", "SQLite", "PostgreSQL"].map((name) => {
       const scenario = rows.find((row) => row.scenario.startsWith("S7 per job"))?.scenario ?? ""
       return `| effect-jobs ${name} / BullMQ (S7, jobs/s) | ${ratio(scenario, `effect-jobs ${name}`, "BullMQ (local Redis)")} |`

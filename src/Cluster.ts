@@ -13,8 +13,11 @@
  * Chunk attempts are volatile messages (not persisted by the cluster): the job's checkpoint is what makes
  * the work durable. When a runner dies, the attempts it was running are sent again to the runner that takes
  * its shards over (only they may run twice); when a job's owner dies, another runner's manager claims the
- * job once its owner is stale and resumes it from its checkpoint. Interrupting an attempt (cancel, pause,
- * fail-fast, chunk timeout) interrupts the remote handler, whose `AbortSignal` fires on the runner.
+ * job once its owner is stale and resumes it from its checkpoint. A runner that hangs is treated the same way
+ * once its shard locks (rows that expire) and its heartbeat are stale; when it resumes, its job writes are
+ * refused by the job's lease. Interrupting an attempt (cancel, pause, fail-fast, chunk timeout) interrupts the
+ * remote handler, whose `AbortSignal` fires on the runner, and waits (up to 1 s) until the runner has
+ * received the interruption: a cancelled job is stored `cancelled` after that.
  *
  * @since 0.1.0
  */
@@ -120,7 +123,10 @@ export class ClusterStartError extends Data.TaggedError("ClusterStartError")<{
  * @since 0.1.0
  */
 export interface RunnerOptions {
-  /** The PostgreSQL URL of the job store; the cluster keeps its tables in the same database. */
+  /**
+   * The PostgreSQL URL of the job store; the cluster keeps its tables in the same database. Unless the URL
+   * sets `options`, the runner's sessions get `idle_in_transaction_session_timeout` = `shardLockExpiration`.
+   */
   readonly postgres: string
   /** The job store's schema (default: the connection's current schema). */
   readonly schema?: string | undefined
@@ -136,8 +142,8 @@ export interface RunnerOptions {
    */
   readonly shardsPerGroup?: number | undefined
   /**
-   * How long a dead runner's shards stay locked before another runner takes them over (default 5 seconds):
-   * the time, give or take a second, until the chunks it was running are sent elsewhere.
+   * How long a dead or hung runner's shards stay locked before another runner takes them over (default 5
+   * seconds): the time, give or take a second, until the chunks it was running are sent elsewhere.
    */
   readonly shardLockExpiration?: Duration.DurationInput | undefined
   /**
@@ -215,6 +221,20 @@ const freePort = (host: string): Effect.Effect<number, ClusterStartError> =>
       server.close(() => resume(Effect.succeed(port)))
     })
   })
+
+/**
+ * `url` with `idle_in_transaction_session_timeout` set for its sessions (unless it sets its own `options`):
+ * a runner that hangs inside a transaction (SIGSTOP, a frozen VM) keeps its row locks as long as its session
+ * lives, and those would block the runners taking its jobs over; PostgreSQL ends such a session after
+ * `timeout`. A healthy runner never waits that long between the statements of a transaction.
+ */
+const withIdleTransactionTimeout = (url: string, timeout: Duration.Duration): string => {
+  if (!URL.canParse(url)) return url
+  const parsed = new URL(url)
+  if (parsed.searchParams.has("options")) return url
+  parsed.searchParams.set("options", `-c idle_in_transaction_session_timeout=${Math.ceil(Duration.toMillis(timeout))}`)
+  return parsed.toString()
+}
 
 /** The advisory lock runners hold while they start ("ejcs"). */
 const startupLock = 0x656a6373
@@ -411,12 +431,17 @@ export const layer = (
     const shardsPerGroup = options.shardsPerGroup ?? defaults.shardsPerGroup
     const shardLockExpiration = Duration.decode(options.shardLockExpiration ?? defaults.shardLockExpiration)
     const runner = `${host}:${port}`
-    const pg = PgClient.layer({ url: Redacted.make(options.postgres) })
+    const pg = PgClient.layer({ url: Redacted.make(withIdleTransactionTimeout(options.postgres, shardLockExpiration)) })
     const shardingConfig = {
       runnerAddress: Option.some(RunnerAddress.make(host, port)),
       shardsPerGroup,
       shardLockExpiration,
       shardLockRefreshInterval: Duration.divide(shardLockExpiration, 5).pipe(Option.getOrElse(() => Duration.seconds(1))),
+      // Shard locks are rows that expire, not PostgreSQL advisory locks: an advisory lock lives as long as its
+      // session, and the session of a hung runner (SIGSTOP, a frozen VM) stays open, so its shards, and the
+      // chunks sent to them, would wait until it resumes. A resumed runner finds its locks taken at its next
+      // refresh and lets its shards go; the job writes of its manager are fenced by the job's lease.
+      shardLockDisableAdvisory: true,
       refreshAssignmentsInterval: Duration.seconds(1),
       runnerHealthCheckInterval: Duration.seconds(2),
       entityTerminationTimeout: Duration.seconds(2)

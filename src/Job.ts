@@ -324,7 +324,7 @@ const JsonObject = checkedSchema(decodeJsonObject, {
 
 /**
  * What a user submits: an optional name and metadata, the chunks (an explicit array or a
- * {@link RangePlan}), and an optional finalize step. Metadata and payloads are {@link Json}.
+ * {@link RangePlan}), an optional concurrency of its own, and an optional finalize step. Metadata and payloads are {@link Json}.
  *
  * Decoding this schema checks the shape; {@link validateSpec} also bounds the spec's size and the
  * number of explicit chunks, and is what the manager and `executeJob` use.
@@ -335,6 +335,11 @@ export const JobSpec = Schema.Struct({
   name: Schema.optional(Schema.String.pipe(Schema.maxLength(256))),
   metadata: Schema.optional(JsonObject),
   chunks: Schema.Union(ChunkList, RangePlan, StreamSource),
+  /**
+   * Chunks of this job in flight at once (1..10,000), instead of its manager's `concurrency`; in cluster mode,
+   * across the cluster.
+   */
+  concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000))),
   /** The finalize step to run after the chunks: a finalizer the manager knows by `name`. */
   finalize: Schema.optional(Schema.Struct({
     name: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)),

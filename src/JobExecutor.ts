@@ -303,7 +303,8 @@ class AttemptContext extends LazyAbortController implements ChunkContext {
 }
 
 /**
- * Runs the spec's chunks (options are validated first).
+ * Runs the spec's chunks (options are validated first), `spec.concurrency` of them at once when the spec
+ * sets it, else `options.concurrency`.
  *
  * Failure: with `"fail-fast"` the first chunk out of attempts fails the execution with its `ChunkFailed`;
  * with a tolerance, exceeding it fails with `JobFailed`. Either way the chunks still in flight are
@@ -370,8 +371,10 @@ export const executeValidated = (
       more: () => undefined,
       producer: undefined
     }
+    // A spec's own concurrency wins over the options'.
+    const settings = spec.concurrency === undefined ? options : { ...options, concurrency: spec.concurrency }
     // A spec's total is known from the start, so the summary's is a number.
-    return runSource(source, options) as Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed, ChunkWorker>
+    return runSource(source, settings) as Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed, ChunkWorker>
   })
 
 /**

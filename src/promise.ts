@@ -46,6 +46,7 @@ import type * as JobClient from "./JobClient.js"
 import { JobManager } from "./JobManager.js"
 import * as JobManagerModule from "./JobManager.js"
 import { isChunkIterable, ownChunks } from "./internal/iterables.js"
+import { importCluster } from "./internal/optionalPeer.js"
 import { FunctionInput } from "./internal/schemas.js"
 import { StoreOption, storeLayer } from "./internal/store.js"
 
@@ -304,7 +305,7 @@ export const createJobManager = async (options: JobManagerOptions): Promise<Prom
   }
   const managerLayer: Layer.Layer<JobManager, unknown, ChunkWorker.ChunkWorker> = cluster === undefined
     ? JobManagerModule.layer(settings).pipe(Layer.provide(storeLayer(store)))
-    : (await import("./Cluster.js")).layer({ ...cluster, manager: settings })
+    : (await runPromise(importCluster(() => import("./Cluster.js")))).layer({ ...cluster, manager: settings })
   const layer = managerLayer.pipe(Layer.provide(ChunkWorker.layerPromise(worker as PromiseWorker)))
   const runtime = ManagedRuntime.make(layer)
   const rt = await runPromise(runtime.runtimeEffect).catch(async (error: unknown) => {

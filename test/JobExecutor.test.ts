@@ -30,6 +30,18 @@ describe("JobExecutor", () => {
       expect(startedIds(recorder).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i))
     }))
 
+  it.effect("a spec's own concurrency is used instead of the options'", () =>
+    Effect.gen(function*() {
+      const recorder = makeRecorder()
+      const fiber = yield* JobExecutor.execute({ ...range(30), concurrency: 3 }, { jobId, concurrency: 7 }).pipe(
+        Effect.provideService(ChunkWorker, recordingWorker(recorder, sleepWorker(10))),
+        Effect.fork
+      )
+      yield* TestClock.adjust(Duration.seconds(10))
+      expect((yield* Fiber.join(fiber)).completedChunks).toBe(30)
+      expect(recorder.maxInFlight).toBe(3)
+    }))
+
   it.effect("expands a range plan into inclusive frame ranges", () =>
     Effect.gen(function*() {
       const payloads: Array<unknown> = []

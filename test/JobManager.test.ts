@@ -101,6 +101,7 @@ describe("JobManager", () => {
         [{ name: 42, chunks: [] }, "name"],
         [{ chunks: [{ id: 0, payload: () => 1 }] }, "chunks[0].payload"],
         [{ chunks: [], extra: true }, "extra"],
+        [{ chunks: [], concurrency: 0 }, "concurrency"],
         [null, "(root)"]
       ]
       for (const [spec, path] of cases) {

@@ -1,5 +1,5 @@
 /**
- * Optional peer dependencies (`@effect/sql-pg`): imported only when a feature needs them, so a user who does
+ * Optional peer dependencies (`@effect/sql-pg`, the cluster's packages): imported only when a feature needs them, so a user who does
  * not use the feature need not install them, and one who does gets one line naming the package to install.
  */
 import * as Effect from "effect/Effect"
@@ -31,4 +31,35 @@ export const importPeer = <M>(
           ? `${feature} needs the package ${name}: npm install ${name}`
           : `could not load ${name}: ${describeError(error)}`
       })
+  })
+
+/**
+ * The packages cluster mode loads that a project may lack (the others are peers every project has), with the
+ * versions to install (the latest of each is for Effect 4).
+ */
+const clusterPeers = {
+  "@effect/sql-pg": "0.53",
+  "@effect/cluster": "0.60.2",
+  "@effect/rpc": "0.76.2",
+  "@effect/workflow": "0.19.1",
+  "@effect/experimental": "0.61.1"
+} as const
+
+/**
+ * Loads the cluster module with `load` (an `import()` of `Cluster.js`). Fails with a `RepositoryError` whose
+ * detail is, when one of the packages it needs is not installed, `cluster mode needs the package <name>:
+ * npm install <name>@<version>`.
+ */
+export const importCluster = <M>(load: () => Promise<M>): Effect.Effect<M, RepositoryError> =>
+  Effect.tryPromise({
+    try: load,
+    catch: (error) => {
+      const missing = Object.entries(clusterPeers).find(([name]) => isMissing(error, name))
+      return new RepositoryError({
+        operation: "open",
+        detail: missing === undefined
+          ? `could not load cluster mode: ${describeError(error)}`
+          : `cluster mode needs the package ${missing[0]}: npm install ${missing[0]}@${missing[1]}`
+      })
+    }
   })

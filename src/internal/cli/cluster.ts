@@ -11,6 +11,7 @@ import { pathToFileURL } from "node:url"
 import * as ChunkWorker from "../../ChunkWorker.js"
 import type { Chunk, JobSpecInput } from "../../Job.js"
 import { describeError } from "../../JobError.js"
+import { importCluster } from "../optionalPeer.js"
 import * as JobManager from "../../JobManager.js"
 import type { Command, Input } from "./command.js"
 import { CommandFailed, integerValue, stringValue, UsageError } from "./command.js"
@@ -94,7 +95,7 @@ export const runner: Command = {
         : yield* integerValue(input, "port", { min: 1, max: 65_535, fallback: 0 })
       const host = stringValue(input, "host")
       const run = yield* loadWorker(workerPath)
-      const Cluster = yield* Effect.promise(() => import("../../Cluster.js"))
+      const Cluster = yield* importCluster(() => import("../../Cluster.js"))
       const layer = Cluster.layer({
         postgres,
         capacity,
@@ -121,6 +122,11 @@ export const submit: Command = {
   options: {
     pg: pgOption,
     spec: { type: "string", value: "FILE", description: "the job spec, a JSON file (as in the API) (required)" },
+    concurrency: {
+      type: "string",
+      value: "N",
+      description: "chunks of this job in flight across the cluster (1 to 10000; default: the spec's, else the owner's)"
+    },
     wait: { type: "boolean", description: "follow the job with a progress line until it ends" },
     json: { type: "boolean", description: "print one JSON object per line" }
   },
@@ -135,8 +141,11 @@ export const submit: Command = {
         try: async () => JSON.parse(await readFile(file, "utf8")) as JobSpecInput,
         catch: (error) => new UsageError({ subject: "--spec", problem: `cannot read ${file} as JSON: ${describeError(error)}` })
       })
-      const Cluster = yield* Effect.promise(() => import("../../Cluster.js"))
-      const status = yield* Cluster.submitJob(spec).pipe(
+      const concurrency = stringValue(input, "concurrency") === undefined
+        ? undefined
+        : yield* integerValue(input, "concurrency", { min: 1, max: 10_000, fallback: 0 })
+      const Cluster = yield* importCluster(() => import("../../Cluster.js"))
+      const status = yield* Cluster.submitJob(concurrency === undefined ? spec : { ...spec, concurrency }).pipe(
         Effect.catchTag("InvalidJobSpec", (error) => new UsageError({ subject: "--spec", problem: error.message })),
         Effect.provide(yield* repositoryOf(input))
       )
