@@ -667,6 +667,8 @@ export const make = (
           : undefined
         const summary = yield* JobExecutor.executeResumed(rerun, source, {
           ...options,
+          // A spec's own concurrency wins over the manager's, as for a spec's listed chunks.
+          ...(job.spec.concurrency === undefined ? {} : { concurrency: job.spec.concurrency }),
           onChunksSettled: onChunksSettled(job, { recordTotal: total === undefined }),
           onPulled: (pulled) => {
             const fresh = pulled.filter((chunk) => !recorded.has(chunk.id))

@@ -87,6 +87,24 @@ describe("JobManager: streamed jobs", () => {
     expect(state.yielded).toBe(0)
   })
 
+  it("runs a streamed job's chunks at the spec's own concurrency, not the manager's", async () => {
+    const { lines } = countingSource()
+    let inFlight = 0
+    let peak = 0
+    await using manager = await createJobManager({
+      worker: async () => {
+        peak = Math.max(peak, ++inFlight)
+        await new Promise((resolve) => setTimeout(resolve, 5))
+        inFlight--
+      },
+      concurrency: 2,
+      sources: { lines }
+    })
+    const status = await manager.runJob({ chunks: { source: "lines", payload: { count: 30 } }, concurrency: 5 })
+    expect(status).toMatchObject({ state: "completed", completedChunks: 30 })
+    expect(peak).toBe(5)
+  })
+
   it("pulls lazily: the source is never more than concurrency + prefetch ahead of the settled chunks", async () => {
     const concurrency = 3
     let settled = 0
