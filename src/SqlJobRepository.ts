@@ -1795,7 +1795,7 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, 
  * The store in PostgreSQL, for several orchestrator processes sharing one store. Tables go into `schema`
  * (created if missing) or the connection's current schema. An unreachable server fails the layer with a
  * `RepositoryError` within `connectTimeout`. It needs the optional peer dependency `@effect/sql-pg`: without it
- * the layer fails with a `RepositoryError` saying `npm install @effect/sql-pg`.
+ * the layer fails with a `RepositoryError` saying `npm install @effect/sql-pg@0.53`.
  *
  * @since 0.1.0
  */

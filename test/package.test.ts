@@ -202,7 +202,7 @@ console.log(JSON.stringify({
       effect: ["completed", 5],
       promise: ["completed", 1, true],
       sqlStore: "function",
-      pg: "job store error during open: the PostgreSQL store needs the package @effect/sql-pg: npm install @effect/sql-pg"
+      pg: "job store error during open: the PostgreSQL store needs the package @effect/sql-pg: npm install @effect/sql-pg@0.53"
     })
   })
 
@@ -213,7 +213,7 @@ console.log(JSON.stringify({
     expect(help.stdout).toContain("effect-jobs")
     const pg = await node([cli, "list", "--pg", "postgres://127.0.0.1:1/none"], consumer, 30_000)
     expect(pg.code).toBe(1)
-    expect(pg.stderr.trimEnd().split("\n")).toEqual([expect.stringContaining("npm install @effect/sql-pg")])
+    expect(pg.stderr.trimEnd().split("\n")).toEqual([expect.stringContaining("npm install @effect/sql-pg@0.53")])
   })
 })
 

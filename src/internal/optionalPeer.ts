@@ -13,9 +13,25 @@ const isMissing = (error: unknown, name: string): boolean =>
   String((error as { readonly message?: unknown }).message).includes(`'${name}'`)
 
 /**
+ * The optional peers a project may lack, with the versions to install: the latest of each is for Effect 4, so
+ * a bare `npm install <name>` would not fit.
+ */
+const peerVersions = {
+  "@effect/sql-pg": "0.53",
+  "@effect/cluster": "0.60.2",
+  "@effect/rpc": "0.76.2",
+  "@effect/workflow": "0.19.1",
+  "@effect/experimental": "0.61.1"
+} as const
+
+/** What to run to install the optional peer `name`, at the version that fits this package. */
+const installCommand = (name: string): string =>
+  `npm install ${name}${Object.hasOwn(peerVersions, name) ? `@${peerVersions[name as keyof typeof peerVersions]}` : ""}`
+
+/**
  * Loads the optional peer `name` with `load` (an `import()` of it, so that its types are checked here). Fails
  * with a `RepositoryError` whose detail is, when the package is not installed, `<feature> needs the package
- * <name>: npm install <name>`.
+ * <name>: npm install <name>@<version>`.
  */
 export const importPeer = <M>(
   name: string,
@@ -28,22 +44,11 @@ export const importPeer = <M>(
       new RepositoryError({
         operation: "open",
         detail: isMissing(error, name)
-          ? `${feature} needs the package ${name}: npm install ${name}`
+          ? `${feature} needs the package ${name}: ${installCommand(name)}`
           : `could not load ${name}: ${describeError(error)}`
       })
   })
 
-/**
- * The packages cluster mode loads that a project may lack (the others are peers every project has), with the
- * versions to install (the latest of each is for Effect 4).
- */
-const clusterPeers = {
-  "@effect/sql-pg": "0.53",
-  "@effect/cluster": "0.60.2",
-  "@effect/rpc": "0.76.2",
-  "@effect/workflow": "0.19.1",
-  "@effect/experimental": "0.61.1"
-} as const
 
 /**
  * Loads the cluster module with `load` (an `import()` of `Cluster.js`). Fails with a `RepositoryError` whose
@@ -54,12 +59,12 @@ export const importCluster = <M>(load: () => Promise<M>): Effect.Effect<M, Repos
   Effect.tryPromise({
     try: load,
     catch: (error) => {
-      const missing = Object.entries(clusterPeers).find(([name]) => isMissing(error, name))
+      const missing = Object.keys(peerVersions).find((name) => isMissing(error, name))
       return new RepositoryError({
         operation: "open",
         detail: missing === undefined
           ? `could not load cluster mode: ${describeError(error)}`
-          : `cluster mode needs the package ${missing[0]}: npm install ${missing[0]}@${missing[1]}`
+          : `cluster mode needs the package ${missing}: ${installCommand(missing)}`
       })
     }
   })
