@@ -480,25 +480,47 @@ export const executeIterable = (
   executeOpened(ChunkStream.pullIterable(iterable), options)
 
 /**
+ * Options of {@link executeResumed}.
+ *
+ * @since 0.2.0
+ */
+export interface ExecuteResumedOptions extends ExecuteStreamOptions {
+  /**
+   * The stream's total, recorded when it ended (given with no `source`): the events, the summary and a
+   * `maxFailedPercent` policy count it, not only the chunks of `rerun`. An integer, at least `rerun`'s length.
+   */
+  readonly totalChunks?: number | undefined
+}
+
+/**
  * A streamed job as a manager runs it again (see `JobManager`'s `sources`): first the chunks in `rerun`
  * (pulled by an earlier run and not completed), then the chunks of `source`, if given, less those whose id
  * `rerun` has; pass the ids completed earlier as `skip` (they are pulled again, counted and not run). The
- * same laziness, checks, failure and interruption as {@link executeStream}; the summary's total counts
- * `rerun` and every chunk pulled from `source`.
+ * same laziness, checks, failure and interruption as {@link executeStream}; the summary's total is
+ * `totalChunks` when given, else it counts `rerun` and every chunk pulled from `source`.
  *
  * @since 0.2.0
  */
 export const executeResumed = (
   rerun: ReadonlyArray<Chunk>,
   source: Stream.Stream<Chunk, unknown> | AsyncIterable<Chunk> | Iterable<Chunk> | undefined,
-  options: ExecuteStreamOptions
+  options: ExecuteResumedOptions
 ): Effect.Effect<StreamSummary, ChunkFailed | JobFailed | InvalidJobSpec | InvalidOption | unknown, ChunkWorker> => {
+  const { totalChunks: recordedTotal, ...streamOptions } = options
+  if (recordedTotal !== undefined && !(Number.isSafeInteger(recordedTotal) && recordedTotal >= rerun.length)) {
+    return Effect.fail(
+      new InvalidOption({
+        path: ["totalChunks"],
+        detail: `expected an integer at least the ${rerun.length} chunks to run again, got ${recordedTotal}`
+      })
+    )
+  }
   const open: Effect.Effect<ChunkStream.Pull<unknown>, unknown, Scope.Scope> = source === undefined
     ? Effect.succeed(Effect.succeed(undefined))
     : isStream(source)
     ? ChunkStream.pullStream(source)
     : ChunkStream.pullIterable(source)
-  return executeOpened(Effect.map(open, (pull) => ChunkStream.after(rerun, pull)), options)
+  return executeOpened(Effect.map(open, (pull) => ChunkStream.after(rerun, pull)), streamOptions, recordedTotal)
 }
 
 const isStream = (value: unknown): value is Stream.Stream<Chunk, unknown> =>
@@ -506,7 +528,8 @@ const isStream = (value: unknown): value is Stream.Stream<Chunk, unknown> =>
 
 const executeOpened = <E, R, E2>(
   open: Effect.Effect<ChunkStream.Pull<E, R>, E2, Scope.Scope | R>,
-  options: ExecuteStreamOptions
+  options: ExecuteStreamOptions,
+  recordedTotal?: number
 ): Effect.Effect<StreamSummary, ChunkFailed | JobFailed | InvalidJobSpec | InvalidOption | E | E2, ChunkWorker | R> =>
   Effect.gen(function*() {
     const validated = yield* Effect.mapError(
@@ -522,7 +545,7 @@ const executeOpened = <E, R, E2>(
     const pull = yield* open
     const buffer = new ChunkStream.ChunkBuffer(validated.prefetch ?? validated.concurrency ?? defaults.concurrency)
     const summary = yield* runSource({
-      total: () => (buffer.ended ? buffer.pulled : undefined),
+      total: recordedTotal === undefined ? () => (buffer.ended ? buffer.pulled : undefined) : () => recordedTotal,
       pulled: () => buffer.pulled,
       take: () => buffer.take(),
       more: () => buffer.more(),

@@ -669,6 +669,8 @@ export const make = (
           ...options,
           // A spec's own concurrency wins over the manager's, as for a spec's listed chunks.
           ...(job.spec.concurrency === undefined ? {} : { concurrency: job.spec.concurrency }),
+          // A stream that had ended: its recorded total, not only the chunks run again, is the job's total.
+          totalChunks: total,
           onChunksSettled: onChunksSettled(job, { recordTotal: total === undefined }),
           onPulled: (pulled) => {
             const fresh = pulled.filter((chunk) => !recorded.has(chunk.id))
@@ -681,7 +683,6 @@ export const make = (
             })
           }
         })
-        if (total !== undefined) return { ...summary, totalChunks: total }
         if (summary.ended && job.status.totalChunks === undefined) {
           // The stream ended after its last chunk settled: its total is recorded now.
           const progress: ProgressUpdate = {

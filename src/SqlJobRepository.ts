@@ -714,8 +714,8 @@ const makeService = (
     }
 
     /**
-     * Writes what a streamed job's write takes: the chunks pulled (a row each), then the removal of the rows of
-     * the chunks that completed (by ranges of ids), in the caller's transaction. Nothing for another job.
+     * Writes the chunks a streamed job's write takes as pulled (a row each), in the caller's transaction.
+     * Nothing for another job.
      */
     const writePulled = (operation: string, id: JobId, taken: Taken) =>
       Effect.gen(function*() {
@@ -729,6 +729,15 @@ const makeService = (
           yield* sql`INSERT INTO ${pulledTable} ${sql.insert(rows.slice(offset, offset + recordBatch))}
             ON CONFLICT (job_id, chunk_id) DO NOTHING`.pipe(Effect.mapError(sqlFailure(operation)))
         }
+      })
+
+    /**
+     * Removes the pulled rows of the chunks a streamed job's write takes as completed (by ranges of ids), in
+     * the caller's transaction, once their ids are in the checkpoint: a chunk is always in one or the other.
+     */
+    const deleteCompletedPulled = (operation: string, id: JobId, taken: Taken) =>
+      Effect.gen(function*() {
+        if (!taken.streamed) return
         const ranges = [...taken.chunks.ranges()]
         for (let offset = 0; offset < ranges.length; offset += rangeBatch) {
           const part = ranges.slice(offset, offset + rangeBatch)
@@ -771,8 +780,10 @@ const makeService = (
         yield* writePulled("flush", taken.id, taken)
         if (taken.chunks.size > 0) {
           const merged = yield* Effect.either(mergeCheckpoint("flush", taken.id, row.checkpoint, taken.chunks))
-          // A corrupt checkpoint keeps its chunk ids buffered (and is reported); the other jobs are written.
+          // A corrupt checkpoint keeps its chunk ids buffered, and their pulled rows stored (it is reported); the
+          // other jobs are written.
           if (merged._tag === "Left") return { taken, outcome: "failed", error: merged.left } as const
+          yield* deleteCompletedPulled("flush", taken.id, taken)
         }
         return { taken, outcome: isTerminal(row.state) ? "terminal" : "written" } as const
       })
@@ -938,6 +949,7 @@ const makeService = (
             if (chunks !== undefined && inline === undefined) {
               yield* mergeCheckpoint("transition", id, row["checkpoint"], chunks)
             }
+            if (pulled !== undefined) yield* deleteCompletedPulled("transition", id, pulled)
             return Option.some(yield* decodeStatus("transition", row))
           })
         const giveBack = () => {

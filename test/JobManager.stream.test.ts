@@ -214,6 +214,49 @@ describe("JobManager: streamed jobs", () => {
     expect(state.yielded).toBe(pulledBefore + 8)
   })
 
+  it("a job paused after its stream ended resumes with its recorded total: a percent policy counts every chunk", async () => {
+    const { lines, state } = countingSource()
+    const failing = new Set([5, 12, 20, 27])
+    const held = new Set([38, 39])
+    let releaseLast: () => void = () => {}
+    let resumed = false
+    const totals: Array<number | undefined> = []
+    await using manager = await createJobManager({
+      // Four chunks fail for good (within the 10 of 40 tolerated); 37 waits for the stream's end; 38 and 39
+      // hold until the pause interrupts them.
+      worker: (chunk, { signal }) =>
+        failing.has(chunk.id)
+          ? Promise.reject(new Error(`chunk ${chunk.id} broke`))
+          : resumed
+          ? Promise.resolve()
+          : chunk.id === 37
+          ? new Promise<void>((resolve) => (releaseLast = resolve))
+          : held.has(chunk.id)
+          ? new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }))
+          : Promise.resolve(),
+      concurrency: 4,
+      retry: { attempts: 1 },
+      failurePolicy: { maxFailedPercent: 25 },
+      sources: { lines }
+    })
+    const id = await manager.submitJob({ chunks: { source: "lines", payload: { count: 40 } } })
+    await until(() => state.finished === 1, "the stream's end")
+    // Chunk 37 settles after the end: the total is recorded, while 38 and 39 are still in flight.
+    releaseLast()
+    await until(async () => {
+      const status = await manager.getJob(id)
+      return status?.totalChunks === 40 && status.completedChunks === 34 && status.failedChunks === 4
+    }, "the recorded total")
+    await manager.pauseJob(id)
+    resumed = true
+    await manager.resumeJob(id)
+    for await (const status of manager.watchJob(id)) totals.push(status.totalChunks)
+    const status = await manager.waitForJob(id)
+    // Run again: the 4 failed chunks and the 2 interrupted ones, judged against 40 chunks (10 tolerated), not 6.
+    expect(status).toMatchObject({ state: "completed", totalChunks: 40, completedChunks: 36, failedChunks: 4 })
+    expect(totals.every((total) => total === 40)).toBe(true)
+  })
+
   it("Effect: a source may return a Stream; a job whose source the manager lacks fails, naming it", async () => {
     const numbers = (payload: Json | undefined) =>
       Stream.map(Stream.range(1, (payload as { readonly count: number }).count), (id): Chunk => ({ id, payload: id }))

@@ -689,6 +689,36 @@ describe("SqlJobRepository.layerSqlite", () => {
       expect(yield* stored("job_bad")).toEqual({ checkpoint: "0-1,5", completed_chunks: 2, state: "paused" })
     }))
 
+  it.scoped("a flush that cannot merge into a corrupt checkpoint keeps the pulled rows of its completed chunks", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base)
+      const filename = path.join(yield* tempDir, "corrupt-pulled.db")
+      const repo = yield* buildService(SqlJobRepository.layerSqlite({ filename, flushInterval: "1 second" }))
+      const id = jobId("job_streamed")
+      const stored = withSqlite(filename, (sql) =>
+        Effect.all([
+          sql<{ completed_chunks: number; checkpoint: string | null }>`
+            SELECT completed_chunks, checkpoint FROM effect_jobs WHERE id = ${id}`,
+          sql<{ chunk_id: number }>`SELECT chunk_id FROM effect_jobs_pulled WHERE job_id = ${id} ORDER BY chunk_id`
+        ]).pipe(Effect.map(([[job], pulled]) => ({ ...job!, pulled: pulled.map((row) => row.chunk_id) }))))
+      yield* repo.create({ id, spec: { chunks: { source: "lines" } }, totalChunks: undefined })
+      yield* Effect.provideService(moveTo(id, "running"), JobRepository, repo)
+      const line = (chunkId: number) => ({ id: chunkId, payload: { line: `line ${chunkId}` } })
+      yield* repo.updateProgress(id, { completedChunks: 0, failedChunks: 0, pulled: [0, 1, 2].map(line) })
+      yield* TestClock.adjust("1 second")
+      yield* eventually(stored, (row) => row.pulled.length === 3)
+      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs SET checkpoint = '0-2,x' WHERE id = ${id}`)
+      // The flush writes the counts, but neither the ids into the checkpoint nor the removal of their pulled rows.
+      yield* repo.updateProgress(id, { completedChunks: 2, failedChunks: 0, completedChunkIds: [0, 1], pulled: [] })
+      yield* TestClock.adjust("1 second")
+      yield* eventually(stored, (row) => row.completed_chunks === 2)
+      expect(yield* stored).toEqual({ completed_chunks: 2, checkpoint: "0-2,x", pulled: [0, 1, 2] })
+      // Repaired, the next write (here a transition) merges the buffered ids and removes their pulled rows.
+      yield* withSqlite(filename, (sql) => sql`UPDATE effect_jobs SET checkpoint = NULL WHERE id = ${id}`)
+      assert.isTrue((yield* repo.transition(id, ["running"], "paused")).applied)
+      expect(yield* stored).toEqual({ completed_chunks: 2, checkpoint: "0-1", pulled: [2] })
+    }))
+
   describe("coalesced progress", () => {
     /** The store on a client the test can query too (same connection, so `total_changes()` counts its writes). */
     const layerWithClient = Layer.unwrapScoped(
