@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
@@ -819,6 +820,18 @@ const runSource = <E, R>(
       }
       return Effect.zipRight(Effect.zipRight(realSleep(settledBatchMillis), publish), publisher)
     })
+    /**
+     * The publisher, forked beside the loops. When a report dies in it, the lanes stop pulling (the execution
+     * ends once the chunks in flight settle) and {@link stopPublisher} fails the execution with that defect.
+     */
+    const startPublisher = Effect.fork(Effect.interruptible(Effect.onExit(publisher, (exit) =>
+      Effect.sync(() => {
+        if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) halted = true
+      }))))
+    /** Interrupts the publisher (between two batches); a defect it died of is the execution's. */
+    const stopPublisher = (fiber: Fiber.RuntimeFiber<never>): Effect.Effect<void> =>
+      Effect.flatMap(Fiber.interrupt(fiber), (exit) =>
+        Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? Effect.failCause(exit.cause) : Effect.void)
 
     /** The chunk of `lane` settled: the lane is free, and the event goes out. */
     const settled = (
@@ -1055,11 +1068,9 @@ const runSource = <E, R>(
       // The producer never ends the race by succeeding: the loops end it (and the producer is interrupted).
       const raced = producer === undefined ? loops : Effect.raceFirst(loops, Effect.zipRight(producer, Effect.never))
       if (!useLanes) return Effect.zipRight(raced, summary)
-      // Lanes: the publisher runs beside the loops and is interrupted when they end (between two batches); then,
-      // whatever the end, what is left is published before the execution ends.
-      const published = notify
-        ? Effect.acquireUseRelease(Effect.fork(Effect.interruptible(publisher)), () => raced, Fiber.interrupt)
-        : raced
+      // Lanes: the publisher runs beside the loops and is interrupted when they end (between two batches), its
+      // defect failing the execution; then, whatever the end, what is left is published before the execution ends.
+      const published = notify ? Effect.acquireUseRelease(startPublisher, () => raced, stopPublisher) : raced
       return Effect.zipRight(Effect.ensuring(published, publish), summary)
     }
     if (timeout === undefined || worker.promise === undefined) return pool(() => undefined)

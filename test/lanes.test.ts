@@ -16,7 +16,7 @@ import type { Chunk, JobId, JobSpec } from "../src/Job.js"
 import type { ChunkContext } from "../src/ChunkWorker.js"
 import { ChunkFailed, ChunkTimeout } from "../src/JobError.js"
 import * as JobExecutor from "../src/JobExecutor.js"
-import { createJobManager } from "../src/promise.js"
+import { createJobManager, executeJob } from "../src/promise.js"
 import { settle } from "./util.js"
 
 const jobId = "job_lanes" as JobId
@@ -29,6 +29,27 @@ const pending = () => {
   let resolve: (value: unknown) => void = () => {}
   const promise = new Promise<unknown>((done) => (resolve = done))
   return { promise, resolve }
+}
+
+/**
+ * Three chunks whose events each reach the reporter alone, from the lanes' publisher (not from a lane): chunk 1
+ * settles once chunk 0 was reported, chunk 2 once chunk 1 was (a little later). The second report throws.
+ */
+const secondReportThrows = () => {
+  const first = pending()
+  const second = pending()
+  let reports = 0
+  const report = (): void => {
+    reports++
+    if (reports === 1) first.resolve(undefined)
+    if (reports === 2) {
+      setTimeout(() => second.resolve(undefined), 20)
+      throw new Error("report failed")
+    }
+  }
+  const run = (chunk: Chunk): Promise<unknown> =>
+    chunk.id === 0 ? Promise.resolve() : chunk.id === 1 ? first.promise : second.promise
+  return { report, run }
 }
 
 describe("Promise-worker lanes", () => {
@@ -281,5 +302,23 @@ describe("Promise-worker lanes", () => {
     } finally {
       await manager.close()
     }
+  })
+
+  it.live("a report that dies in the publisher ends the execution with that defect", () =>
+    Effect.gen(function*() {
+      const { report, run } = secondReportThrows()
+      const exit = yield* JobExecutor.execute(range(3), {
+        jobId,
+        concurrency: 1,
+        onChunksSettled: () => Effect.sync(report)
+      }).pipe(promiseWorker(run), Effect.exit)
+      expect(exit).toStrictEqual(Exit.die(new Error("report failed")))
+    }))
+
+  it("executeJob rejects with the error onProgress threw, instead of resolving", async () => {
+    const { report, run } = secondReportThrows()
+    await expect(executeJob(range(3), { worker: run, concurrency: 1, onProgress: report })).rejects.toThrow(
+      "report failed"
+    )
   })
 })

@@ -64,13 +64,16 @@ export const make = <A, B, E>(
     const lead = Effect.uninterruptible(Effect.zipRight(nextTurn, writing.withPermits(1)(writeGroup)))
 
     return {
+      // Joining the group and entering `lead` are one uninterruptible step (interrupted between the two, a leader
+      // would leave its group unwritten and `led` set: every later caller would wait forever); only the wait for
+      // the answer is interruptible.
       submit: (item) =>
-        Effect.suspend(() => {
+        Effect.uninterruptibleMask((restore) => {
           const done = Deferred.unsafeMake<B, E>(FiberId.none)
           group.push({ item, done })
-          if (led) return Deferred.await(done)
+          if (led) return restore(Deferred.await(done))
           led = true
-          return Effect.zipRight(lead, Deferred.await(done))
+          return Effect.zipRight(lead, restore(Deferred.await(done)))
         })
     }
   })
