@@ -20,7 +20,6 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
-import { StreamTypeId } from "effect/Stream"
 import { LazyAbortController, SignalLane } from "./Abort.js"
 import { copyJson } from "./internal/json.js"
 import { DurationInput, FunctionInput, PositiveDurationInput } from "./internal/schemas.js"
@@ -34,6 +33,7 @@ import { ChunkWorker } from "./ChunkWorker.js"
 import * as ChunkStream from "./internal/chunkStream.js"
 import type { Chunk, JobId, JobSpec, Json } from "./Job.js"
 import { chunkAt, isStreamSource, totalChunks } from "./Job.js"
+import { isEffectStream } from "./internal/iterables.js"
 import {
   ChunkFailed,
   InvalidJobSpec,
@@ -518,14 +518,11 @@ export const executeResumed = (
   }
   const open: Effect.Effect<ChunkStream.Pull<unknown>, unknown, Scope.Scope> = source === undefined
     ? Effect.succeed(Effect.succeed(undefined))
-    : isStream(source)
+    : isEffectStream(source)
     ? ChunkStream.pullStream(source)
     : ChunkStream.pullIterable(source)
   return executeOpened(Effect.map(open, (pull) => ChunkStream.after(rerun, pull)), streamOptions, recordedTotal)
 }
-
-const isStream = (value: unknown): value is Stream.Stream<Chunk, unknown> =>
-  typeof value === "object" && value !== null && StreamTypeId in value
 
 const executeOpened = <E, R, E2>(
   open: Effect.Effect<ChunkStream.Pull<E, R>, E2, Scope.Scope | R>,

@@ -2,6 +2,7 @@
  * What counts as a chunk stream where chunks are expected: an Effect `Stream`, an `AsyncIterable`, or an
  * `Iterable` that is not an array (an array is an explicit chunk list).
  */
+import type * as Stream from "effect/Stream"
 import { StreamTypeId } from "effect/Stream"
 import { types } from "node:util"
 
@@ -21,6 +22,9 @@ export const isChunkIterable = (value: unknown): value is ChunkIterable =>
   (typeof (value as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === "function" ||
     typeof (value as Partial<Iterable<unknown>>)[Symbol.iterator] === "function")
 
+/** True for an Effect `Stream`. */
+export const isEffectStream = (value: unknown): value is Stream.Stream<unknown, unknown, unknown> =>
+  typeof value === "object" && value !== null && StreamTypeId in value
+
 /** True for an Effect `Stream` or a {@link ChunkIterable}. */
-export const isChunkStream = (value: unknown): boolean =>
-  isChunkIterable(value) || (typeof value === "object" && value !== null && StreamTypeId in value)
+export const isChunkStream = (value: unknown): boolean => isChunkIterable(value) || isEffectStream(value)
