@@ -329,13 +329,7 @@ export const execute = (
   options: ExecuteOptions
 ): Effect.Effect<ExecutionSummary, ChunkFailed | JobFailed | InvalidOption | InvalidJobSpec, ChunkWorker> =>
   isStreamSource(spec.chunks) ? Effect.fail(namedSourceRefused) : Effect.flatMap(
-    validateOptions({
-      ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
-      ...(options.retry === undefined ? {} : { retry: options.retry }),
-      ...(options.chunkTimeout === undefined ? {} : { chunkTimeout: options.chunkTimeout }),
-      ...(options.failurePolicy === undefined ? {} : { failurePolicy: options.failurePolicy }),
-      ...(options.maxResultBytes === undefined ? {} : { maxResultBytes: options.maxResultBytes })
-    }),
+    validateOptions(settingsOf(options, executionOptionKeys)),
     (validated) => executeValidated(spec, { ...options, ...validated })
   )
 
@@ -438,6 +432,22 @@ export type StreamExecutionOptions = typeof StreamExecutionOptions.Type
 
 const decodeStreamOptions = Schema.decodeUnknown(StreamExecutionOptions, { onExcessProperty: "error" })
 
+const executionOptionKeys = Object.keys(ExecutionOptions.fields)
+const streamOptionKeys = Object.keys(StreamExecutionOptions.fields)
+
+/**
+ * The settings among an execution's options (those `keys` name and that are set), to be validated: the
+ * callbacks and the manager's hooks beside them are not settings.
+ */
+const settingsOf = (options: object, keys: ReadonlyArray<string>): Record<string, unknown> => {
+  const settings: Record<string, unknown> = {}
+  for (const key of keys) {
+    const value = (options as Record<string, unknown>)[key]
+    if (value !== undefined) settings[key] = value
+  }
+  return settings
+}
+
 /**
  * Runs the chunks of an Effect `Stream` (options are validated first), pulling it lazily with backpressure.
  *
@@ -531,13 +541,7 @@ const executeOpened = <E, R, E2>(
 ): Effect.Effect<StreamSummary, ChunkFailed | JobFailed | InvalidJobSpec | InvalidOption | E | E2, ChunkWorker | R> =>
   Effect.gen(function*() {
     const validated = yield* Effect.mapError(
-      decodeStreamOptions({
-        ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
-        ...(options.retry === undefined ? {} : { retry: options.retry }),
-        ...(options.chunkTimeout === undefined ? {} : { chunkTimeout: options.chunkTimeout }),
-        ...(options.failurePolicy === undefined ? {} : { failurePolicy: options.failurePolicy }),
-        ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch })
-      }),
+      decodeStreamOptions(settingsOf(options, streamOptionKeys)),
       (error) => new InvalidOption(firstIssue(error))
     )
     const pull = yield* open

@@ -241,7 +241,7 @@ describe("JobExecutor.executeStream", () => {
       expect(error).toMatchObject({ failedChunks: 2, totalChunks: 10 })
     }))
 
-  it.effect("an empty stream completes with no chunks; a bad prefetch fails before the stream is pulled", () =>
+  it.effect("an empty stream completes with no chunks; a bad prefetch or maxResultBytes fails before the stream is pulled", () =>
     Effect.gen(function*() {
       const worker = recordingWorker(makeRecorder(), () => Effect.void)
       const summary = yield* JobExecutor.executeStream(Stream.empty, { jobId }).pipe(Effect.provideService(ChunkWorker, worker))
@@ -252,6 +252,13 @@ describe("JobExecutor.executeStream", () => {
       )
       expect(error).toBeInstanceOf(InvalidOption)
       expect((error as InvalidOption).path).toEqual(["prefetch"])
+      expect(source.pulls).toBe(0)
+      // Every execution option is checked for a stream as for a spec, maxResultBytes included.
+      const tooSmall = yield* Effect.flip(
+        JobExecutor.executeStream(stream, { jobId, maxResultBytes: 0 }).pipe(Effect.provideService(ChunkWorker, worker))
+      )
+      expect(tooSmall).toBeInstanceOf(InvalidOption)
+      expect((tooSmall as InvalidOption).path).toEqual(["maxResultBytes"])
       expect(source.pulls).toBe(0)
     }))
 
