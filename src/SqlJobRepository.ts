@@ -1090,6 +1090,25 @@ const makeService = (
         )
       })
 
+    /** A job's checkpoint as this process knows it: `stored` and the chunk ids it has buffered since. */
+    const withBuffered = (id: JobId, stored: RangeSet): RangeSet => {
+      const entry = buffer.get(id)
+      return entry === undefined ? stored : stored.union(entry.chunks)
+    }
+
+    /**
+     * A job's checkpoint, stored and buffered (see `withBuffered`); `JobNotFound` for an unknown id. Run under
+     * the write lock, so no chunk id is in a flush under way.
+     */
+    const checkpointOf = (operation: string, id: JobId) =>
+      Effect.gen(function*() {
+        const rows = yield* sql<{ readonly checkpoint: unknown }>`SELECT checkpoint FROM ${jobs} WHERE id = ${id}`.pipe(
+          Effect.mapError(sqlFailure(operation))
+        )
+        if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
+        return withBuffered(id, yield* readCheckpoint(operation, id, rows[0].checkpoint))
+      })
+
     /**
      * A streamed job's chunks pulled and not completed, in id order: the stored rows and this process's buffered
      * ones, less those completed (stored or buffered). Run under the write lock, so none is in a flush under way.
@@ -1470,15 +1489,7 @@ const makeService = (
           return Effect.flatMap(totalOf(id), (total) => total === undefined ? Effect.void : record(id, progress, total))
         }),
       getCheckpoint: fn("SqlJobRepository.getCheckpoint")(function*(id: JobId) {
-        return yield* writeLock.withPermits(1)(Effect.gen(function*() {
-          const rows = yield* sql<{ readonly checkpoint: unknown }>`SELECT checkpoint FROM ${jobs} WHERE id = ${id}`.pipe(
-            Effect.mapError(sqlFailure("getCheckpoint"))
-          )
-          if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
-          const stored = yield* readCheckpoint("getCheckpoint", id, rows[0].checkpoint)
-          const entry = buffer.get(id)
-          return entry === undefined ? stored : stored.union(entry.chunks)
-        }))
+        return yield* writeLock.withPermits(1)(checkpointOf("getCheckpoint", id))
       }),
       listChunks: fn("SqlJobRepository.listChunks")(function*(id: JobId, query: ListChunksQuery) {
         // Under the write lock: every chunk is either stored or buffered, none is in a flush under way.
@@ -1486,10 +1497,9 @@ const makeService = (
           const rows = yield* sql<{ readonly checkpoint: unknown; readonly created_at: unknown }>`SELECT checkpoint,
             created_at FROM ${jobs} WHERE id = ${id}`.pipe(Effect.mapError(sqlFailure("listChunks")))
           if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
-          const stored = yield* readCheckpoint("listChunks", id, rows[0].checkpoint)
+          const checkpoint = withBuffered(id, yield* readCheckpoint("listChunks", id, rows[0].checkpoint))
           const cached = yield* chunkIdsOfJob(id, String(rows[0].created_at))
           const entry = buffer.get(id)
-          const checkpoint = entry === undefined ? stored : stored.union(entry.chunks)
           const ids = cached !== "streamed" ? cached : yield* Effect.map(
             selectPulled("listChunks", id, checkpoint),
             (pulled) => {
@@ -1506,15 +1516,9 @@ const makeService = (
         }))
       }),
       pulledChunks: fn("SqlJobRepository.pulledChunks")(function*(id: JobId) {
-        return yield* writeLock.withPermits(1)(Effect.gen(function*() {
-          const rows = yield* sql<{ readonly checkpoint: unknown }>`SELECT checkpoint FROM ${jobs} WHERE id = ${id}`.pipe(
-            Effect.mapError(sqlFailure("pulledChunks"))
-          )
-          if (rows[0] === undefined) return yield* new JobNotFound({ jobId: id })
-          const stored = yield* readCheckpoint("pulledChunks", id, rows[0].checkpoint)
-          const entry = buffer.get(id)
-          return yield* selectPulled("pulledChunks", id, entry === undefined ? stored : stored.union(entry.chunks))
-        }))
+        return yield* writeLock.withPermits(1)(
+          Effect.flatMap(checkpointOf("pulledChunks", id), (checkpoint) => selectPulled("pulledChunks", id, checkpoint))
+        )
       }),
       chunkResults: fn("SqlJobRepository.chunkResults")(function*(id: JobId, query: ResultsQuery) {
         return yield* writeLock.withPermits(1)(Effect.gen(function*() {
