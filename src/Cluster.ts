@@ -45,6 +45,7 @@ import * as Schema from "effect/Schema"
 import { createServer } from "node:net"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
+import { withIdleTransactionTimeout } from "./internal/pgSession.js"
 import { CapacityView } from "./internal/capacityView.js"
 import type { JobSpecInput, JobStatus, SpecLimits } from "./Job.js"
 import { Chunk, JobId, makeJobId, totalChunks, validateSpec } from "./Job.js"
@@ -221,20 +222,6 @@ const freePort = (host: string): Effect.Effect<number, ClusterStartError> =>
       server.close(() => resume(Effect.succeed(port)))
     })
   })
-
-/**
- * `url` with `idle_in_transaction_session_timeout` set for its sessions (unless it sets its own `options`):
- * a runner that hangs inside a transaction (SIGSTOP, a frozen VM) keeps its row locks as long as its session
- * lives, and those would block the runners taking its jobs over; PostgreSQL ends such a session after
- * `timeout`. A healthy runner never waits that long between the statements of a transaction.
- */
-const withIdleTransactionTimeout = (url: string, timeout: Duration.Duration): string => {
-  if (!URL.canParse(url)) return url
-  const parsed = new URL(url)
-  if (parsed.searchParams.has("options")) return url
-  parsed.searchParams.set("options", `-c idle_in_transaction_session_timeout=${Math.ceil(Duration.toMillis(timeout))}`)
-  return parsed.toString()
-}
 
 /** The advisory lock runners hold while they start ("ejcs"). */
 const startupLock = 0x656a6373

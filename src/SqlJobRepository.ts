@@ -53,6 +53,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import { existsSync } from "node:fs"
+import { defaultIdleTransactionTimeout, withIdleTransactionTimeout } from "./internal/pgSession.js"
 import * as ChangeFeed from "./internal/changeFeed.js"
 import type { RecordWindow } from "./internal/chunkListing.js"
 import { chunkIdsOf, pageChunks, recordsAfter, streamedIds } from "./internal/chunkListing.js"
@@ -1813,6 +1814,10 @@ export const layerSqlite = (options: SqliteOptions): Layer.Layer<JobRepository, 
  * `RepositoryError` within `connectTimeout`. It needs the optional peer dependency `@effect/sql-pg`: without it
  * the layer fails with a `RepositoryError` saying `npm install @effect/sql-pg@0.53`.
  *
+ * Unless the URL sets its own `options`, the store's sessions get `idle_in_transaction_session_timeout` = 5 s:
+ * a process stopped inside a transaction (SIGSTOP, a frozen VM) would otherwise keep the rows it locked, and
+ * the managers taking its jobs over would wait on them until it resumed; its transaction is rolled back.
+ *
  * @since 0.1.0
  */
 export const layerPg = (options: PgOptions): Layer.Layer<JobRepository, RepositoryError | InvalidOption> => {
@@ -1828,7 +1833,13 @@ export const layerPg = (options: PgOptions): Layer.Layer<JobRepository, Reposito
         JobRepository,
         build(settings, { label, exclusive: false, wal: false, create: options.create ?? true })
       ).pipe(
-        Layer.provide(openClient(label, PgClient.layer({ url: Redacted.make(options.url), connectTimeout })))
+        Layer.provide(openClient(
+          label,
+          PgClient.layer({
+            url: Redacted.make(withIdleTransactionTimeout(options.url, defaultIdleTransactionTimeout)),
+            connectTimeout
+          })
+        ))
       )
   ))
 }
