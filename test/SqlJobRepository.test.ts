@@ -92,14 +92,15 @@ const backdate = (file: string) => fs.utimesSync(file, new Date(2020, 0, 1), new
  * Waits for I/O that the TestClock already set off (a flush's writes), re-running `effect` every 10 real
  * milliseconds until `done` holds; dies after 500 attempts.
  */
+/** Polls `effect` every 10 ms (real time) until `done`; dies after 30 s (a background flush under full-suite load can take seconds). */
 const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (value: A) => boolean) =>
   Effect.gen(function*() {
-    for (let attempt = 0; attempt < 500; attempt++) {
+    for (let attempt = 0; attempt < 3_000; attempt++) {
       const value = yield* effect
       if (done(value)) return value
       yield* TestServices.provideLive(Effect.sleep("10 millis"))
     }
-    return yield* Effect.dieMessage("condition not reached after 500 attempts")
+    return yield* Effect.dieMessage("condition not reached within 30 s")
   })
 
 const openError = <E>(layer: Layer.Layer<JobRepository, E>) => Effect.flip(Effect.provide(JobRepository, layer))
