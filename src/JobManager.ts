@@ -25,7 +25,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as MutableList from "effect/MutableList"
 import * as Option from "effect/Option"
@@ -698,8 +700,22 @@ export const make = (
         return summary
       })
 
+    /**
+     * The job fiber's own context and log annotations: its fiber is fresh (forked by `dispatch`) and ends with the
+     * job, so they are set once at its start instead of scoped with `provideService` / `annotateLogs`, which save
+     * and restore them (two copies of the fiber's refs each).
+     */
+    const inJob = <A, E>(job: LiveJob, effect: Effect.Effect<A, E, ChunkWorker>): Effect.Effect<A, E> =>
+      Effect.zipRight(
+        Effect.zipRight(
+          FiberRef.update(FiberRef.currentContext, Context.add(ChunkWorker, worker)),
+          FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("jobId", job.id as unknown))
+        ),
+        effect as Effect.Effect<A, E> // its ChunkWorker is in the context set just before
+      )
+
     const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown> =>
-      Effect.gen(function*() {
+      inJob(job, Effect.gen(function*() {
         // The start is fenced by the lease the job was queued under: a job claimed or stopped by another
         // process since then does not start here.
         const started = yield* retryingStore(
@@ -738,16 +754,14 @@ export const make = (
           yield* finalize(job, job.spec.finalize, summary)
         }
         return summary
-      }).pipe(
-        Effect.provideService(ChunkWorker, worker),
+      })).pipe(
         Effect.onExit((exit) => settle(job, exit)),
         (effect) => withSpan(effect, "effect-jobs.job", { attributes: { "job.id": job.id } }),
         Effect.ensuring(Effect.suspend(() => {
           running--
           JobMetrics.jobsRunning.unsafeUpdate(running, [])
           return dispatch
-        })),
-        Effect.annotateLogs("jobId", job.id)
+        }))
       )
 
     // --- The queue: jobs wait for a slot under `maxConcurrentJobs`, in submission order ---
@@ -886,7 +900,7 @@ export const make = (
 
     const submitJob = fn("JobManager.submitJob")(function*(input: JobSpecInput) {
       const spec = yield* checkSpec(input)
-      const id = makeJobId(yield* Clock.currentTimeMillis)
+      const id = makeJobId(clock.unsafeCurrentTimeMillis())
       const status = yield* repository.create({ id, spec, totalChunks: totalChunks(spec), owner })
       yield* enqueue(spec, status)
       return id
