@@ -26,11 +26,13 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
 import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as FiberSet from "effect/FiberSet"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as MutableList from "effect/MutableList"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -353,6 +355,10 @@ const makeOwnerId = (): string =>
  * could not be written is kept here and written once the store is back (`awaitJob` waits for that); closing
  * the manager gives that up without waiting for the store, and leaves the job to the next manager.
  *
+ * Job fibers run with the services and fiber refs of the fiber that built the manager (its logger, tracer,
+ * clock, log annotations), each with its `jobId` log annotation; they never inherit from the fiber that submitted
+ * or dispatched them, nor from another job.
+ *
  * Closing the scope stops every job of this manager and leaves no fiber behind. With a durable store,
  * running jobs stop pulling chunks, get `shutdownGracePeriod` to finish the chunks in flight, and are left
  * `pending` to be resumed from their checkpoints by the next manager; with the memory store they are
@@ -384,9 +390,15 @@ export const make = (
     const repository = yield* JobRepository
     const clock = yield* Effect.clock
     const client = yield* JobClient.make({ pollInterval, staleAfter, watchInterval })
-    const worker = yield* ChunkWorker
     const owner = makeOwnerId()
     const fibers = yield* FiberMap.make<JobId, ExecutionSummary | undefined, unknown>()
+    const built = yield* Effect.runtime<ChunkWorker>()
+    // Interruptible whatever the flags of the fiber that builds the manager (a job fiber is cancelled by interruption).
+    const runJobFiber = Runtime.runFork(Runtime.make({
+      context: built.context,
+      fiberRefs: built.fiberRefs,
+      runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+    }))
     // Work started on behalf of jobs outside their fibers: end writes retried after a fault, stops of jobs
     // this manager lost.
     const background = yield* FiberSet.make<void>()
@@ -700,22 +712,8 @@ export const make = (
         return summary
       })
 
-    /**
-     * The job fiber's own context and log annotations: its fiber is fresh (forked by `dispatch`) and ends with the
-     * job, so they are set once at its start instead of scoped with `provideService` / `annotateLogs`, which save
-     * and restore them (two copies of the fiber's refs each).
-     */
-    const inJob = <A, E>(job: LiveJob, effect: Effect.Effect<A, E, ChunkWorker>): Effect.Effect<A, E> =>
-      Effect.zipRight(
-        Effect.zipRight(
-          FiberRef.update(FiberRef.currentContext, Context.add(ChunkWorker, worker)),
-          FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("jobId", job.id as unknown))
-        ),
-        effect as Effect.Effect<A, E> // its ChunkWorker is in the context set just before
-      )
-
-    const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown> =>
-      inJob(job, Effect.gen(function*() {
+    const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown, ChunkWorker> =>
+      Effect.gen(function*() {
         // The start is fenced by the lease the job was queued under: a job claimed or stopped by another
         // process since then does not start here.
         const started = yield* retryingStore(
@@ -754,7 +752,7 @@ export const make = (
           yield* finalize(job, job.spec.finalize, summary)
         }
         return summary
-      })).pipe(
+      }).pipe(
         Effect.onExit((exit) => settle(job, exit)),
         (effect) => withSpan(effect, "effect-jobs.job", { attributes: { "job.id": job.id } }),
         Effect.ensuring(Effect.suspend(() => {
@@ -766,30 +764,51 @@ export const make = (
 
     // --- The queue: jobs wait for a slot under `maxConcurrentJobs`, in submission order ---
 
+    /**
+     * Forks the job's fiber into `fibers`. Every job fiber is forked from the manager's own runtime (the context and
+     * fiber refs of the fiber that built the manager, as `FiberMap.run` would take them from the caller), never from
+     * the fiber that happens to dispatch it: a job dispatched from the end of the job before it would otherwise
+     * inherit that job's fiber refs, and each fork adds an entry to them, so they would grow with every job run.
+     * Its logs carry its id (`jobId`), set as the fiber is made.
+     */
+    const forkJob = (job: LiveJob): void => {
+      const fiber = runJobFiber(jobFiber(job), {
+        updateRefs: (refs, fiberId) =>
+          FiberRefs.updateAs(refs, {
+            fiberId,
+            fiberRef: FiberRef.currentLogAnnotations,
+            value: HashMap.set(FiberRefs.getOrDefault(refs, FiberRef.currentLogAnnotations), "jobId", job.id as unknown)
+          })
+      })
+      FiberMap.unsafeSet(fibers, job.id, fiber)
+    }
+
     /** Starts waiting jobs, in submission order, while there are free slots. */
     const dispatch: Effect.Effect<void> = Effect.suspend(() => {
-      if (closing || running >= maxConcurrentJobs) return Effect.void
-      const job = MutableList.shift(waiting)
-      if (job === undefined) return Effect.void
-      // A job no longer pending, or replaced, is not started.
-      if (job.status.state !== "pending" || live.get(job.id) !== job) return dispatch
-      const previous = FiberMap.unsafeGet(fibers, job.id)
-      if (previous._tag === "Some") {
-        // Its previous run here (lost, then queued again) is still stopping: it is queued again once that ends.
-        return Effect.zipRight(
-          FiberSet.run(
-            background,
-            Effect.zipRight(Fiber.await(previous.value), Effect.suspend(() => {
-              MutableList.append(waiting, job)
-              return dispatch
-            }))
-          ),
-          dispatch
-        )
+      while (!closing && running < maxConcurrentJobs) {
+        const job = MutableList.shift(waiting)
+        if (job === undefined) return Effect.void
+        // A job no longer pending, or replaced, is not started.
+        if (job.status.state !== "pending" || live.get(job.id) !== job) continue
+        const previous = FiberMap.unsafeGet(fibers, job.id)
+        if (previous._tag === "Some") {
+          // Its previous run here (lost, then queued again) is still stopping: it is queued again once that ends.
+          return Effect.zipRight(
+            FiberSet.run(
+              background,
+              Effect.zipRight(Fiber.await(previous.value), Effect.suspend(() => {
+                MutableList.append(waiting, job)
+                return dispatch
+              }))
+            ),
+            dispatch
+          )
+        }
+        running++
+        JobMetrics.jobsRunning.unsafeUpdate(running, [])
+        forkJob(job)
       }
-      running++
-      JobMetrics.jobsRunning.unsafeUpdate(running, [])
-      return Effect.zipRight(FiberMap.run(fibers, job.id, jobFiber(job)), dispatch)
+      return Effect.void
     })
 
     /** Queues a stored `pending` job owned by this manager (under the lease of `status`). */
