@@ -11,6 +11,7 @@ import type * as AST from "effect/SchemaAST"
 import type { ParseOptions } from "effect/SchemaAST"
 import { isChunkStream, ownChunks } from "./internal/iterables.js"
 import { copyJson, type JsonIssue, type Layout } from "./internal/json.js"
+import { makeStatus } from "./internal/jobStatus.js"
 import { firstIssue, InvalidJobSpec } from "./JobError.js"
 
 /**
@@ -567,9 +568,9 @@ export const withProgress = (
   },
   now: Date
 ): JobStatus =>
-  new JobStatus({
+  makeStatus({
     ...status,
-    ...(progress.totalChunks === undefined ? {} : { totalChunks: progress.totalChunks }),
+    totalChunks: progress.totalChunks ?? status.totalChunks,
     completedChunks: progress.completedChunks,
     failedChunks: progress.failedChunks,
     progress: progressOf(
@@ -580,8 +581,8 @@ export const withProgress = (
       progress.partialChunks
     ),
     updatedAt: now,
-    ...(progress.phase === undefined ? {} : { phase: progress.phase })
-  }, true)
+    phase: progress.phase ?? status.phase
+  })
 
 /**
  * Filters and paging of a job listing. Jobs come newest first (by `createdAt`, then by id), `limit` at a

@@ -15,6 +15,7 @@ import * as Stream from "effect/Stream"
 import type { CursorKey } from "./internal/cursor.js"
 import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from "./internal/cursor.js"
 import { LazyStatus } from "./internal/lazyStatus.js"
+import { makeStatus } from "./internal/jobStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
 import { StateBlocks } from "./internal/stateBlocks.js"
 import { VersionSignal } from "./internal/versionSignal.js"
@@ -348,25 +349,25 @@ export const applyTransition = (
   const phase = patch?.phase === null || to !== "running" ? undefined : patch?.phase ?? status.phase
   const startedAt = status.startedAt ?? (to === "running" ? now : undefined)
   const finishedAt = isTerminal(to) ? now : undefined
-  return new JobStatus({
+  return makeStatus({
     id: status.id,
-    ...(status.name === undefined ? {} : { name: status.name }),
+    name: status.name,
     state: to,
-    ...(status.totalChunks === undefined ? {} : { totalChunks: status.totalChunks }),
+    totalChunks: status.totalChunks,
     completedChunks,
     failedChunks,
     progress: progressOf(status.totalChunks, completedChunks, failedChunks, to),
-    ...(error === undefined ? {} : { error }),
+    error,
     createdAt: status.createdAt,
     updatedAt: now,
-    ...(startedAt === undefined ? {} : { startedAt }),
-    ...(finishedAt === undefined ? {} : { finishedAt }),
-    ...(owner === undefined ? {} : { owner }),
+    startedAt,
+    finishedAt,
+    owner,
     lease: status.lease + 1,
-    ...(phase === undefined ? {} : { phase }),
-    ...(status.retryOf === undefined ? {} : { retryOf: status.retryOf }),
-    ...(status.metadata === undefined ? {} : { metadata: status.metadata })
-  }, true)
+    phase,
+    retryOf: status.retryOf,
+    metadata: status.metadata
+  })
 }
 
 /**
@@ -376,21 +377,25 @@ export const applyTransition = (
  */
 export const newJobStatus = (job: NewJob, now: Date): JobStatus => {
   const completedChunks = job.completed?.size ?? 0
-  return new JobStatus({
+  return makeStatus({
     id: job.id,
-    ...(job.spec.name === undefined ? {} : { name: job.spec.name }),
+    name: job.spec.name,
     state: "pending",
-    ...(job.totalChunks === undefined ? {} : { totalChunks: job.totalChunks }),
+    totalChunks: job.totalChunks,
     completedChunks,
     failedChunks: 0,
     progress: progressOf(job.totalChunks, completedChunks, 0, "pending"),
+    error: undefined,
     createdAt: now,
     updatedAt: now,
-    ...(job.owner === undefined ? {} : { owner: job.owner }),
+    startedAt: undefined,
+    finishedAt: undefined,
+    owner: job.owner,
     lease: 0,
-    ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf }),
-    ...(job.spec.metadata === undefined ? {} : { metadata: job.spec.metadata })
-  }, true)
+    phase: undefined,
+    retryOf: job.retryOf,
+    metadata: job.spec.metadata
+  })
 }
 
 /**
