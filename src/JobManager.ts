@@ -542,6 +542,7 @@ export const make = (
     /** Writes how the job ended; a store fault is retried in the background until it is written. */
     const settle = (job: LiveJob, exit: Exit.Exit<ExecutionSummary | undefined, unknown>): Effect.Effect<void> => {
       job.settling = true
+      job.execution = undefined
       const target = targetOf(job.stopReason, repository.durable, exit)
       if (target === undefined) {
         if (job.stopReason === "lost") return Effect.sync(() => finish(job, job.status))
@@ -559,15 +560,16 @@ export const make = (
           owner: target.to === "pending" || target.to === "paused" ? null : undefined,
           lease: job.lease
         }),
-        (result) =>
-          Effect.gen(function*() {
-            if (!result.applied && result.status.lease !== job.lease && !isTerminal(result.status.state)) {
-              yield* Effect.logWarning(
-                `effect-jobs: the end of job ${job.id} was not recorded: another manager holds its lease`
-              )
-            }
-            finish(job, result.status)
-          })
+        (result) => {
+          if (!result.applied && result.status.lease !== job.lease && !isTerminal(result.status.state)) {
+            return Effect.zipRight(
+              Effect.logWarning(`effect-jobs: the end of job ${job.id} was not recorded: another manager holds its lease`),
+              Effect.sync(() => finish(job, result.status))
+            )
+          }
+          finish(job, result.status)
+          return Effect.void
+        }
       ).pipe(
         // A job deleted meanwhile has nothing left to record.
         Effect.catchTag("JobNotFound", () => Effect.sync(() => finish(job, job.status)))
@@ -741,11 +743,9 @@ export const make = (
         }
         const summary = yield* (streamed
           ? runStreamed(job, chunks, started.status, completed!, options)
-          : JobExecutor.executeValidated(job.spec, { ...options, onChunksSettled: onChunksSettled(job) })).pipe(
-            Effect.ensuring(Effect.sync(() => {
-              job.execution = undefined
-            }))
-          )
+          : JobExecutor.executeValidated(job.spec, { ...options, onChunksSettled: onChunksSettled(job) }))
+        // The execution has ended (`settle` clears it too when it ends otherwise).
+        job.execution = undefined
         if (job.spec.finalize !== undefined && isFinished(summary)) {
           const hold = beforePull(job)()
           if (hold !== undefined) yield* hold
@@ -753,13 +753,15 @@ export const make = (
         }
         return summary
       }).pipe(
-        Effect.onExit((exit) => settle(job, exit)),
-        (effect) => withSpan(effect, "effect-jobs.job", { attributes: { "job.id": job.id } }),
-        Effect.ensuring(Effect.suspend(() => {
-          running--
-          JobMetrics.jobsRunning.unsafeUpdate(running, [])
-          return dispatch
-        }))
+        // Its end is written, then its slot freed (even if writing it died: the outcome of `settle` is kept).
+        Effect.onExit((exit) =>
+          Effect.flatMap(Effect.exit(settle(job, exit)), (settled) => {
+            running--
+            JobMetrics.jobsRunning.unsafeUpdate(running, [])
+            return Effect.zipRight(dispatch, settled)
+          })
+        ),
+        (effect) => withSpan(effect, "effect-jobs.job", { attributes: { "job.id": job.id } })
       )
 
     // --- The queue: jobs wait for a slot under `maxConcurrentJobs`, in submission order ---
