@@ -803,7 +803,7 @@ const runSource = <E, R>(
      * Hands the unpublished settled chunks over, and updates the metrics with the lanes' counts. Uninterruptible:
      * a batch taken is delivered whole.
      */
-    const publish: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
+    const publishPending: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
       if (unreportedStarts !== 0) JobMetrics.chunksStarted.unsafeUpdate(unreportedStarts, noTags)
       if (unreportedSuccesses !== 0) JobMetrics.chunksSucceeded.unsafeUpdate(unreportedSuccesses, noTags)
       unreportedStarts = 0
@@ -818,6 +818,10 @@ const runSource = <E, R>(
       }
       return deliver(events)
     }))
+    /** {@link publishPending}, when there is something to publish. */
+    const publish: Effect.Effect<void> = Effect.suspend(() =>
+      unpublished.length === 0 && unreportedStarts === 0 && unreportedSuccesses === 0 ? Effect.void : publishPending
+    )
     /** Publishes what the lanes settled, at most `settledBatchMillis` (real time) after the first of it settled. */
     const publisher: Effect.Effect<never> = Effect.suspend(() => {
       if (unpublished.length === 0) {

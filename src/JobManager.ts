@@ -739,11 +739,13 @@ export const make = (
           onStart: (view: JobExecutor.ExecutionView) => {
             job.execution = view
           },
-          onChunkProgress: onChunkProgress(job)
+          onChunkProgress: onChunkProgress(job),
+          // A streamed job's are set by `runStreamed`.
+          onChunksSettled: streamed ? undefined : onChunksSettled(job)
         }
         const summary = yield* (streamed
           ? runStreamed(job, chunks, started.status, completed!, options)
-          : JobExecutor.executeValidated(job.spec, { ...options, onChunksSettled: onChunksSettled(job) }))
+          : JobExecutor.executeValidated(job.spec, options))
         // The execution has ended (`settle` clears it too when it ends otherwise).
         job.execution = undefined
         if (job.spec.finalize !== undefined && isFinished(summary)) {
@@ -919,13 +921,16 @@ export const make = (
         return unknownName(["finalize", "name"], "finalizer", spec.finalize.name, finalizers)
       })
 
-    const submitJob = fn("JobManager.submitJob")(function*(input: JobSpecInput) {
-      const spec = yield* checkSpec(input)
-      const id = makeJobId(clock.unsafeCurrentTimeMillis())
-      const status = yield* repository.create({ id, spec, totalChunks: totalChunks(spec), owner })
-      yield* enqueue(spec, status)
-      return id
-    })
+    // Every job takes this path: written as a chain of steps (a generator costs a few more per call).
+    const submitJob = traced("JobManager.submitJob", (input: JobSpecInput) =>
+      Effect.flatMap(checkSpec(input), (spec) =>
+        Effect.flatMap(
+          repository.create({ id: makeJobId(clock.unsafeCurrentTimeMillis()), spec, totalChunks: totalChunks(spec), owner }),
+          (status) => {
+            queue(spec, status)
+            return Effect.as(dispatch, status.id)
+          }
+        )))
 
     const submitBatch = fn("JobManager.submitBatch")(function*(inputs: unknown) {
       if (!Array.isArray(inputs)) {
