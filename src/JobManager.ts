@@ -293,6 +293,12 @@ const isFinished = (summary: ExecutionSummary | StreamSummary): boolean =>
 /** The `pulled` of the updates of a streamed job that pulled nothing new (it marks the update as a streamed job's). */
 const nothingPulled: ReadonlyArray<JobChunk> = []
 
+/** The targets that are the same for every job. */
+const toCompleted: Target = { from: ["running"], to: "completed" }
+const toPaused: Target = { from: ["running"], to: "paused" }
+const toPending: Target = { from: ["running"], to: "pending" }
+const toCancelled: Target = { from: ["pending", "running", "paused"], to: "cancelled" }
+
 /**
  * The state a job fiber's Exit stores: the one place where an outcome becomes a state. `undefined`: the job
  * never started (another change of state got there first), or the manager lost it: nothing is stored.
@@ -303,18 +309,15 @@ const targetOf = (
   exit: Exit.Exit<ExecutionSummary | undefined, unknown>
 ): Target | undefined => {
   if (stopReason === "lost") return undefined
-  const stopped: Target = stopReason === "pause"
-    ? { from: ["running"], to: "paused" }
-    : stopReason === "shutdown" && durable
-    ? { from: ["running"], to: "pending" }
-    : { from: ["pending", "running", "paused"], to: "cancelled" }
+  const stopped = (): Target =>
+    stopReason === "pause" ? toPaused : stopReason === "shutdown" && durable ? toPending : toCancelled
   if (Exit.isSuccess(exit)) {
     const summary = exit.value
     if (summary === undefined) return undefined
-    return isFinished(summary) ? { from: ["running"], to: "completed" } : stopped // drained before every chunk ran
+    return isFinished(summary) ? toCompleted : stopped() // drained before every chunk ran
   }
   return Cause.isInterruptedOnly(exit.cause)
-    ? stopped
+    ? stopped()
     : { from: ["pending", "running"], to: "failed", error: describeCause(exit.cause) }
 }
 
