@@ -46,7 +46,9 @@ export const makeJobId = (nowMillis: number): JobId => {
   }
   const time = Math.max(0, Math.floor(nowMillis)).toString(36).padStart(9, "0")
   const sequence = idSequence.toString(36).padStart(4, "0")
-  const random = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
+  // The first ten hex digits of a random UUID (`xxxxxxxx-xx…`), without its dash.
+  const uuid = crypto.randomUUID()
+  const random = uuid.slice(0, 8) + uuid.slice(9, 11)
   return `job_${time}${sequence}${random}` as JobId
 }
 

@@ -717,6 +717,20 @@ export const make = (
         return summary
       })
 
+    /** The options of a job's execution (a streamed job's `onChunksSettled` is set by `runStreamed`). */
+    const executionFor = (job: LiveJob, skip: RangeSet | undefined, streamed: boolean) => ({
+      ...executionOptions,
+      jobId: job.id,
+      skip,
+      shouldStop: () => job.draining,
+      beforePull: beforePull(job),
+      onStart: (view: JobExecutor.ExecutionView) => {
+        job.execution = view
+      },
+      onChunkProgress: onChunkProgress(job),
+      onChunksSettled: streamed ? undefined : onChunksSettled(job)
+    })
+
     const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown, ChunkWorker> =>
       Effect.gen(function*() {
         // The start is fenced by the lease the job was queued under: a job claimed or stopped by another
@@ -733,19 +747,7 @@ export const make = (
         const completed = started.status.completedChunks > 0 || streamed
           ? yield* retryingStore(`reading the checkpoint of job ${job.id}`, repository.getCheckpoint(job.id))
           : undefined
-        const options = {
-          ...executionOptions,
-          jobId: job.id,
-          skip: completed,
-          shouldStop: () => job.draining,
-          beforePull: beforePull(job),
-          onStart: (view: JobExecutor.ExecutionView) => {
-            job.execution = view
-          },
-          onChunkProgress: onChunkProgress(job),
-          // A streamed job's are set by `runStreamed`.
-          onChunksSettled: streamed ? undefined : onChunksSettled(job)
-        }
+        const options = executionFor(job, completed, streamed)
         const summary = yield* (streamed
           ? runStreamed(job, chunks, started.status, completed!, options)
           : JobExecutor.executeValidated(job.spec, options))
