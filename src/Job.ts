@@ -11,6 +11,7 @@ import type * as AST from "effect/SchemaAST"
 import type { ParseOptions } from "effect/SchemaAST"
 import { isChunkStream, ownChunks } from "./internal/iterables.js"
 import { copyJson, type JsonIssue, type Layout } from "./internal/json.js"
+import { makeStatus } from "./internal/jobStatus.js"
 import { firstIssue, InvalidJobSpec } from "./JobError.js"
 
 /**
@@ -45,7 +46,9 @@ export const makeJobId = (nowMillis: number): JobId => {
   }
   const time = Math.max(0, Math.floor(nowMillis)).toString(36).padStart(9, "0")
   const sequence = idSequence.toString(36).padStart(4, "0")
-  const random = crypto.randomUUID().replaceAll("-", "").slice(0, 10)
+  // The first ten hex digits of a random UUID (`xxxxxxxx-xx…`), without its dash.
+  const uuid = crypto.randomUUID()
+  const random = uuid.slice(0, 8) + uuid.slice(9, 11)
   return `job_${time}${sequence}${random}` as JobId
 }
 
@@ -567,9 +570,9 @@ export const withProgress = (
   },
   now: Date
 ): JobStatus =>
-  new JobStatus({
+  makeStatus({
     ...status,
-    ...(progress.totalChunks === undefined ? {} : { totalChunks: progress.totalChunks }),
+    totalChunks: progress.totalChunks ?? status.totalChunks,
     completedChunks: progress.completedChunks,
     failedChunks: progress.failedChunks,
     progress: progressOf(
@@ -580,8 +583,8 @@ export const withProgress = (
       progress.partialChunks
     ),
     updatedAt: now,
-    ...(progress.phase === undefined ? {} : { phase: progress.phase })
-  }, true)
+    phase: progress.phase ?? status.phase
+  })
 
 /**
  * Filters and paging of a job listing. Jobs come newest first (by `createdAt`, then by id), `limit` at a

@@ -9,6 +9,8 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
@@ -583,7 +585,11 @@ const runSource = <E, R>(
   source: Source<E, R>,
   options: ExecuteOptions
 ): Effect.Effect<RunSummary, ChunkFailed | JobFailed | E, ChunkWorker | R> =>
-  Effect.flatMap(Effect.all([ChunkWorker, Effect.clock, Effect.tracer]), ([worker, clock, tracer]) => {
+  // One step reads the worker, the clock and the tracer (as `ChunkWorker`, `Effect.clock` and `Effect.tracer` would).
+  Effect.withFiberRuntime<RunSummary, ChunkFailed | JobFailed | E, ChunkWorker | R>((fiber) => {
+    const worker = Context.unsafeGet(fiber.currentContext as Context.Context<ChunkWorker>, ChunkWorker)
+    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    const tracer = fiber.currentTracer
     const jobId = options.jobId
     // A span per chunk only when a tracer is installed: the built-in one records nothing, at a cost.
     const traced = isTracing(tracer)
@@ -797,7 +803,7 @@ const runSource = <E, R>(
      * Hands the unpublished settled chunks over, and updates the metrics with the lanes' counts. Uninterruptible:
      * a batch taken is delivered whole.
      */
-    const publish: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
+    const publishPending: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
       if (unreportedStarts !== 0) JobMetrics.chunksStarted.unsafeUpdate(unreportedStarts, noTags)
       if (unreportedSuccesses !== 0) JobMetrics.chunksSucceeded.unsafeUpdate(unreportedSuccesses, noTags)
       unreportedStarts = 0
@@ -812,6 +818,10 @@ const runSource = <E, R>(
       }
       return deliver(events)
     }))
+    /** {@link publishPending}, when there is something to publish. */
+    const publish: Effect.Effect<void> = Effect.suspend(() =>
+      unpublished.length === 0 && unreportedStarts === 0 && unreportedSuccesses === 0 ? Effect.void : publishPending
+    )
     /** Publishes what the lanes settled, at most `settledBatchMillis` (real time) after the first of it settled. */
     const publisher: Effect.Effect<never> = Effect.suspend(() => {
       if (unpublished.length === 0) {
@@ -1071,7 +1081,12 @@ const runSource = <E, R>(
       if (!useLanes) return Effect.zipRight(raced, summary)
       // Lanes: the publisher runs beside the loops and is interrupted when they end (between two batches), its
       // defect failing the execution; then, whatever the end, what is left is published before the execution ends.
-      const published = notify ? Effect.acquireUseRelease(startPublisher, () => raced, stopPublisher) : raced
+      // When every chunk has a lane of its own (a known total within the concurrency: a job of one chunk), no
+      // publisher is needed: a lane gives its fiber back, which publishes, as soon as its one chunk has settled.
+      const lanePerChunk = knownTotal !== undefined && knownTotal <= concurrency
+      const published = notify && !lanePerChunk
+        ? Effect.acquireUseRelease(startPublisher, () => raced, stopPublisher)
+        : raced
       return Effect.zipRight(Effect.ensuring(published, publish), summary)
     }
     if (timeout === undefined || worker.promise === undefined) return pool(() => undefined)

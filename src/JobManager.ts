@@ -25,10 +25,14 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as FiberSet from "effect/FiberSet"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as MutableList from "effect/MutableList"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -289,6 +293,12 @@ const isFinished = (summary: ExecutionSummary | StreamSummary): boolean =>
 /** The `pulled` of the updates of a streamed job that pulled nothing new (it marks the update as a streamed job's). */
 const nothingPulled: ReadonlyArray<JobChunk> = []
 
+/** The targets that are the same for every job. */
+const toCompleted: Target = { from: ["running"], to: "completed" }
+const toPaused: Target = { from: ["running"], to: "paused" }
+const toPending: Target = { from: ["running"], to: "pending" }
+const toCancelled: Target = { from: ["pending", "running", "paused"], to: "cancelled" }
+
 /**
  * The state a job fiber's Exit stores: the one place where an outcome becomes a state. `undefined`: the job
  * never started (another change of state got there first), or the manager lost it: nothing is stored.
@@ -299,18 +309,15 @@ const targetOf = (
   exit: Exit.Exit<ExecutionSummary | undefined, unknown>
 ): Target | undefined => {
   if (stopReason === "lost") return undefined
-  const stopped: Target = stopReason === "pause"
-    ? { from: ["running"], to: "paused" }
-    : stopReason === "shutdown" && durable
-    ? { from: ["running"], to: "pending" }
-    : { from: ["pending", "running", "paused"], to: "cancelled" }
+  const stopped = (): Target =>
+    stopReason === "pause" ? toPaused : stopReason === "shutdown" && durable ? toPending : toCancelled
   if (Exit.isSuccess(exit)) {
     const summary = exit.value
     if (summary === undefined) return undefined
-    return isFinished(summary) ? { from: ["running"], to: "completed" } : stopped // drained before every chunk ran
+    return isFinished(summary) ? toCompleted : stopped() // drained before every chunk ran
   }
   return Cause.isInterruptedOnly(exit.cause)
-    ? stopped
+    ? stopped()
     : { from: ["pending", "running"], to: "failed", error: describeCause(exit.cause) }
 }
 
@@ -351,6 +358,10 @@ const makeOwnerId = (): string =>
  * could not be written is kept here and written once the store is back (`awaitJob` waits for that); closing
  * the manager gives that up without waiting for the store, and leaves the job to the next manager.
  *
+ * Job fibers run with the services and fiber refs of the fiber that built the manager (its logger, tracer,
+ * clock, log annotations), each with its `jobId` log annotation; they never inherit from the fiber that submitted
+ * or dispatched them, nor from another job.
+ *
  * Closing the scope stops every job of this manager and leaves no fiber behind. With a durable store,
  * running jobs stop pulling chunks, get `shutdownGracePeriod` to finish the chunks in flight, and are left
  * `pending` to be resumed from their checkpoints by the next manager; with the memory store they are
@@ -382,9 +393,15 @@ export const make = (
     const repository = yield* JobRepository
     const clock = yield* Effect.clock
     const client = yield* JobClient.make({ pollInterval, staleAfter, watchInterval })
-    const worker = yield* ChunkWorker
     const owner = makeOwnerId()
     const fibers = yield* FiberMap.make<JobId, ExecutionSummary | undefined, unknown>()
+    const built = yield* Effect.runtime<ChunkWorker>()
+    // Interruptible whatever the flags of the fiber that builds the manager (a job fiber is cancelled by interruption).
+    const runJobFiber = Runtime.runFork(Runtime.make({
+      context: built.context,
+      fiberRefs: built.fiberRefs,
+      runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+    }))
     // Work started on behalf of jobs outside their fibers: end writes retried after a fault, stops of jobs
     // this manager lost.
     const background = yield* FiberSet.make<void>()
@@ -528,6 +545,7 @@ export const make = (
     /** Writes how the job ended; a store fault is retried in the background until it is written. */
     const settle = (job: LiveJob, exit: Exit.Exit<ExecutionSummary | undefined, unknown>): Effect.Effect<void> => {
       job.settling = true
+      job.execution = undefined
       const target = targetOf(job.stopReason, repository.durable, exit)
       if (target === undefined) {
         if (job.stopReason === "lost") return Effect.sync(() => finish(job, job.status))
@@ -545,15 +563,16 @@ export const make = (
           owner: target.to === "pending" || target.to === "paused" ? null : undefined,
           lease: job.lease
         }),
-        (result) =>
-          Effect.gen(function*() {
-            if (!result.applied && result.status.lease !== job.lease && !isTerminal(result.status.state)) {
-              yield* Effect.logWarning(
-                `effect-jobs: the end of job ${job.id} was not recorded: another manager holds its lease`
-              )
-            }
-            finish(job, result.status)
-          })
+        (result) => {
+          if (!result.applied && result.status.lease !== job.lease && !isTerminal(result.status.state)) {
+            return Effect.zipRight(
+              Effect.logWarning(`effect-jobs: the end of job ${job.id} was not recorded: another manager holds its lease`),
+              Effect.sync(() => finish(job, result.status))
+            )
+          }
+          finish(job, result.status)
+          return Effect.void
+        }
       ).pipe(
         // A job deleted meanwhile has nothing left to record.
         Effect.catchTag("JobNotFound", () => Effect.sync(() => finish(job, job.status)))
@@ -698,7 +717,21 @@ export const make = (
         return summary
       })
 
-    const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown> =>
+    /** The options of a job's execution (a streamed job's `onChunksSettled` is set by `runStreamed`). */
+    const executionFor = (job: LiveJob, skip: RangeSet | undefined, streamed: boolean) => ({
+      ...executionOptions,
+      jobId: job.id,
+      skip,
+      shouldStop: () => job.draining,
+      beforePull: beforePull(job),
+      onStart: (view: JobExecutor.ExecutionView) => {
+        job.execution = view
+      },
+      onChunkProgress: onChunkProgress(job),
+      onChunksSettled: streamed ? undefined : onChunksSettled(job)
+    })
+
+    const jobFiber = (job: LiveJob): Effect.Effect<ExecutionSummary | undefined, unknown, ChunkWorker> =>
       Effect.gen(function*() {
         // The start is fenced by the lease the job was queued under: a job claimed or stopped by another
         // process since then does not start here.
@@ -714,24 +747,12 @@ export const make = (
         const completed = started.status.completedChunks > 0 || streamed
           ? yield* retryingStore(`reading the checkpoint of job ${job.id}`, repository.getCheckpoint(job.id))
           : undefined
-        const options = {
-          ...executionOptions,
-          jobId: job.id,
-          skip: completed,
-          shouldStop: () => job.draining,
-          beforePull: beforePull(job),
-          onStart: (view: JobExecutor.ExecutionView) => {
-            job.execution = view
-          },
-          onChunkProgress: onChunkProgress(job)
-        }
+        const options = executionFor(job, completed, streamed)
         const summary = yield* (streamed
           ? runStreamed(job, chunks, started.status, completed!, options)
-          : JobExecutor.executeValidated(job.spec, { ...options, onChunksSettled: onChunksSettled(job) })).pipe(
-            Effect.ensuring(Effect.sync(() => {
-              job.execution = undefined
-            }))
-          )
+          : JobExecutor.executeValidated(job.spec, options))
+        // The execution has ended (`settle` clears it too when it ends otherwise).
+        job.execution = undefined
         if (job.spec.finalize !== undefined && isFinished(summary)) {
           const hold = beforePull(job)()
           if (hold !== undefined) yield* hold
@@ -739,43 +760,64 @@ export const make = (
         }
         return summary
       }).pipe(
-        Effect.provideService(ChunkWorker, worker),
-        Effect.onExit((exit) => settle(job, exit)),
-        (effect) => withSpan(effect, "effect-jobs.job", { attributes: { "job.id": job.id } }),
-        Effect.ensuring(Effect.suspend(() => {
-          running--
-          JobMetrics.jobsRunning.unsafeUpdate(running, [])
-          return dispatch
-        })),
-        Effect.annotateLogs("jobId", job.id)
+        // Its end is written, then its slot freed (even if writing it died: the outcome of `settle` is kept).
+        Effect.onExit((exit) =>
+          Effect.flatMap(Effect.exit(settle(job, exit)), (settled) => {
+            running--
+            JobMetrics.jobsRunning.unsafeUpdate(running, [])
+            return Effect.zipRight(dispatch, settled)
+          })
+        ),
+        (effect) => withSpan(effect, "effect-jobs.job", { attributes: { "job.id": job.id } })
       )
 
     // --- The queue: jobs wait for a slot under `maxConcurrentJobs`, in submission order ---
 
+    /**
+     * Forks the job's fiber into `fibers`. Every job fiber is forked from the manager's own runtime (the context and
+     * fiber refs of the fiber that built the manager, as `FiberMap.run` would take them from the caller), never from
+     * the fiber that happens to dispatch it: a job dispatched from the end of the job before it would otherwise
+     * inherit that job's fiber refs, and each fork adds an entry to them, so they would grow with every job run.
+     * Its logs carry its id (`jobId`), set as the fiber is made.
+     */
+    const forkJob = (job: LiveJob): void => {
+      const fiber = runJobFiber(jobFiber(job), {
+        updateRefs: (refs, fiberId) =>
+          FiberRefs.updateAs(refs, {
+            fiberId,
+            fiberRef: FiberRef.currentLogAnnotations,
+            value: HashMap.set(FiberRefs.getOrDefault(refs, FiberRef.currentLogAnnotations), "jobId", job.id as unknown)
+          })
+      })
+      FiberMap.unsafeSet(fibers, job.id, fiber)
+    }
+
     /** Starts waiting jobs, in submission order, while there are free slots. */
     const dispatch: Effect.Effect<void> = Effect.suspend(() => {
-      if (closing || running >= maxConcurrentJobs) return Effect.void
-      const job = MutableList.shift(waiting)
-      if (job === undefined) return Effect.void
-      // A job no longer pending, or replaced, is not started.
-      if (job.status.state !== "pending" || live.get(job.id) !== job) return dispatch
-      const previous = FiberMap.unsafeGet(fibers, job.id)
-      if (previous._tag === "Some") {
-        // Its previous run here (lost, then queued again) is still stopping: it is queued again once that ends.
-        return Effect.zipRight(
-          FiberSet.run(
-            background,
-            Effect.zipRight(Fiber.await(previous.value), Effect.suspend(() => {
-              MutableList.append(waiting, job)
-              return dispatch
-            }))
-          ),
-          dispatch
-        )
+      while (!closing && running < maxConcurrentJobs) {
+        const job = MutableList.shift(waiting)
+        if (job === undefined) return Effect.void
+        // A job no longer pending, or replaced, is not started.
+        if (job.status.state !== "pending" || live.get(job.id) !== job) continue
+        const previous = FiberMap.unsafeGet(fibers, job.id)
+        if (previous._tag === "Some") {
+          // Its previous run here (lost, then queued again) is still stopping: it is queued again once that ends.
+          return Effect.zipRight(
+            FiberSet.run(
+              background,
+              Effect.zipRight(Fiber.await(previous.value), Effect.suspend(() => {
+                MutableList.append(waiting, job)
+                return dispatch
+              }))
+            ),
+            dispatch
+          )
+        }
+        running++
+        JobMetrics.jobsRunning.unsafeUpdate(running, [])
+        forkJob(job)
       }
-      running++
-      JobMetrics.jobsRunning.unsafeUpdate(running, [])
-      return Effect.zipRight(FiberMap.run(fibers, job.id, jobFiber(job)), dispatch)
+      return Effect.void
     })
 
     /** Queues a stored `pending` job owned by this manager (under the lease of `status`). */
@@ -884,13 +926,16 @@ export const make = (
         return unknownName(["finalize", "name"], "finalizer", spec.finalize.name, finalizers)
       })
 
-    const submitJob = fn("JobManager.submitJob")(function*(input: JobSpecInput) {
-      const spec = yield* checkSpec(input)
-      const id = makeJobId(yield* Clock.currentTimeMillis)
-      const status = yield* repository.create({ id, spec, totalChunks: totalChunks(spec), owner })
-      yield* enqueue(spec, status)
-      return id
-    })
+    // Every job takes this path: written as a chain of steps (a generator costs a few more per call).
+    const submitJob = traced("JobManager.submitJob", (input: JobSpecInput) =>
+      Effect.flatMap(checkSpec(input), (spec) =>
+        Effect.flatMap(
+          repository.create({ id: makeJobId(clock.unsafeCurrentTimeMillis()), spec, totalChunks: totalChunks(spec), owner }),
+          (status) => {
+            queue(spec, status)
+            return Effect.as(dispatch, status.id)
+          }
+        )))
 
     const submitBatch = fn("JobManager.submitBatch")(function*(inputs: unknown) {
       if (!Array.isArray(inputs)) {

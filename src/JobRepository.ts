@@ -5,7 +5,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -15,6 +14,7 @@ import * as Stream from "effect/Stream"
 import type { CursorKey } from "./internal/cursor.js"
 import { compareNewestFirst, decodeCursor, encodeCursor, isAfterCursor } from "./internal/cursor.js"
 import { LazyStatus } from "./internal/lazyStatus.js"
+import { makeStatus } from "./internal/jobStatus.js"
 import { RangeSet } from "./internal/rangeSet.js"
 import { StateBlocks } from "./internal/stateBlocks.js"
 import { VersionSignal } from "./internal/versionSignal.js"
@@ -348,25 +348,25 @@ export const applyTransition = (
   const phase = patch?.phase === null || to !== "running" ? undefined : patch?.phase ?? status.phase
   const startedAt = status.startedAt ?? (to === "running" ? now : undefined)
   const finishedAt = isTerminal(to) ? now : undefined
-  return new JobStatus({
+  return makeStatus({
     id: status.id,
-    ...(status.name === undefined ? {} : { name: status.name }),
+    name: status.name,
     state: to,
-    ...(status.totalChunks === undefined ? {} : { totalChunks: status.totalChunks }),
+    totalChunks: status.totalChunks,
     completedChunks,
     failedChunks,
     progress: progressOf(status.totalChunks, completedChunks, failedChunks, to),
-    ...(error === undefined ? {} : { error }),
+    error,
     createdAt: status.createdAt,
     updatedAt: now,
-    ...(startedAt === undefined ? {} : { startedAt }),
-    ...(finishedAt === undefined ? {} : { finishedAt }),
-    ...(owner === undefined ? {} : { owner }),
+    startedAt,
+    finishedAt,
+    owner,
     lease: status.lease + 1,
-    ...(phase === undefined ? {} : { phase }),
-    ...(status.retryOf === undefined ? {} : { retryOf: status.retryOf }),
-    ...(status.metadata === undefined ? {} : { metadata: status.metadata })
-  }, true)
+    phase,
+    retryOf: status.retryOf,
+    metadata: status.metadata
+  })
 }
 
 /**
@@ -376,21 +376,25 @@ export const applyTransition = (
  */
 export const newJobStatus = (job: NewJob, now: Date): JobStatus => {
   const completedChunks = job.completed?.size ?? 0
-  return new JobStatus({
+  return makeStatus({
     id: job.id,
-    ...(job.spec.name === undefined ? {} : { name: job.spec.name }),
+    name: job.spec.name,
     state: "pending",
-    ...(job.totalChunks === undefined ? {} : { totalChunks: job.totalChunks }),
+    totalChunks: job.totalChunks,
     completedChunks,
     failedChunks: 0,
     progress: progressOf(job.totalChunks, completedChunks, 0, "pending"),
+    error: undefined,
     createdAt: now,
     updatedAt: now,
-    ...(job.owner === undefined ? {} : { owner: job.owner }),
+    startedAt: undefined,
+    finishedAt: undefined,
+    owner: job.owner,
     lease: 0,
-    ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf }),
-    ...(job.spec.metadata === undefined ? {} : { metadata: job.spec.metadata })
-  }, true)
+    phase: undefined,
+    retryOf: job.retryOf,
+    metadata: job.spec.metadata
+  })
 }
 
 /**
@@ -574,10 +578,14 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
   const heartbeats = new Map<string, number>()
   const stops = yield* PubSub.unbounded<StopRequest>()
   const changes = new VersionSignal()
-  const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
+  // Read directly (one step per operation instead of a clock lookup and two maps), as the manager reads its own.
+  const clock = yield* Effect.clock
+  /** `body` run with the current time. */
+  const atNow = <A, E>(body: (date: Date) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => body(new Date(clock.unsafeCurrentTimeMillis())))
 
   const transition = (id: JobId, from: ReadonlyArray<JobState>, to: JobState, patch?: TransitionPatch) =>
-    Effect.flatMap(now, (date): Effect.Effect<TransitionResult, JobNotFound | RepositoryError> => {
+    atNow((date): Effect.Effect<TransitionResult, JobNotFound | RepositoryError> => {
       const invalid = invalidCounts("transition", patch)
       if (invalid !== undefined) return Effect.fail(invalid)
       const entry = jobs.get(id)
@@ -674,7 +682,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
   }
 
   const createMany = (batch: ReadonlyArray<NewJob>) =>
-    Effect.flatMap(now, (date): Effect.Effect<ReadonlyArray<JobStatus>, RepositoryError> => {
+    atNow((date): Effect.Effect<ReadonlyArray<JobStatus>, RepositoryError> => {
       const ids = new Set<JobId>()
       for (const job of batch) {
         const invalid = invalidNewJob(job)
@@ -744,7 +752,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       ),
     transition,
     updateProgress: (id, progress) =>
-      Effect.flatMap(Clock.currentTimeMillis, (millis): Effect.Effect<void, LeaseLost | RepositoryError> => {
+      Effect.suspend((): Effect.Effect<void, LeaseLost | RepositoryError> => {
+        const millis = clock.unsafeCurrentTimeMillis()
         const invalid = invalidCounts("updateProgress", progress)
         if (invalid !== undefined) return Effect.fail(invalid)
         const entry = jobs.get(id)
@@ -838,14 +847,14 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       }),
     durable: false,
     heartbeat: (owner, held = []) =>
-      Effect.map(Clock.currentTimeMillis, (millis) => {
-        heartbeats.set(owner, millis)
+      Effect.sync(() => {
+        heartbeats.set(owner, clock.unsafeCurrentTimeMillis())
         return held.filter((job) => jobs.get(job.id)?.status.lease !== job.lease).map((job) => job.id)
       }),
     retire: (owner) => Effect.sync(() => void heartbeats.delete(owner)),
     lastHeartbeat: (owner) => Effect.sync(() => Option.fromNullable(heartbeats.get(owner))),
     claimOrphans: (owner, staleBefore) =>
-      Effect.flatMap(now, (date) => {
+      atNow((date) => {
         const isOrphan = isOrphanOf(owner, staleBefore)
         const claimed: Array<JobStatus> = []
         for (const entry of jobs.values()) {

@@ -58,6 +58,7 @@ import * as ChangeFeed from "./internal/changeFeed.js"
 import type { RecordWindow } from "./internal/chunkListing.js"
 import { chunkIdsOf, pageChunks, recordsAfter, streamedIds } from "./internal/chunkListing.js"
 import * as GroupCommit from "./internal/groupCommit.js"
+import { makeStatus } from "./internal/jobStatus.js"
 import type { CursorKey } from "./internal/cursor.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import type { Taken } from "./internal/progressBuffer.js"
@@ -261,13 +262,13 @@ const decodeSpec = Schema.decodeUnknown(Schema.parseJson(JobSpec))
  * The status of a row (both decoding paths end here, so they cannot disagree on a column). `checked`: the
  * values were already checked by hand, so the validating constructor is skipped.
  */
-const statusFromRow = (row: JobRow, metadata: JobStatus["metadata"], checked: boolean): JobStatus =>
-  new JobStatus({
+const statusFromRow = (row: JobRow, metadata: JobStatus["metadata"], checked: boolean): JobStatus => {
+  const status = makeStatus({
     id: row.id,
-    ...(row.name === null ? {} : { name: row.name }),
+    name: row.name ?? undefined,
     state: row.state,
     // A streamed job has no total until its stream has ended.
-    ...(row.streaming === 1 ? {} : { totalChunks: row.total_chunks }),
+    totalChunks: row.streaming === 1 ? undefined : row.total_chunks,
     completedChunks: row.completed_chunks,
     failedChunks: row.failed_chunks,
     progress: progressOf(
@@ -277,17 +278,20 @@ const statusFromRow = (row: JobRow, metadata: JobStatus["metadata"], checked: bo
       row.state,
       row.partial_chunks
     ),
-    ...(row.error === null ? {} : { error: row.error }),
+    error: row.error ?? undefined,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
-    ...(row.started_at === null ? {} : { startedAt: new Date(row.started_at) }),
-    ...(row.finished_at === null ? {} : { finishedAt: new Date(row.finished_at) }),
-    ...(row.owner === null ? {} : { owner: row.owner }),
+    startedAt: row.started_at === null ? undefined : new Date(row.started_at),
+    finishedAt: row.finished_at === null ? undefined : new Date(row.finished_at),
+    owner: row.owner ?? undefined,
     lease: row.lease,
-    ...(row.phase === null ? {} : { phase: row.phase }),
-    ...(row.retry_of === null ? {} : { retryOf: row.retry_of }),
-    ...(metadata === undefined ? {} : { metadata })
-  }, checked)
+    phase: row.phase ?? undefined,
+    retryOf: row.retry_of ?? undefined,
+    metadata
+  })
+  // Unchecked values go through the validating constructor.
+  return checked ? status : new JobStatus(status)
+}
 
 /** The constructor validates every field (integers, progress within 0..100, metadata an object, ...). */
 const statusOf = (row: JobRow, metadata: string | null) =>

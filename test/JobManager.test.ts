@@ -7,6 +7,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -14,6 +15,7 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import type { ChunkContext } from "../src/ChunkWorker.js"
 import { ChunkWorker } from "../src/ChunkWorker.js"
+import * as ChunkWorkerModule from "../src/ChunkWorker.js"
 import type { Chunk as JobChunk, JobId } from "../src/Job.js"
 import { JobManager } from "../src/JobManager.js"
 import * as JobManagerModule from "../src/JobManager.js"
@@ -337,4 +339,34 @@ describe("JobManager", () => {
       expect(error._tag).toBe("InvalidOption")
       expect(error.message).toContain("maxConcurrentJobs")
     }))
+
+  it.effect("a job's fiber starts from the manager's fiber refs, not from those of the job that ended before it", () => {
+    // With one slot, each job is dispatched from the end of the one before: it must not inherit what that one set.
+    const marker = FiberRef.unsafeMake("unset")
+    const seen: Array<string> = []
+    return Effect.gen(function*() {
+      const manager = yield* JobManager
+      for (let index = 0; index < 3; index++) yield* manager.submitJob(frames(1))
+      yield* TestClock.adjust(Duration.millis(10))
+      const page = yield* manager.listJobs({ state: "completed" })
+      expect(page.jobs.length).toBe(3)
+      expect(seen).toEqual(["unset", "unset", "unset"])
+    }).pipe(
+      Effect.provide(
+        JobManagerModule.layer({ maxConcurrentJobs: 1 }).pipe(
+          Layer.provideMerge(JobRepositoryModule.layerMemory),
+          Layer.provide(Layer.succeed(
+            ChunkWorker,
+            ChunkWorkerModule.make(() =>
+              Effect.flatMap(FiberRef.get(marker), (value) => {
+                seen.push(value)
+                // Still running when the next jobs are submitted: they wait for its slot.
+                return Effect.zipRight(FiberRef.set(marker, "set by a job"), Effect.sleep(Duration.millis(1)))
+              })
+            )
+          ))
+        )
+      )
+    )
+  })
 })

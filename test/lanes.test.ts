@@ -321,4 +321,22 @@ describe("Promise-worker lanes", () => {
       "report failed"
     )
   })
+
+  it.live("with a lane per chunk, a settled chunk is reported while another still runs", () =>
+    Effect.gen(function*() {
+      // Three chunks, three lanes (no publisher): chunk 2 ends only once chunks 0 and 1 were reported.
+      const gate = pending()
+      const reported: Array<number> = []
+      const summary = yield* JobExecutor.execute(range(3), {
+        jobId,
+        concurrency: 3,
+        onChunkSettled: (event) =>
+          Effect.sync(() => {
+            reported.push(event.chunkId)
+            if (reported.length === 2) gate.resolve(undefined)
+          })
+      }).pipe(promiseWorker((chunk) => chunk.id === 2 ? gate.promise : Promise.resolve()))
+      expect(reported).toEqual([0, 1, 2])
+      expect(summary.completedChunks).toBe(3)
+    }).pipe(Effect.timeout(Duration.seconds(5))))
 })

@@ -12,6 +12,7 @@ import * as JobMetrics from "../src/JobMetrics.js"
 import { JobManager } from "../src/JobManager.js"
 import * as JobManagerModule from "../src/JobManager.js"
 import * as JobRepository from "../src/JobRepository.js"
+import { withLogs } from "./support/capturedLogs.js"
 
 const counts = Effect.all({
   started: Metric.value(JobMetrics.chunksStarted),
@@ -76,4 +77,22 @@ describe("observability", () => {
       expect(chunks.map((span) => span.attributes.get("chunk.id")).sort()).toEqual([0, 1, 2])
       expect(spans.some((span) => span.name === "JobManager.submitJob")).toBe(true)
     }))
+
+  it.effect("logs from a job carry its id as the jobId annotation, and a submitter's logs do not", () =>
+    withLogs((logs) =>
+      Effect.gen(function*() {
+        const manager = yield* JobManager
+        const first = yield* manager.runJob({ chunks: [{ id: 0, payload: null }] })
+        const second = yield* manager.runJob({ chunks: [{ id: 0, payload: null }] })
+        yield* Effect.logWarning("from the submitter")
+        const jobOf = (text: string) => logs.entries.filter((entry) => entry.text === text).map((entry) => entry.annotations.jobId)
+        expect(jobOf("chunk ran")).toEqual([first.id, second.id])
+        expect(jobOf("from the submitter")).toEqual([undefined])
+      }).pipe(
+        Effect.provide(JobManagerModule.layer().pipe(
+          Layer.provide(JobRepository.layerMemory),
+          Layer.provide(ChunkWorkerModule.layer(() => Effect.logWarning("chunk ran")))
+        ))
+      )
+    ))
 })

@@ -11,6 +11,7 @@ import type { JobId, JobSpec } from "../Job.js"
 import { isTerminal, JobStatus, progressOf } from "../Job.js"
 import type { ExecutionView } from "../JobExecutor.js"
 import type { ProgressUpdate } from "../JobRepository.js"
+import { makeStatus } from "./jobStatus.js"
 import { LazyStatus } from "./lazyStatus.js"
 import { VersionSignal } from "./versionSignal.js"
 
@@ -45,10 +46,10 @@ export class LiveJob {
   get status(): JobStatus {
     const status = this.#status.current
     const partial = this.execution?.partialChunks() ?? 0
-    return partial === 0 || isTerminal(status.state) ? status : new JobStatus({
+    return partial === 0 || isTerminal(status.state) ? status : makeStatus({
       ...status,
       progress: progressOf(status.totalChunks, status.completedChunks, status.failedChunks, status.state, partial)
-    }, true)
+    })
   }
 
   /** A chunk in flight reported progress: watchers see it. */
