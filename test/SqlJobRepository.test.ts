@@ -409,9 +409,56 @@ const millionChunks = (
     expect(checkpoint.rangeCount).toBe(1)
   })
 
+/**
+ * Transitions asked at once (one group: its compare-and-sets that need no statement of their own are one
+ * statement) where two callers' leases are stale: the others apply, each stale one is refused and answered
+ * with the job's newer lease, and the progress buffered under a stale lease never lands.
+ */
+const groupWithStaleLeases = Effect.gen(function*() {
+  const repo = yield* JobRepository
+  const ids = ["job_g1", "job_g2", "job_g3", "job_g4", "job_g5"].map(jobId)
+  const [g1, g2, g3, g4, g5] = ids as [JobId, JobId, JobId, JobId, JobId]
+  for (const id of ids) yield* repo.create(newJob(id, chunkSpec(4)))
+  const started = yield* Effect.all(
+    ids.map((id) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: 0 })),
+    { concurrency: "unbounded" }
+  )
+  expect(started.map((result) => [result.applied, result.status.lease])).toEqual(ids.map(() => [true, 1]))
+  // Another manager takes job_g3 and job_g4 over: lease 1 is stale for them.
+  for (const id of [g3, g4]) {
+    yield* repo.transition(id, ["running"], "pending", { owner: null })
+    yield* repo.transition(id, ["pending"], "running", { owner: "owner_b" })
+  }
+  // Every first owner reports chunk 0 under lease 1, but job_g3's (it stays in the grouped statement).
+  for (const id of [g1, g2, g4, g5]) {
+    yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkIds: [0], lease: 1 })
+  }
+  const ended = yield* Effect.all(
+    ids.map((id) => repo.transition(id, ["running"], "completed", { completedChunks: 4, failedChunks: 0, lease: 1 })),
+    { concurrency: "unbounded" }
+  )
+  expect(ended.map((result) => [result.applied, result.status.state, result.status.lease, result.status.owner])).toEqual([
+    [true, "completed", 2, "owner_a"],
+    [true, "completed", 2, "owner_a"],
+    [false, "running", 3, "owner_b"],
+    [false, "running", 3, "owner_b"],
+    [true, "completed", 2, "owner_a"]
+  ])
+  for (const id of [g1, g2, g5]) expect([...(yield* repo.getCheckpoint(id)).ranges()]).toEqual([[0, 0]])
+  for (const id of [g3, g4]) {
+    expect((yield* repo.getCheckpoint(id)).size).toBe(0)
+    expect(Option.getOrThrow(yield* repo.get(id)).completedChunks).toBe(0)
+  }
+  const late = yield* Effect.flip(repo.updateProgress(g4, { completedChunks: 2, failedChunks: 0, lease: 1 }))
+  expect(late._tag).toBe("LeaseLost")
+})
+
 // --- SQLite -----------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerSqlite", () => {
+  it.effect("transitions asked at once where some leases are stale: the others apply, the stale ones are refused", () =>
+    groupWithStaleLeases.pipe(Effect.provide(sqliteLayer())))
+
   it.scoped("creates the file on first use, in WAL mode, at schema version 3", () =>
     Effect.gen(function*() {
       const filename = path.join(yield* tempDir, "new.db")
@@ -895,6 +942,9 @@ describe("SqlJobRepository.layerSqlite", () => {
 // --- PostgreSQL -------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerPg", () => {
+  it.effect("transitions asked at once where some leases are stale: the others apply, the stale ones are refused", () =>
+    groupWithStaleLeases.pipe(Effect.provide(pgLayer())))
+
   it.live("an unreachable server fails the layer with RepositoryError", () =>
     Effect.gen(function*() {
       const error = yield* openError(
