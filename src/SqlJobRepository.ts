@@ -868,7 +868,9 @@ const makeService = (
      * Written under the write lock:
      * - `grouped`: its values in the grouped compare-and-set (see `writeGrouped`), when its compare-and-set is
      *   all it writes (no chunk record, no pulled chunk, no chunk id to merge into a stored checkpoint);
-     * - `fromGroup`: its result once the grouped statement returned its row (`undefined`: it did not apply);
+     * - `inline`: whether its chunk ids become the checkpoint in its compare-and-set (see below);
+     * - `fromGroup`: its result once the grouped statement returned its row (`undefined`: it did not apply, or
+     *   with `inline`, in a transaction, the stored checkpoint was not empty: then it is made again the usual way);
      * - `alone`: its result from statements of its own, in its group's transaction or (`single`) in a
      *   transaction of its own only when it makes more than one statement;
      * - then `committed` (the bookkeeping of the write here) or `rolledBack` (the buffered progress it took
@@ -1022,7 +1024,7 @@ const makeService = (
             ])
           })`
           : undefined
-        return { id, grouped, fromGroup, alone, committed, rolledBack }
+        return { id, grouped, inline: inline !== undefined, fromGroup, alone, committed, rolledBack }
       })
     type PlannedTransition = Effect.Effect.Success<ReturnType<typeof planTransition>>
 
@@ -1073,34 +1075,32 @@ const makeService = (
         return written
       })
 
+    /** Plans the requests of distinct jobs; one of a job named twice is planned in turn, when it is written. */
+    const planDistinct = (requests: ReadonlyArray<TransitionRequest>) =>
+      Effect.suspend(() => {
+        const named = new Map<JobId, number>()
+        for (const request of requests) named.set(request.id, (named.get(request.id) ?? 0) + 1)
+        return Effect.forEach(requests, (request) =>
+          named.get(request.id)! > 1 ? Effect.succeed(undefined) : planTransition(request))
+      })
+
     /**
-     * Writes `requests` (several in one transaction): the outcome of each, in order, once committed; when any
-     * statement fails (or the commit does), the transaction is rolled back and nothing of it is kept here either.
-     * Of several, those of distinct jobs that need no statement of their own are written first, in one
-     * statement; the others follow one by one, in order.
+     * Writes `requests`, planned as `planned` (by `planDistinct`), several in one transaction: the outcome of
+     * each, in order, once committed; when any statement fails (or the commit does), the transaction is rolled
+     * back and nothing of it is kept here either. Of several, those that need no statement of their own are
+     * written first, in one statement; the others follow one by one, in order.
      */
     const writeTransitions = (
-      requests: ReadonlyArray<TransitionRequest>
+      requests: ReadonlyArray<TransitionRequest>,
+      planned: ReadonlyArray<PlannedTransition | undefined>
     ): Effect.Effect<Exit.Exit<Array<Option.Option<JobStatus>>, RepositoryError>> =>
       Effect.suspend(() => {
         // Every plan made, so that a failure gives back what each took, and the result of each request.
-        const made: Array<readonly [number, PlannedTransition]> = []
+        const made = planned.flatMap((plan, index) => plan === undefined ? [] : [[index, plan] as const])
         const results: Array<Option.Option<JobStatus> | undefined> = Array.from({ length: requests.length })
-        const plan = (index: number) =>
-          Effect.map(planTransition(requests[index]!), (planned) => {
-            made.push([index, planned])
-            return planned
-          })
         const single = requests.length === 1
         const all = Effect.gen(function*() {
-          const named = new Map<JobId, number>()
-          for (const request of requests) named.set(request.id, (named.get(request.id) ?? 0) + 1)
-          const planned: Array<PlannedTransition | undefined> = []
-          for (let index = 0; index < requests.length; index++) {
-            // A job named twice is planned in turn, after the writes before it.
-            planned.push(single || named.get(requests[index]!.id)! > 1 ? undefined : yield* plan(index))
-          }
-          const grouped = planned.flatMap((planned, index) => planned?.grouped === undefined ? [] : [index])
+          const grouped = planned.flatMap((plan, index) => plan?.grouped === undefined ? [] : [index])
           if (grouped.length > 1) {
             const written = yield* writeGrouped(grouped.map((index) => planned[index]!))
             for (const index of grouped) {
@@ -1109,18 +1109,22 @@ const makeService = (
           }
           for (let index = 0; index < requests.length; index++) {
             if (results[index] !== undefined) continue
-            const own = planned[index] ?? (yield* plan(index))
+            let own = planned[index]
+            if (own === undefined) {
+              own = yield* planTransition(requests[index]!)
+              made.push([index, own])
+            }
             results[index] = yield* own.alone(single)
           }
         })
         return Effect.flatMap(Effect.exit(single ? all : transaction("transition", all)), (exit) => {
           if (Exit.isFailure(exit)) {
-            for (const [, planned] of made) planned.rolledBack()
+            for (const [, plan] of made) plan.rolledBack()
             const failed: Exit.Exit<Array<Option.Option<JobStatus>>, RepositoryError> = Exit.failCause(exit.cause)
             return Effect.succeed(failed)
           }
           const outcomes = results.map((result) => result!)
-          for (const [index, planned] of made) planned.committed(outcomes[index]!)
+          for (const [index, plan] of made) plan.committed(outcomes[index]!)
           const changed = outcomes.filter(Option.isSome).length
           return Effect.as(
             changed === 0 ? Effect.void : feed.announce(requests.length === 1 ? requests[0]!.id : "*"),
@@ -1129,20 +1133,66 @@ const makeService = (
         })
       })
 
+    type Outcomes = ReadonlyArray<Exit.Exit<Option.Option<JobStatus>, RepositoryError>>
+
+    /** Writes each request alone: its failure is its own. */
+    const writeOneByOne = (requests: ReadonlyArray<TransitionRequest>): Effect.Effect<Outcomes> =>
+      Effect.forEach(requests, (request) =>
+        Effect.flatMap(planDistinct([request]), (planned) =>
+          Effect.map(writeTransitions([request], planned), Exit.map((results) => results[0]!))))
+
     /**
-     * The transitions of one turn of the event loop, in one transaction under the write lock. When it fails,
-     * each of a group of several is written again alone, so that a request's failure is its own.
+     * Writes a group whose every request is in the grouped statement: that statement alone (atomic by
+     * itself), without a transaction around it. A request whose inline checkpoint did not apply is written
+     * again alone; when the statement fails, each request is.
+     */
+    const writeGroupedOnly = (
+      requests: ReadonlyArray<TransitionRequest>,
+      planned: ReadonlyArray<PlannedTransition>
+    ): Effect.Effect<Outcomes> =>
+      Effect.flatMap(Effect.exit(writeGrouped(planned)), (exit) => {
+        if (Exit.isFailure(exit)) {
+          for (const plan of planned) plan.rolledBack()
+          return writeOneByOne(requests)
+        }
+        let changed = false
+        return Effect.tap(
+          Effect.forEach(planned, (plan, index): Effect.Effect<Outcomes[number]> => {
+            const row = exit.value.get(plan.id)
+            if (row === undefined && plan.inline) {
+              plan.rolledBack()
+              return Effect.map(writeOneByOne([requests[index]!]), (outcomes) => outcomes[0]!)
+            }
+            return Effect.map(Effect.exit(plan.fromGroup(row)), (outcome) => {
+              if (Exit.isFailure(outcome)) {
+                plan.rolledBack()
+                return outcome
+              }
+              plan.committed(outcome.value)
+              changed ||= Option.isSome(outcome.value)
+              return outcome
+            })
+          }),
+          () => changed ? feed.announce("*") : Effect.void
+        )
+      })
+
+    /**
+     * The transitions of one turn of the event loop, under the write lock: in one statement when none needs
+     * statements of its own, else in one transaction. When that transaction fails, each of a group of several
+     * is written again alone, so that a request's failure is its own.
      */
     const transitions = yield* GroupCommit.make((group: ReadonlyArray<TransitionRequest>) =>
-      writeLock.withPermits(1)(Effect.flatMap(
-        writeTransitions(group),
-        (exit): Effect.Effect<ReadonlyArray<Exit.Exit<Option.Option<JobStatus>, RepositoryError>>> => {
+      writeLock.withPermits(1)(Effect.flatMap(planDistinct(group), (planned): Effect.Effect<Outcomes> => {
+        if (group.length > 1 && planned.every((plan) => plan?.grouped !== undefined)) {
+          return writeGroupedOnly(group, planned as ReadonlyArray<PlannedTransition>)
+        }
+        return Effect.flatMap(writeTransitions(group, planned), (exit) => {
           if (Exit.isSuccess(exit)) return Effect.succeed(exit.value.map((result) => Exit.succeed(result)))
           if (group.length === 1) return Effect.succeed([Exit.failCause(exit.cause)])
-          return Effect.forEach(group, (request) =>
-            Effect.map(writeTransitions([request]), Exit.map((results) => results[0]!)))
-        }
-      ))
+          return writeOneByOne(group)
+        })
+      }))
     )
 
     /** The stored records of a job after the chunk `after` (only those with a result when `results`). */
