@@ -1461,15 +1461,15 @@ const makeService = (
 
     /**
      * Inserts jobs (distinct ids) and their specs, a few hundred rows per statement, in the caller's
-     * transaction; returns the ids inserted (an id already stored is skipped, its spec not written).
+     * transaction; returns the ids inserted (an id already stored is skipped, its spec not written). On
+     * PostgreSQL a job and its spec are one statement, so `insertBatch` jobs or fewer need no transaction.
      */
     const insertJobs = (prepared: ReadonlyArray<Prepared>) =>
       Effect.gen(function*() {
         const inserted = new Set<JobId>()
         for (let offset = 0; offset < prepared.length; offset += insertBatch) {
           const part = prepared.slice(offset, offset + insertBatch)
-          const rows = yield* sql<{ readonly id: JobId }>`INSERT INTO ${jobs} ${
-            sql.insert(part.map(({ job, status }) => ({
+          const jobRows = sql.insert(part.map(({ job, status }) => ({
               id: job.id,
               name: job.spec.name ?? null,
               state: "pending",
@@ -1484,13 +1484,29 @@ const makeService = (
               checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString(),
               lease: 0
             })))
-          } ON CONFLICT (id) DO NOTHING RETURNING id`
-          const fresh = new Set(rows.map((row) => row.id))
-          const specRows = part.filter(({ job }) => fresh.has(job.id)).map(({ job, spec }) => ({
+          const specRow = ({ job, spec }: Prepared) => ({
             id: job.id,
             spec,
             metadata: job.spec.metadata === undefined ? null : JSON.stringify(job.spec.metadata)
-          }))
+          })
+          if (source.dialect === "pg") {
+            const rows = yield* sql<{ readonly id: JobId }>`WITH inserted AS (
+                INSERT INTO ${jobs} ${jobRows} ON CONFLICT (id) DO NOTHING RETURNING id
+              ), spec AS (
+                INSERT INTO ${specs} (id, spec, metadata) SELECT v.id, v.spec, v.metadata FROM (VALUES ${
+              sql.csv(part.map((prepared) => {
+                const row = specRow(prepared)
+                return sql`(${row.id}, ${row.spec}, ${row.metadata})`
+              }))
+            }) AS v (id, spec, metadata) WHERE v.id IN (SELECT i.id FROM inserted AS i)
+              )
+              SELECT id FROM inserted`
+            for (const row of rows) inserted.add(row.id)
+            continue
+          }
+          const rows = yield* sql<{ readonly id: JobId }>`INSERT INTO ${jobs} ${jobRows} ON CONFLICT (id) DO NOTHING RETURNING id`
+          const fresh = new Set(rows.map((row) => row.id))
+          const specRows = part.filter(({ job }) => fresh.has(job.id)).map(specRow)
           if (specRows.length > 0) yield* sql`INSERT INTO ${specs} ${sql.insert(specRows)}`
           for (const id of fresh) inserted.add(id)
         }
@@ -1498,13 +1514,17 @@ const makeService = (
       })
 
     /**
-     * The creates of one turn of the event loop, in one transaction. Each gets its own answer: its status, or
-     * a `RepositoryError` for an id already stored (or repeated in the group); a failed transaction fails all.
+     * The creates of one turn of the event loop, in one transaction (on PostgreSQL one statement). Each gets
+     * its own answer: its status, or a `RepositoryError` for an id already stored (or repeated in the group); a
+     * failed transaction fails all.
      */
     const creates = yield* GroupCommit.make((group: ReadonlyArray<Prepared>) => {
       const distinct = new Map<JobId, Prepared>()
       for (const prepared of group) if (!distinct.has(prepared.job.id)) distinct.set(prepared.job.id, prepared)
-      return transaction("create", insertJobs([...distinct.values()])).pipe(
+      const toInsert = [...distinct.values()]
+      return (source.dialect === "pg" && toInsert.length <= insertBatch
+        ? Effect.mapError(insertJobs(toInsert), sqlFailure("create"))
+        : transaction("create", insertJobs(toInsert))).pipe(
         Effect.tap((inserted) =>
           Effect.suspend(() => {
             for (const id of inserted) {
