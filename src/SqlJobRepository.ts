@@ -1035,17 +1035,18 @@ const makeService = (
     /**
      * The compare-and-sets of `plans` (distinct jobs, each with `grouped` values) as one statement (per
      * `transitionBatch` of them): each row of `VALUES` applies to its job under exactly the conditions of the
-     * statement it would make alone (`write`). Returns the rows written, by job id.
+     * statement it would make alone (`write`). With `notification` (see `ChangeFeed`), each statement also
+     * selects it. Returns the rows written, by job id.
      */
-    const writeGrouped = (plans: ReadonlyArray<PlannedTransition>) =>
+    const writeGrouped = (plans: ReadonlyArray<PlannedTransition>, notification?: Fragment) =>
       Effect.gen(function*() {
         const written = new Map<string, unknown>()
         for (let offset = 0; offset < plans.length; offset += transitionBatch) {
           const part = plans.slice(offset, offset + transitionBatch)
-          const rows = yield* sql`WITH v (x_id, x_allowed, x_to, x_lease, x_completed, x_failed, x_error, x_keep_owner,
+          const values = sql`v (x_id, x_allowed, x_to, x_lease, x_completed, x_failed, x_error, x_keep_owner,
               x_owner, x_keep_phase, x_phase, x_total, x_inline, x_now, x_started, x_finished)
-            AS (VALUES ${sql.csv(part.map((plan) => plan.grouped!))})
-            UPDATE ${jobs} SET
+            AS (VALUES ${sql.csv(part.map((plan) => plan.grouped!))})`
+          const update = sql`UPDATE ${jobs} SET
               checkpoint = COALESCE(x_inline, checkpoint),
               total_chunks = COALESCE(x_total, total_chunks),
               streaming = CASE WHEN x_total IS NULL THEN streaming ELSE 0 END,
@@ -1069,7 +1070,12 @@ const makeService = (
               AND (streaming = 1 OR (x_completed IS NULL AND x_failed IS NULL)
                 OR COALESCE(x_completed, completed_chunks) + COALESCE(x_failed, failed_chunks) <= total_chunks)
               AND (x_inline IS NULL OR checkpoint IS NULL)
-            RETURNING ${columns}, checkpoint`.pipe(Effect.mapError(sqlFailure("transition")))
+            RETURNING ${columns}, checkpoint`
+          const rows = yield* (notification === undefined
+            ? sql`WITH ${values} ${update}`
+            : sql`WITH ${values}, written AS (${update}) SELECT written.*, ${notification} AS notified FROM written`).pipe(
+              Effect.mapError(sqlFailure("transition"))
+            )
           for (const row of rows) written.set(String(row["id"]), row)
         }
         return written
@@ -1149,8 +1155,10 @@ const makeService = (
     const writeGroupedOnly = (
       requests: ReadonlyArray<TransitionRequest>,
       planned: ReadonlyArray<PlannedTransition>
-    ): Effect.Effect<Outcomes> =>
-      Effect.flatMap(Effect.exit(writeGrouped(planned)), (exit) => {
+    ): Effect.Effect<Outcomes> => {
+      // The statement tells the other processes itself (no statement of `announce`).
+      const notification = feed.notification("*")
+      return Effect.flatMap(Effect.exit(writeGrouped(planned, notification)), (exit) => {
         if (Exit.isFailure(exit)) {
           for (const plan of planned) plan.rolledBack()
           return writeOneByOne(requests)
@@ -1173,9 +1181,10 @@ const makeService = (
               return outcome
             })
           }),
-          () => changed ? feed.announce("*") : Effect.void
+          () => !changed ? Effect.void : notification === undefined ? feed.announce("*") : feed.bump
         )
       })
+    }
 
     /**
      * The transitions of one turn of the event loop, under the write lock: in one statement when none needs
@@ -1464,7 +1473,7 @@ const makeService = (
      * transaction; returns the ids inserted (an id already stored is skipped, its spec not written). On
      * PostgreSQL a job and its spec are one statement, so `insertBatch` jobs or fewer need no transaction.
      */
-    const insertJobs = (prepared: ReadonlyArray<Prepared>) =>
+    const insertJobs = (prepared: ReadonlyArray<Prepared>, notification?: Fragment) =>
       Effect.gen(function*() {
         const inserted = new Set<JobId>()
         for (let offset = 0; offset < prepared.length; offset += insertBatch) {
@@ -1500,7 +1509,7 @@ const makeService = (
               }))
             }) AS v (id, spec, metadata) WHERE v.id IN (SELECT i.id FROM inserted AS i)
               )
-              SELECT id FROM inserted`
+              SELECT i.id${notification === undefined ? sql`` : sql`, ${notification} AS notified`} FROM inserted AS i`
             for (const row of rows) inserted.add(row.id)
             continue
           }
@@ -1522,8 +1531,11 @@ const makeService = (
       const distinct = new Map<JobId, Prepared>()
       for (const prepared of group) if (!distinct.has(prepared.job.id)) distinct.set(prepared.job.id, prepared)
       const toInsert = [...distinct.values()]
+      const notification = source.dialect === "pg" && toInsert.length <= insertBatch
+        ? feed.notification(toInsert.length === 1 ? toInsert[0]!.job.id : "*")
+        : undefined
       return (source.dialect === "pg" && toInsert.length <= insertBatch
-        ? Effect.mapError(insertJobs(toInsert), sqlFailure("create"))
+        ? Effect.mapError(insertJobs(toInsert, notification), sqlFailure("create"))
         : transaction("create", insertJobs(toInsert))).pipe(
         Effect.tap((inserted) =>
           Effect.suspend(() => {
@@ -1532,7 +1544,11 @@ const makeService = (
               totals.set(id, job.totalChunks ?? Number.POSITIVE_INFINITY)
               if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(id, 0)
             }
-            return inserted.size === 0 ? Effect.void : feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
+            return inserted.size === 0
+              ? Effect.void
+              : notification === undefined
+              ? feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
+              : feed.bump
           })
         ),
         // The first of a repeated id is the one inserted.

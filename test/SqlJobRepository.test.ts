@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as TestServices from "effect/TestServices"
 import * as fs from "node:fs"
@@ -1215,6 +1216,37 @@ describe("SqlJobRepository.layerPg", () => {
       const a = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
       const b = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
       yield* claimRaceBetweenStores(a, b)
+    }))
+
+  it.scoped("a group of creates and a group of transitions each notify the schema's channel once, as they write", () =>
+    Effect.gen(function*() {
+      const schema = yield* tempSchema
+      const repo = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const admin = yield* Layer.build(PgClient.layer({ url: Redacted.make(pgUrl) }))
+      const pg = Context.get(admin, PgClient.PgClient)
+      const received: Array<string> = []
+      yield* Effect.forkScoped(Stream.runForEach(pg.listen(`effect_jobs_changes_${schema}`), (payload) =>
+        Effect.sync(() => received.push(payload))))
+      const listening = pg<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
+        WHERE query = ${`LISTEN "effect_jobs_changes_${schema}"`} AND state = 'idle'`
+      yield* eventually(listening, (rows) => Number(rows[0]!.n) > 0)
+      const ids = ["job_n1", "job_n2", "job_n3"].map(jobId)
+      yield* Effect.all(ids.map((id) => repo.create(newJob(id, chunkSpec(2)))), { concurrency: "unbounded" })
+      yield* waitLive(() => received.length > 0, "the notification of the creates")
+      const started = yield* Effect.all(
+        ids.map((id) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: 0 })),
+        { concurrency: "unbounded" }
+      )
+      expect(started.every((result) => result.applied)).toBe(true)
+      yield* waitLive(() => received.length > 1, "the notification of the transitions")
+      // A group that changes nothing notifies nothing.
+      const refused = yield* Effect.all(
+        ids.map((id) => repo.transition(id, ["running"], "completed", { lease: 0 })),
+        { concurrency: "unbounded" }
+      )
+      expect(refused.some((result) => result.applied)).toBe(false)
+      yield* TestServices.provideLive(Effect.sleep("200 millis"))
+      expect(received).toEqual(["*", "*"])
     }))
 
   it.scoped("two stores on one schema: a request made through one is notified to the other's stream; a lost notification is made up by the poll", () =>
