@@ -4,9 +4,13 @@
  * store, and its jobs outlive the process (`durable: true`).
  *
  * Guarantees:
- * - Every change of state is one `UPDATE ... WHERE id = ? AND state IN (...)` statement: an atomic
- *   compare-and-set, also between processes sharing the database, so racing changes have exactly one
- *   winner and a stored terminal state never changes. It clears any stop request of the job.
+ * - Every change of state is one `UPDATE ... WHERE id = ? AND state IN (...)` statement (and `lease = ?` when
+ *   the caller holds a lease): an atomic compare-and-set, also between processes sharing the database, so
+ *   racing changes have exactly one winner, a write under a stale lease never lands, and a stored terminal
+ *   state never changes. It clears any stop request of the job. The changes of one turn of the event loop
+ *   that write nothing else (of distinct jobs) are one `UPDATE ... FROM (VALUES ...)`, a row each under the
+ *   same conditions, each answered on its own: one refused leaves the others applied. On PostgreSQL that
+ *   statement, as a group of creates, is one round trip that also sends the group's `NOTIFY`.
  * - Progress is coalesced: `updateProgress` only records the latest counts, and the completed chunk ids
  *   since the last write, in memory; a background fiber writes every job with news in one transaction each
  *   `flushInterval`, and once more when the layer closes. The checkpoint (a job's completed chunk ids) is
