@@ -454,9 +454,48 @@ const groupWithStaleLeases = Effect.gen(function*() {
   expect(late._tag).toBe("LeaseLost")
 })
 
+/**
+ * Jobs ending at once, their chunk ids going into a checkpoint this store takes to be empty (in the grouped
+ * statement), while another process stored a checkpoint for two of them: for those the grouped write does not
+ * apply, and they are written again the usual way, their ids merged into the stored checkpoint; all end.
+ */
+const endsOverForeignCheckpoints = (setCheckpoint: (id: JobId, checkpoint: string) => Effect.Effect<unknown, unknown>) =>
+  Effect.gen(function*() {
+    const repo = yield* JobRepository
+    const ids = ["job_f1", "job_f2", "job_f3"].map(jobId)
+    const [f1, f2, f3] = ids as [JobId, JobId, JobId]
+    for (const id of ids) yield* repo.create(newJob(id, chunkSpec(4)))
+    yield* Effect.all(
+      ids.map((id) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: 0 })),
+      { concurrency: "unbounded" }
+    )
+    for (const id of ids) {
+      yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkIds: [0], lease: 1 })
+    }
+    yield* setCheckpoint(f1, "1")
+    yield* setCheckpoint(f3, "1-2")
+    const ended = yield* Effect.all(
+      ids.map((id) => repo.transition(id, ["running"], "completed", { completedChunks: 3, failedChunks: 0, lease: 1 })),
+      { concurrency: "unbounded" }
+    )
+    expect(ended.map((result) => [result.applied, result.status.state])).toEqual(ids.map(() => [true, "completed"]))
+    expect([...(yield* repo.getCheckpoint(f1)).ranges()]).toEqual([[0, 1]])
+    expect([...(yield* repo.getCheckpoint(f2)).ranges()]).toEqual([[0, 0]])
+    expect([...(yield* repo.getCheckpoint(f3)).ranges()]).toEqual([[0, 2]])
+  })
+
 // --- SQLite -----------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerSqlite", () => {
+  it.scoped("jobs ending at once over checkpoints another process stored: their ids are merged, all end", () =>
+    Effect.gen(function*() {
+      const filename = path.join(yield* tempDir, "jobs.db")
+      const repo = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
+      yield* endsOverForeignCheckpoints((id, checkpoint) =>
+        withSqlite(filename, (sql) => sql`UPDATE effect_jobs SET checkpoint = ${checkpoint} WHERE id = ${id}`)
+      ).pipe(Effect.provideService(JobRepository, repo))
+    }))
+
   it.effect("transitions asked at once where some leases are stale: the others apply, the stale ones are refused", () =>
     groupWithStaleLeases.pipe(Effect.provide(sqliteLayer())))
 
@@ -943,6 +982,14 @@ describe("SqlJobRepository.layerSqlite", () => {
 // --- PostgreSQL -------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerPg", () => {
+  it.scoped("jobs ending at once over checkpoints another process stored: their ids are merged, all end", () =>
+    Effect.gen(function*() {
+      const { repo, schema, sql } = yield* slowFlushPgStore
+      yield* endsOverForeignCheckpoints((id, checkpoint) =>
+        sql`UPDATE ${sql(`${schema}.effect_jobs`)} SET checkpoint = ${checkpoint} WHERE id = ${id}`
+      ).pipe(Effect.provideService(JobRepository, repo))
+    }))
+
   it.effect("transitions asked at once where some leases are stale: the others apply, the stale ones are refused", () =>
     groupWithStaleLeases.pipe(Effect.provide(pgLayer())))
 
