@@ -1152,8 +1152,8 @@ const makeService = (
           Effect.map(writeTransitions([request], planned), Exit.map((results) => results[0]!))))
 
     /**
-     * Writes a group whose every request is in the grouped statement: that statement alone (atomic by
-     * itself), without a transaction around it. A request whose inline checkpoint did not apply is written
+     * Writes a group whose every request is in the grouped statement (at most `transitionBatch`): that
+     * statement alone (atomic by itself), without a transaction around it. A request whose inline checkpoint did not apply is written
      * again alone; when the statement fails, each request is.
      */
     const writeGroupedOnly = (
@@ -1197,7 +1197,8 @@ const makeService = (
      */
     const transitions = yield* GroupCommit.make((group: ReadonlyArray<TransitionRequest>) =>
       writeLock.withPermits(1)(Effect.flatMap(planDistinct(group), (planned): Effect.Effect<Outcomes> => {
-        if (group.length > 1 && planned.every((plan) => plan?.grouped !== undefined)) {
+        // More than `transitionBatch` would be several statements: they need the transaction.
+        if (group.length > 1 && group.length <= transitionBatch && planned.every((plan) => plan?.grouped !== undefined)) {
           return writeGroupedOnly(group, planned as ReadonlyArray<PlannedTransition>)
         }
         return Effect.flatMap(writeTransitions(group, planned), (exit) => {

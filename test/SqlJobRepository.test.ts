@@ -484,9 +484,30 @@ const endsOverForeignCheckpoints = (setCheckpoint: (id: JobId, checkpoint: strin
     expect([...(yield* repo.getCheckpoint(f3)).ranges()]).toEqual([[0, 2]])
   })
 
+/**
+ * More creates and transitions at once than one statement writes (500): they are written in several
+ * statements of one transaction, and each is answered as it applied.
+ */
+const largeGroups = Effect.gen(function*() {
+  const repo = yield* JobRepository
+  const ids = Array.from({ length: 620 }, (_, index) => jobId(`job_l${String(index).padStart(3, "0")}`))
+  yield* Effect.all(ids.map((id) => repo.create(newJob(id, chunkSpec(2)))), { concurrency: "unbounded" })
+  // Every tenth caller holds a stale lease.
+  const started = yield* Effect.all(
+    ids.map((id, index) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: index % 10 === 9 ? 7 : 0 })),
+    { concurrency: "unbounded" }
+  )
+  expect(started.map((result) => result.applied)).toEqual(ids.map((_, index) => index % 10 !== 9))
+  const page = yield* repo.list({ state: "running", limit: 1000 })
+  expect(page.jobs).toHaveLength(558)
+})
+
 // --- SQLite -----------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerSqlite", () => {
+  it.effect("more creates and transitions at once than one statement writes: each answered as it applied", () =>
+    largeGroups.pipe(Effect.provide(sqliteLayer())))
+
   it.scoped("jobs ending at once over checkpoints another process stored: their ids are merged, all end", () =>
     Effect.gen(function*() {
       const filename = path.join(yield* tempDir, "jobs.db")
@@ -982,6 +1003,9 @@ describe("SqlJobRepository.layerSqlite", () => {
 // --- PostgreSQL -------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerPg", () => {
+  it.effect("more creates and transitions at once than one statement writes: each answered as it applied", () =>
+    largeGroups.pipe(Effect.provide(pgLayer())))
+
   it.scoped("jobs ending at once over checkpoints another process stored: their ids are merged, all end", () =>
     Effect.gen(function*() {
       const { repo, schema, sql } = yield* slowFlushPgStore
