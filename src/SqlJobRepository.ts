@@ -4,9 +4,13 @@
  * store, and its jobs outlive the process (`durable: true`).
  *
  * Guarantees:
- * - Every change of state is one `UPDATE ... WHERE id = ? AND state IN (...)` statement: an atomic
- *   compare-and-set, also between processes sharing the database, so racing changes have exactly one
- *   winner and a stored terminal state never changes. It clears any stop request of the job.
+ * - Every change of state is one `UPDATE ... WHERE id = ? AND state IN (...)` statement (and `lease = ?` when
+ *   the caller holds a lease): an atomic compare-and-set, also between processes sharing the database, so
+ *   racing changes have exactly one winner, a write under a stale lease never lands, and a stored terminal
+ *   state never changes. It clears any stop request of the job. The changes of one turn of the event loop
+ *   that write nothing else (of distinct jobs) are one `UPDATE ... FROM (VALUES ...)`, a row each under the
+ *   same conditions, each answered on its own: one refused leaves the others applied. On PostgreSQL that
+ *   statement, as a group of creates, is one round trip that also sends the group's `NOTIFY`.
  * - Progress is coalesced: `updateProgress` only records the latest counts, and the completed chunk ids
  *   since the last write, in memory; a background fiber writes every job with news in one transaction each
  *   `flushInterval`, and once more when the layer closes. The checkpoint (a job's completed chunk ids) is
@@ -187,6 +191,8 @@ const defaultStopPollInterval = { sqlite: Duration.millis(10), pg: Duration.seco
 const pruneBatch = 1_000
 /** The most jobs one INSERT statement writes (12 values each: well within SQLite's and PostgreSQL's limits). */
 const insertBatch = 500
+/** The most transitions one grouped statement writes (16 values each). */
+const transitionBatch = 500
 
 /** How a store is opened: what to call it in errors, whether it must hold nothing else, and its journal. */
 interface OpenOptions {
@@ -245,16 +251,6 @@ interface TransitionRequest {
   readonly patch: TransitionPatch | undefined
 }
 
-/**
- * The statements of a transition, run in its group's transaction, and what to do once that transaction
- * committed (`committed`: the bookkeeping of the write here) or rolled back (`rolledBack`: the buffered
- * progress it took goes back).
- */
-interface TransitionStep {
-  readonly result: Option.Option<JobStatus>
-  readonly committed: () => void
-  readonly rolledBack: () => void
-}
 const encodeSpec = Schema.encode(Schema.parseJson(JobSpec))
 const decodeSpec = Schema.decodeUnknown(Schema.parseJson(JobSpec))
 
@@ -870,23 +866,30 @@ const makeService = (
     )
 
     // --- Transitions: one compare-and-set each, fenced when the caller holds a lease; those of one turn of the
-    // event loop share a transaction ---
+    // event loop share a transaction, and those that need no statement of their own share one statement ---
 
     /**
-     * The compare-and-set of a transition, with this process's buffered progress of the job (reported under
-     * the same lease): its counts (unless the patch has its own) in the same statement, its chunk ids merged
-     * into the checkpoint in the same transaction. `none` when it did not apply: the state is not in
-     * `allowed`, the lease is not the patch's, the job is gone, or the counts would exceed the total. Runs in
-     * a transaction (its group's), or alone (`alone`: then in a transaction of its own only when it makes
-     * more than one statement), under the write lock; a failure gives the buffered progress back at once.
+     * A transition made ready to write, with this process's buffered progress of the job (reported under the
+     * same lease) taken: its counts (unless the patch has its own) go in the compare-and-set, its chunk ids are
+     * merged into the checkpoint in the same transaction. A result of `none`: it did not apply (the state is
+     * not in `allowed`, the lease is not the patch's, the job is gone, or the counts would exceed the total).
+     * Written under the write lock:
+     * - `grouped`: its values in the grouped compare-and-set (see `writeGrouped`), when its compare-and-set is
+     *   all it writes (no chunk record, no pulled chunk, no chunk id to merge into a stored checkpoint);
+     * - `inline`: whether its chunk ids become the checkpoint in its compare-and-set (see below);
+     * - `fromGroup`: its result once the grouped statement returned its row (`undefined`: it did not apply, or
+     *   with `inline`, in a transaction, the stored checkpoint was not empty: then it is made again the usual way);
+     * - `alone`: its result from statements of its own, in its group's transaction or (`single`) in a
+     *   transaction of its own only when it makes more than one statement;
+     * - then `committed` (the bookkeeping of the write here) or `rolledBack` (the buffered progress it took
+     *   goes back), whichever the transaction did.
      */
-    const transitionStep = ({ allowed, id, patch, to }: TransitionRequest, alone: boolean) =>
-      Effect.gen(function*() {
+    const planTransition = ({ allowed, id, patch, to }: TransitionRequest) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
         const entry = buffer.get(id)
         const sameLease = entry !== undefined &&
           (patch?.lease === undefined || entry.lease === undefined || entry.lease === patch.lease)
         const taken = entry !== undefined && sameLease && ProgressBuffer.isPending(entry) ? buffer.take(id, entry) : undefined
-        const now = yield* Clock.currentTimeMillis
         const completed = patch?.completedChunks ?? taken?.completedChunks
         const failed = patch?.failedChunks ?? taken?.failedChunks
         const completedValue = completed === undefined ? sql`completed_chunks` : sql`${completed}`
@@ -897,28 +900,27 @@ const makeService = (
           : completed !== undefined || failed !== undefined
           ? [sql`(streaming = 1 OR ${completedValue} + ${failedValue} <= total_chunks)`]
           : []
-        const owner = patch?.owner === null
-          ? sql`NULL`
-          : patch?.owner === undefined
-          ? sql`owner`
-          : sql`${patch.owner}`
-        const phaseValue = patch?.phase ?? taken?.phase
-        const phase = to !== "running" || patch?.phase === null
-          ? sql`NULL`
-          : phaseValue === undefined
-          ? sql`phase`
-          : sql`${phaseValue}`
+        // `undefined`: the stored one is kept.
+        const ownerValue = patch?.owner === undefined ? undefined : patch.owner
+        const phaseValue = to !== "running" || patch?.phase === null ? null : patch?.phase ?? taken?.phase
+        const owner = ownerValue === undefined ? sql`owner` : sql`${ownerValue}`
+        const phase = phaseValue === undefined ? sql`phase` : sql`${phaseValue}`
         const chunks = taken !== undefined && taken.chunks.size > 0 ? taken.chunks : undefined
         const records = taken?.records
         const pulled = taken !== undefined && taken.streamed && ((taken.pulled?.size ?? 0) > 0 || chunks !== undefined)
           ? taken
           : undefined
         const total = taken?.totalChunks === undefined ? sql`` : sql`total_chunks = ${taken.totalChunks}, streaming = 0,`
-        /**
-         * The compare-and-set. With `inline`, the chunk ids become the checkpoint in the same statement, which
-         * then applies only while the stored checkpoint is empty: no second statement. Otherwise they are
-         * merged into the stored checkpoint, and chunk records written, in the same transaction.
-         */
+        const startedAt = to === "running" ? now : null
+        const finishedAt = isTerminal(to) ? now : null
+        // A checkpoint known to be empty (see `emptyCheckpoints`) is written inline, in the compare-and-set, which
+        // then applies only while the stored checkpoint is empty; if it turns out not to be (another process
+        // wrote it), the transition is made again the usual way.
+        const inline = chunks !== undefined && records === undefined && pulled === undefined &&
+            patch?.lease !== undefined && emptyCheckpoints.get(id) === patch.lease
+          ? chunks.toString()
+          : undefined
+        /** The compare-and-set (with `inline`, the chunk ids become the checkpoint), then the other statements. */
         const write = (inline: string | undefined) =>
           Effect.gen(function*() {
             const rows = yield* sql`UPDATE ${jobs} SET
@@ -935,8 +937,8 @@ const makeService = (
                 stop_requested = NULL,
                 stop_request_id = NULL,
                 updated_at = ${now},
-                started_at = COALESCE(started_at, ${to === "running" ? now : null}),
-                finished_at = ${isTerminal(to) ? now : null}
+                started_at = COALESCE(started_at, ${startedAt}),
+                finished_at = ${finishedAt}
               WHERE ${
               sql.and([
                 sql`id = ${id}`,
@@ -960,93 +962,255 @@ const makeService = (
         const giveBack = () => {
           if (taken !== undefined) buffer.giveBack(taken)
         }
-        const givingBack = <A, E>(effect: Effect.Effect<A, E>) => Effect.onError(effect, () => Effect.sync(giveBack))
-        // A checkpoint known to be empty (see `emptyCheckpoints`) is written inline; if it turns out not to be
-        // (another process wrote it), the transition is made again the usual way.
-        const inlined = chunks !== undefined && records === undefined && pulled === undefined && patch?.lease !== undefined &&
-            emptyCheckpoints.get(id) === patch.lease
-          ? yield* givingBack(write(chunks.toString()))
-          : undefined
-        if (inlined !== undefined && Option.isNone(inlined)) emptyCheckpoints.delete(id)
-        const result = inlined !== undefined && Option.isSome(inlined)
-          ? inlined
-          : yield* givingBack(
-            alone && (chunks !== undefined || records !== undefined || pulled !== undefined)
-              ? transaction("transition", write(undefined))
-              : write(undefined)
-          )
-        const committed = () => {
-          if (Option.isNone(result)) return giveBack()
-          const status = result.value
-          if (isTerminal(status.state)) totals.delete(id)
-          else totals.set(id, status.totalChunks ?? Number.POSITIVE_INFINITY)
-          if (
-            !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
-            emptyCheckpoints.get(id) === patch.lease
-          ) emptyCheckpoints.set(id, status.lease)
-          else emptyCheckpoints.delete(id)
-          // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
-          if (
-            entry !== undefined && buffer.get(id) === entry &&
-            entry.version === (taken === undefined ? entry.written : taken.version)
-          ) {
-            entry.completedChunks = status.completedChunks
-            entry.failedChunks = status.failedChunks
-            entry.partialChunks = 0
-            entry.at = now
-            entry.phase = undefined
-            entry.lease = status.lease
-            entry.written = entry.version
-          }
+        /** Once the transaction committed: the bookkeeping of the write here. */
+        const committed = (result: Option.Option<JobStatus>) => {
+            if (Option.isNone(result)) return giveBack()
+            const status = result.value
+            if (isTerminal(status.state)) totals.delete(id)
+            else totals.set(id, status.totalChunks ?? Number.POSITIVE_INFINITY)
+            if (
+              !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
+              emptyCheckpoints.get(id) === patch.lease
+            ) emptyCheckpoints.set(id, status.lease)
+            else emptyCheckpoints.delete(id)
+            // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
+            if (
+              entry !== undefined && buffer.get(id) === entry &&
+              entry.version === (taken === undefined ? entry.written : taken.version)
+            ) {
+              entry.completedChunks = status.completedChunks
+              entry.failedChunks = status.failedChunks
+              entry.partialChunks = 0
+              entry.at = now
+              entry.phase = undefined
+              entry.lease = status.lease
+              entry.written = entry.version
+            }
         }
+        /** Once the transaction rolled back (or a statement of it failed): the buffered progress taken goes back. */
         const rolledBack = () => {
           giveBack()
           emptyCheckpoints.delete(id)
         }
-        return { result, committed, rolledBack } satisfies TransitionStep
+        /** After the inline compare-and-set did not apply: the usual way. */
+        const withoutInline = (single: boolean) => {
+          emptyCheckpoints.delete(id)
+          return single ? transaction("transition", write(undefined)) : write(undefined)
+        }
+        const alone = (single: boolean) =>
+          inline === undefined
+            ? single && (chunks !== undefined || records !== undefined || pulled !== undefined)
+              ? transaction("transition", write(undefined))
+              : write(undefined)
+            : Effect.flatMap(write(inline), (inlined) => Option.isSome(inlined) ? Effect.succeed(inlined) : withoutInline(single))
+        const fromGroup = (row: unknown) =>
+          row !== undefined
+            ? Effect.asSome(decodeStatus("transition", row))
+            : inline !== undefined
+            ? withoutInline(false)
+            : Effect.succeed(Option.none<JobStatus>())
+        const grouped = records === undefined && pulled === undefined && (chunks === undefined || inline !== undefined)
+          ? sql`(${
+            sql.csv([
+              typed(id, "TEXT"),
+              // The allowed states as `|pending|paused|` (state names are lowercase letters).
+              typed(`|${allowed.join("|")}|`, "TEXT"),
+              typed(to, "TEXT"),
+              typed(patch?.lease ?? null, "BIGINT"),
+              typed(completed ?? null, "BIGINT"),
+              typed(failed ?? null, "BIGINT"),
+              typed(patch?.error ?? null, "TEXT"),
+              typed(ownerValue === undefined ? 1 : 0, "INTEGER"),
+              typed(ownerValue ?? null, "TEXT"),
+              typed(phaseValue === undefined ? 1 : 0, "INTEGER"),
+              typed(phaseValue ?? null, "TEXT"),
+              typed(taken?.totalChunks ?? null, "BIGINT"),
+              typed(inline ?? null, "TEXT"),
+              typed(now, "BIGINT"),
+              typed(startedAt, "BIGINT"),
+              typed(finishedAt, "BIGINT")
+            ])
+          })`
+          : undefined
+        return { id, grouped, inline: inline !== undefined, fromGroup, alone, committed, rolledBack }
+      })
+    type PlannedTransition = Effect.Effect.Success<ReturnType<typeof planTransition>>
+
+    /** A parameter of the grouped statement, typed (PostgreSQL would take an untyped one in `VALUES` as text). */
+    const typed = (value: string | number | null, type: "TEXT" | "BIGINT" | "INTEGER") =>
+      sql`CAST(${value} AS ${sql.literal(type)})`
+
+    /**
+     * The compare-and-sets of `plans` (distinct jobs, each with `grouped` values) as one statement (per
+     * `transitionBatch` of them): each row of `VALUES` applies to its job under exactly the conditions of the
+     * statement it would make alone (`write`). With `notification` (see `ChangeFeed`), each statement also
+     * selects it. Returns the rows written, by job id.
+     */
+    const writeGrouped = (plans: ReadonlyArray<PlannedTransition>, notification?: Fragment) =>
+      Effect.gen(function*() {
+        const written = new Map<string, unknown>()
+        for (let offset = 0; offset < plans.length; offset += transitionBatch) {
+          const part = plans.slice(offset, offset + transitionBatch)
+          const values = sql`v (x_id, x_allowed, x_to, x_lease, x_completed, x_failed, x_error, x_keep_owner,
+              x_owner, x_keep_phase, x_phase, x_total, x_inline, x_now, x_started, x_finished)
+            AS (VALUES ${sql.csv(part.map((plan) => plan.grouped!))})`
+          const update = sql`UPDATE ${jobs} SET
+              checkpoint = COALESCE(x_inline, checkpoint),
+              total_chunks = COALESCE(x_total, total_chunks),
+              streaming = CASE WHEN x_total IS NULL THEN streaming ELSE 0 END,
+              state = x_to,
+              completed_chunks = COALESCE(x_completed, completed_chunks),
+              failed_chunks = COALESCE(x_failed, failed_chunks),
+              error = COALESCE(x_error, error),
+              owner = CASE WHEN x_keep_owner = 1 THEN owner ELSE x_owner END,
+              phase = CASE WHEN x_keep_phase = 1 THEN phase ELSE x_phase END,
+              lease = lease + 1,
+              partial_chunks = 0,
+              stop_requested = NULL,
+              stop_request_id = NULL,
+              updated_at = x_now,
+              started_at = COALESCE(started_at, x_started),
+              finished_at = x_finished
+            FROM v
+            WHERE id = x_id
+              AND x_allowed LIKE '%|' || state || '|%'
+              AND (x_lease IS NULL OR lease = x_lease)
+              AND (streaming = 1 OR (x_completed IS NULL AND x_failed IS NULL)
+                OR COALESCE(x_completed, completed_chunks) + COALESCE(x_failed, failed_chunks) <= total_chunks)
+              AND (x_inline IS NULL OR checkpoint IS NULL)
+            RETURNING ${columns}, checkpoint`
+          const rows = yield* (notification === undefined
+            ? sql`WITH ${values} ${update}`
+            : sql`WITH ${values}, written AS (${update}) SELECT written.*, ${notification} AS notified FROM written`).pipe(
+              Effect.mapError(sqlFailure("transition"))
+            )
+          for (const row of rows) written.set(String(row["id"]), row)
+        }
+        return written
+      })
+
+    /** Plans the requests of distinct jobs; one of a job named twice is planned in turn, when it is written. */
+    const planDistinct = (requests: ReadonlyArray<TransitionRequest>) =>
+      Effect.suspend(() => {
+        const named = new Map<JobId, number>()
+        for (const request of requests) named.set(request.id, (named.get(request.id) ?? 0) + 1)
+        return Effect.forEach(requests, (request) =>
+          named.get(request.id)! > 1 ? Effect.succeed(undefined) : planTransition(request))
       })
 
     /**
-     * Writes `requests` (several in one transaction): the outcome of each, in order, once committed; when any
-     * statement fails (or the commit does), the transaction is rolled back and nothing of it is kept here either.
+     * Writes `requests`, planned as `planned` (by `planDistinct`), several in one transaction: the outcome of
+     * each, in order, once committed; when any statement fails (or the commit does), the transaction is rolled
+     * back and nothing of it is kept here either. Of several, those that need no statement of their own are
+     * written first, in one statement; the others follow one by one, in order.
      */
     const writeTransitions = (
-      requests: ReadonlyArray<TransitionRequest>
+      requests: ReadonlyArray<TransitionRequest>,
+      planned: ReadonlyArray<PlannedTransition | undefined>
     ): Effect.Effect<Exit.Exit<Array<Option.Option<JobStatus>>, RepositoryError>> =>
       Effect.suspend(() => {
-        const steps: Array<TransitionStep> = []
-        // One request makes its statements alone: a single compare-and-set is one autocommitted statement.
-        const alone = requests.length === 1
-        const all = Effect.forEach(requests, (request) => Effect.map(transitionStep(request, alone), (step) => steps.push(step)))
-        return Effect.flatMap(Effect.exit(alone ? all : transaction("transition", all)), (exit) => {
+        // Every plan made, so that a failure gives back what each took, and the result of each request.
+        const made = planned.flatMap((plan, index) => plan === undefined ? [] : [[index, plan] as const])
+        const results: Array<Option.Option<JobStatus> | undefined> = Array.from({ length: requests.length })
+        const single = requests.length === 1
+        const all = Effect.gen(function*() {
+          const grouped = planned.flatMap((plan, index) => plan?.grouped === undefined ? [] : [index])
+          if (grouped.length > 1) {
+            const written = yield* writeGrouped(grouped.map((index) => planned[index]!))
+            for (const index of grouped) {
+              results[index] = yield* planned[index]!.fromGroup(written.get(requests[index]!.id))
+            }
+          }
+          for (let index = 0; index < requests.length; index++) {
+            if (results[index] !== undefined) continue
+            let own = planned[index]
+            if (own === undefined) {
+              own = yield* planTransition(requests[index]!)
+              made.push([index, own])
+            }
+            results[index] = yield* own.alone(single)
+          }
+        })
+        return Effect.flatMap(Effect.exit(single ? all : transaction("transition", all)), (exit) => {
           if (Exit.isFailure(exit)) {
-            for (const step of steps) step.rolledBack()
+            for (const [, plan] of made) plan.rolledBack()
             const failed: Exit.Exit<Array<Option.Option<JobStatus>>, RepositoryError> = Exit.failCause(exit.cause)
             return Effect.succeed(failed)
           }
-          for (const step of steps) step.committed()
-          const changed = steps.filter((step) => Option.isSome(step.result)).length
+          const outcomes = results.map((result) => result!)
+          for (const [index, plan] of made) plan.committed(outcomes[index]!)
+          const changed = outcomes.filter(Option.isSome).length
           return Effect.as(
             changed === 0 ? Effect.void : feed.announce(requests.length === 1 ? requests[0]!.id : "*"),
-            Exit.succeed(steps.map((step) => step.result))
+            Exit.succeed(outcomes)
           )
         })
       })
 
+    type Outcomes = ReadonlyArray<Exit.Exit<Option.Option<JobStatus>, RepositoryError>>
+
+    /** Writes each request alone: its failure is its own. */
+    const writeOneByOne = (requests: ReadonlyArray<TransitionRequest>): Effect.Effect<Outcomes> =>
+      Effect.forEach(requests, (request) =>
+        Effect.flatMap(planDistinct([request]), (planned) =>
+          Effect.map(writeTransitions([request], planned), Exit.map((results) => results[0]!))))
+
     /**
-     * The transitions of one turn of the event loop, in one transaction under the write lock. When it fails,
-     * each of a group of several is written again alone, so that a request's failure is its own.
+     * Writes a group whose every request is in the grouped statement (at most `transitionBatch`): that
+     * statement alone (atomic by itself), without a transaction around it. A request whose inline checkpoint did not apply is written
+     * again alone; when the statement fails, each request is.
+     */
+    const writeGroupedOnly = (
+      requests: ReadonlyArray<TransitionRequest>,
+      planned: ReadonlyArray<PlannedTransition>
+    ): Effect.Effect<Outcomes> => {
+      // The statement tells the other processes itself (no statement of `announce`).
+      const notification = feed.notification("*")
+      return Effect.flatMap(Effect.exit(writeGrouped(planned, notification)), (exit) => {
+        if (Exit.isFailure(exit)) {
+          for (const plan of planned) plan.rolledBack()
+          return writeOneByOne(requests)
+        }
+        let changed = false
+        return Effect.tap(
+          Effect.forEach(planned, (plan, index): Effect.Effect<Outcomes[number]> => {
+            const row = exit.value.get(plan.id)
+            if (row === undefined && plan.inline) {
+              plan.rolledBack()
+              return Effect.map(writeOneByOne([requests[index]!]), (outcomes) => outcomes[0]!)
+            }
+            return Effect.map(Effect.exit(plan.fromGroup(row)), (outcome) => {
+              if (Exit.isFailure(outcome)) {
+                plan.rolledBack()
+                return outcome
+              }
+              plan.committed(outcome.value)
+              changed ||= Option.isSome(outcome.value)
+              return outcome
+            })
+          }),
+          () => !changed ? Effect.void : notification === undefined ? feed.announce("*") : feed.bump
+        )
+      })
+    }
+
+    /**
+     * The transitions of one turn of the event loop, under the write lock: in one statement when none needs
+     * statements of its own, else in one transaction. When that transaction fails, each of a group of several
+     * is written again alone, so that a request's failure is its own.
      */
     const transitions = yield* GroupCommit.make((group: ReadonlyArray<TransitionRequest>) =>
-      writeLock.withPermits(1)(Effect.flatMap(
-        writeTransitions(group),
-        (exit): Effect.Effect<ReadonlyArray<Exit.Exit<Option.Option<JobStatus>, RepositoryError>>> => {
+      writeLock.withPermits(1)(Effect.flatMap(planDistinct(group), (planned): Effect.Effect<Outcomes> => {
+        // More than `transitionBatch` would be several statements: they need the transaction.
+        if (group.length > 1 && group.length <= transitionBatch && planned.every((plan) => plan?.grouped !== undefined)) {
+          return writeGroupedOnly(group, planned as ReadonlyArray<PlannedTransition>)
+        }
+        return Effect.flatMap(writeTransitions(group, planned), (exit) => {
           if (Exit.isSuccess(exit)) return Effect.succeed(exit.value.map((result) => Exit.succeed(result)))
           if (group.length === 1) return Effect.succeed([Exit.failCause(exit.cause)])
-          return Effect.forEach(group, (request) =>
-            Effect.map(writeTransitions([request]), Exit.map((results) => results[0]!)))
-        }
-      ))
+          return writeOneByOne(group)
+        })
+      }))
     )
 
     /** The stored records of a job after the chunk `after` (only those with a result when `results`). */
@@ -1315,15 +1479,15 @@ const makeService = (
 
     /**
      * Inserts jobs (distinct ids) and their specs, a few hundred rows per statement, in the caller's
-     * transaction; returns the ids inserted (an id already stored is skipped, its spec not written).
+     * transaction; returns the ids inserted (an id already stored is skipped, its spec not written). On
+     * PostgreSQL a job and its spec are one statement, so `insertBatch` jobs or fewer need no transaction.
      */
-    const insertJobs = (prepared: ReadonlyArray<Prepared>) =>
+    const insertJobs = (prepared: ReadonlyArray<Prepared>, notification?: Fragment) =>
       Effect.gen(function*() {
         const inserted = new Set<JobId>()
         for (let offset = 0; offset < prepared.length; offset += insertBatch) {
           const part = prepared.slice(offset, offset + insertBatch)
-          const rows = yield* sql<{ readonly id: JobId }>`INSERT INTO ${jobs} ${
-            sql.insert(part.map(({ job, status }) => ({
+          const jobRows = sql.insert(part.map(({ job, status }) => ({
               id: job.id,
               name: job.spec.name ?? null,
               state: "pending",
@@ -1338,13 +1502,29 @@ const makeService = (
               checkpoint: job.completed === undefined || job.completed.size === 0 ? null : job.completed.toString(),
               lease: 0
             })))
-          } ON CONFLICT (id) DO NOTHING RETURNING id`
-          const fresh = new Set(rows.map((row) => row.id))
-          const specRows = part.filter(({ job }) => fresh.has(job.id)).map(({ job, spec }) => ({
+          const specRow = ({ job, spec }: Prepared) => ({
             id: job.id,
             spec,
             metadata: job.spec.metadata === undefined ? null : JSON.stringify(job.spec.metadata)
-          }))
+          })
+          if (source.dialect === "pg") {
+            const rows = yield* sql<{ readonly id: JobId }>`WITH inserted AS (
+                INSERT INTO ${jobs} ${jobRows} ON CONFLICT (id) DO NOTHING RETURNING id
+              ), spec AS (
+                INSERT INTO ${specs} (id, spec, metadata) SELECT v.id, v.spec, v.metadata FROM (VALUES ${
+              sql.csv(part.map((prepared) => {
+                const row = specRow(prepared)
+                return sql`(${row.id}, ${row.spec}, ${row.metadata})`
+              }))
+            }) AS v (id, spec, metadata) WHERE v.id IN (SELECT i.id FROM inserted AS i)
+              )
+              SELECT i.id${notification === undefined ? sql`` : sql`, ${notification} AS notified`} FROM inserted AS i`
+            for (const row of rows) inserted.add(row.id)
+            continue
+          }
+          const rows = yield* sql<{ readonly id: JobId }>`INSERT INTO ${jobs} ${jobRows} ON CONFLICT (id) DO NOTHING RETURNING id`
+          const fresh = new Set(rows.map((row) => row.id))
+          const specRows = part.filter(({ job }) => fresh.has(job.id)).map(specRow)
           if (specRows.length > 0) yield* sql`INSERT INTO ${specs} ${sql.insert(specRows)}`
           for (const id of fresh) inserted.add(id)
         }
@@ -1352,13 +1532,20 @@ const makeService = (
       })
 
     /**
-     * The creates of one turn of the event loop, in one transaction. Each gets its own answer: its status, or
-     * a `RepositoryError` for an id already stored (or repeated in the group); a failed transaction fails all.
+     * The creates of one turn of the event loop, in one transaction (on PostgreSQL one statement). Each gets
+     * its own answer: its status, or a `RepositoryError` for an id already stored (or repeated in the group); a
+     * failed transaction fails all.
      */
     const creates = yield* GroupCommit.make((group: ReadonlyArray<Prepared>) => {
       const distinct = new Map<JobId, Prepared>()
       for (const prepared of group) if (!distinct.has(prepared.job.id)) distinct.set(prepared.job.id, prepared)
-      return transaction("create", insertJobs([...distinct.values()])).pipe(
+      const toInsert = [...distinct.values()]
+      const notification = source.dialect === "pg" && toInsert.length <= insertBatch
+        ? feed.notification(toInsert.length === 1 ? toInsert[0]!.job.id : "*")
+        : undefined
+      return (source.dialect === "pg" && toInsert.length <= insertBatch
+        ? Effect.mapError(insertJobs(toInsert, notification), sqlFailure("create"))
+        : transaction("create", insertJobs(toInsert))).pipe(
         Effect.tap((inserted) =>
           Effect.suspend(() => {
             for (const id of inserted) {
@@ -1366,7 +1553,11 @@ const makeService = (
               totals.set(id, job.totalChunks ?? Number.POSITIVE_INFINITY)
               if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(id, 0)
             }
-            return inserted.size === 0 ? Effect.void : feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
+            return inserted.size === 0
+              ? Effect.void
+              : notification === undefined
+              ? feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
+              : feed.bump
           })
         ),
         // The first of a repeated id is the one inserted.

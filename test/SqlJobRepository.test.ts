@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as TestServices from "effect/TestServices"
 import * as fs from "node:fs"
@@ -410,9 +411,116 @@ const millionChunks = (
     expect(checkpoint.rangeCount).toBe(1)
   })
 
+/**
+ * Transitions asked at once (one group: its compare-and-sets that need no statement of their own are one
+ * statement) where two callers' leases are stale: the others apply, each stale one is refused and answered
+ * with the job's newer lease, and the progress buffered under a stale lease never lands.
+ */
+const groupWithStaleLeases = Effect.gen(function*() {
+  const repo = yield* JobRepository
+  const ids = ["job_g1", "job_g2", "job_g3", "job_g4", "job_g5"].map(jobId)
+  const [g1, g2, g3, g4, g5] = ids as [JobId, JobId, JobId, JobId, JobId]
+  for (const id of ids) yield* repo.create(newJob(id, chunkSpec(4)))
+  const started = yield* Effect.all(
+    ids.map((id) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: 0 })),
+    { concurrency: "unbounded" }
+  )
+  expect(started.map((result) => [result.applied, result.status.lease])).toEqual(ids.map(() => [true, 1]))
+  // Another manager takes job_g3 and job_g4 over: lease 1 is stale for them.
+  for (const id of [g3, g4]) {
+    yield* repo.transition(id, ["running"], "pending", { owner: null })
+    yield* repo.transition(id, ["pending"], "running", { owner: "owner_b" })
+  }
+  // Every first owner reports chunk 0 under lease 1, but job_g3's (it stays in the grouped statement).
+  for (const id of [g1, g2, g4, g5]) {
+    yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkIds: [0], lease: 1 })
+  }
+  const ended = yield* Effect.all(
+    ids.map((id) => repo.transition(id, ["running"], "completed", { completedChunks: 4, failedChunks: 0, lease: 1 })),
+    { concurrency: "unbounded" }
+  )
+  expect(ended.map((result) => [result.applied, result.status.state, result.status.lease, result.status.owner])).toEqual([
+    [true, "completed", 2, "owner_a"],
+    [true, "completed", 2, "owner_a"],
+    [false, "running", 3, "owner_b"],
+    [false, "running", 3, "owner_b"],
+    [true, "completed", 2, "owner_a"]
+  ])
+  for (const id of [g1, g2, g5]) expect([...(yield* repo.getCheckpoint(id)).ranges()]).toEqual([[0, 0]])
+  for (const id of [g3, g4]) {
+    expect((yield* repo.getCheckpoint(id)).size).toBe(0)
+    expect(Option.getOrThrow(yield* repo.get(id)).completedChunks).toBe(0)
+  }
+  const late = yield* Effect.flip(repo.updateProgress(g4, { completedChunks: 2, failedChunks: 0, lease: 1 }))
+  expect(late._tag).toBe("LeaseLost")
+})
+
+/**
+ * Jobs ending at once, their chunk ids going into a checkpoint this store takes to be empty (in the grouped
+ * statement), while another process stored a checkpoint for two of them: for those the grouped write does not
+ * apply, and they are written again the usual way, their ids merged into the stored checkpoint; all end.
+ */
+const endsOverForeignCheckpoints = (setCheckpoint: (id: JobId, checkpoint: string) => Effect.Effect<unknown, unknown>) =>
+  Effect.gen(function*() {
+    const repo = yield* JobRepository
+    const ids = ["job_f1", "job_f2", "job_f3"].map(jobId)
+    const [f1, f2, f3] = ids as [JobId, JobId, JobId]
+    for (const id of ids) yield* repo.create(newJob(id, chunkSpec(4)))
+    yield* Effect.all(
+      ids.map((id) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: 0 })),
+      { concurrency: "unbounded" }
+    )
+    for (const id of ids) {
+      yield* repo.updateProgress(id, { completedChunks: 1, failedChunks: 0, completedChunkIds: [0], lease: 1 })
+    }
+    yield* setCheckpoint(f1, "1")
+    yield* setCheckpoint(f3, "1-2")
+    const ended = yield* Effect.all(
+      ids.map((id) => repo.transition(id, ["running"], "completed", { completedChunks: 3, failedChunks: 0, lease: 1 })),
+      { concurrency: "unbounded" }
+    )
+    expect(ended.map((result) => [result.applied, result.status.state])).toEqual(ids.map(() => [true, "completed"]))
+    expect([...(yield* repo.getCheckpoint(f1)).ranges()]).toEqual([[0, 1]])
+    expect([...(yield* repo.getCheckpoint(f2)).ranges()]).toEqual([[0, 0]])
+    expect([...(yield* repo.getCheckpoint(f3)).ranges()]).toEqual([[0, 2]])
+  })
+
+/**
+ * More creates and transitions at once than one statement writes (500): they are written in several
+ * statements of one transaction, and each is answered as it applied.
+ */
+const largeGroups = Effect.gen(function*() {
+  const repo = yield* JobRepository
+  const ids = Array.from({ length: 620 }, (_, index) => jobId(`job_l${String(index).padStart(3, "0")}`))
+  yield* Effect.all(ids.map((id) => repo.create(newJob(id, chunkSpec(2)))), { concurrency: "unbounded" })
+  // Every tenth caller holds a stale lease.
+  const started = yield* Effect.all(
+    ids.map((id, index) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: index % 10 === 9 ? 7 : 0 })),
+    { concurrency: "unbounded" }
+  )
+  expect(started.map((result) => result.applied)).toEqual(ids.map((_, index) => index % 10 !== 9))
+  const page = yield* repo.list({ state: "running", limit: 1000 })
+  expect(page.jobs).toHaveLength(558)
+})
+
 // --- SQLite -----------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerSqlite", () => {
+  it.effect("more creates and transitions at once than one statement writes: each answered as it applied", () =>
+    largeGroups.pipe(Effect.provide(sqliteLayer())))
+
+  it.scoped("jobs ending at once over checkpoints another process stored: their ids are merged, all end", () =>
+    Effect.gen(function*() {
+      const filename = path.join(yield* tempDir, "jobs.db")
+      const repo = yield* buildService(SqlJobRepository.layerSqlite({ filename }))
+      yield* endsOverForeignCheckpoints((id, checkpoint) =>
+        withSqlite(filename, (sql) => sql`UPDATE effect_jobs SET checkpoint = ${checkpoint} WHERE id = ${id}`)
+      ).pipe(Effect.provideService(JobRepository, repo))
+    }))
+
+  it.effect("transitions asked at once where some leases are stale: the others apply, the stale ones are refused", () =>
+    groupWithStaleLeases.pipe(Effect.provide(sqliteLayer())))
+
   it.scoped("creates the file on first use, in WAL mode, at schema version 3", () =>
     Effect.gen(function*() {
       const filename = path.join(yield* tempDir, "new.db")
@@ -896,6 +1004,20 @@ describe("SqlJobRepository.layerSqlite", () => {
 // --- PostgreSQL -------------------------------------------------------------------------------------------
 
 describe("SqlJobRepository.layerPg", () => {
+  it.effect("more creates and transitions at once than one statement writes: each answered as it applied", () =>
+    largeGroups.pipe(Effect.provide(pgLayer())))
+
+  it.scoped("jobs ending at once over checkpoints another process stored: their ids are merged, all end", () =>
+    Effect.gen(function*() {
+      const { repo, schema, sql } = yield* slowFlushPgStore
+      yield* endsOverForeignCheckpoints((id, checkpoint) =>
+        sql`UPDATE ${sql(`${schema}.effect_jobs`)} SET checkpoint = ${checkpoint} WHERE id = ${id}`
+      ).pipe(Effect.provideService(JobRepository, repo))
+    }))
+
+  it.effect("transitions asked at once where some leases are stale: the others apply, the stale ones are refused", () =>
+    groupWithStaleLeases.pipe(Effect.provide(pgLayer())))
+
   it.live("an unreachable server fails the layer with RepositoryError", () =>
     Effect.gen(function*() {
       const error = yield* openError(
@@ -1166,6 +1288,37 @@ describe("SqlJobRepository.layerPg", () => {
       const a = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
       const b = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
       yield* claimRaceBetweenStores(a, b)
+    }))
+
+  it.scoped("a group of creates and a group of transitions each notify the schema's channel once, as they write", () =>
+    Effect.gen(function*() {
+      const schema = yield* tempSchema
+      const repo = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const admin = yield* Layer.build(PgClient.layer({ url: Redacted.make(pgUrl) }))
+      const pg = Context.get(admin, PgClient.PgClient)
+      const received: Array<string> = []
+      yield* Effect.forkScoped(Stream.runForEach(pg.listen(`effect_jobs_changes_${schema}`), (payload) =>
+        Effect.sync(() => received.push(payload))))
+      const listening = pg<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
+        WHERE query = ${`LISTEN "effect_jobs_changes_${schema}"`} AND state = 'idle'`
+      yield* eventually(listening, (rows) => Number(rows[0]!.n) > 0)
+      const ids = ["job_n1", "job_n2", "job_n3"].map(jobId)
+      yield* Effect.all(ids.map((id) => repo.create(newJob(id, chunkSpec(2)))), { concurrency: "unbounded" })
+      yield* waitLive(() => received.length > 0, "the notification of the creates")
+      const started = yield* Effect.all(
+        ids.map((id) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: 0 })),
+        { concurrency: "unbounded" }
+      )
+      expect(started.every((result) => result.applied)).toBe(true)
+      yield* waitLive(() => received.length > 1, "the notification of the transitions")
+      // A group that changes nothing notifies nothing.
+      const refused = yield* Effect.all(
+        ids.map((id) => repo.transition(id, ["running"], "completed", { lease: 0 })),
+        { concurrency: "unbounded" }
+      )
+      expect(refused.some((result) => result.applied)).toBe(false)
+      yield* TestServices.provideLive(Effect.sleep("200 millis"))
+      expect(received).toEqual(["*", "*"])
     }))
 
   it.scoped("two stores on one schema: a request made through one is notified to the other's stream; a lost notification is made up by the poll", () =>

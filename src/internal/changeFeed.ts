@@ -13,6 +13,7 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import type { Fragment } from "@effect/sql/Statement"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -46,6 +47,15 @@ export interface ChangeFeed {
   readonly announce: (id: string) => Effect.Effect<void>
   /** A stop request of `id` was stored through this store: as `announce`, and bumps `stopSignal`. */
   readonly announceStop: (id: string) => Effect.Effect<void>
+  /**
+   * PostgreSQL with notifications: a scalar subquery that notifies the other processes of `payload` (as
+   * `announce` does), for a write to select with the rows it wrote, sparing `announce`'s own statement; then
+   * `bump` instead of `announce`. Unlike `announce`'s, a failed notification (a full notification queue)
+   * fails that write. `undefined` otherwise.
+   */
+  readonly notification: (payload: string) => Fragment | undefined
+  /** A write through this store changed jobs, and its statement selected `notification`: bump only. */
+  readonly bump: Effect.Effect<void>
 }
 
 export const make = (
@@ -73,10 +83,13 @@ export const make = (
         }),
         "looking for changes by other processes"
       )
+      const bump = Effect.sync(() => signal.bump())
       return {
         signal,
         stopSignal,
-        announce: () => Effect.sync(() => signal.bump()),
+        announce: () => bump,
+        notification: () => undefined,
+        bump,
         announceStop: () =>
           Effect.sync(() => {
             signal.bump()
@@ -113,10 +126,13 @@ export const make = (
         : logFailure("notifying other processes of a change failed; they see it at their next poll")(
           sql`SELECT pg_notify(${notify.channel}, ${payload})`
         )
+    const bump = Effect.sync(() => signal.bump())
     return {
       signal,
       stopSignal,
-      announce: (id) => Effect.zipRight(Effect.sync(() => signal.bump()), send(id)),
+      announce: (id) => Effect.zipRight(bump, send(id)),
+      notification: (payload) => notify === undefined ? undefined : sql`(SELECT pg_notify(${notify.channel}, ${payload}))`,
+      bump,
       announceStop: (id) =>
         Effect.zipRight(
           Effect.sync(() => {
