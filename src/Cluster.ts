@@ -471,7 +471,8 @@ export const layer = (
 /**
  * Submits a job to the cluster whose store is in context, from any process (a runner is not needed): the
  * spec is validated (an invalid one fails with `InvalidJobSpec` and nothing is stored) and the job stored
- * `pending` without an owner; a runner's manager claims it within its `heartbeatInterval` and runs it.
+ * `pending` without an owner; a runner's manager claims it at once (the store notifies the runners; a lost
+ * notification leaves it to the next recovery, within `heartbeatInterval`) and runs it.
  * Returns the stored status.
  *
  * @since 0.1.0

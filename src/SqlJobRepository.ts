@@ -27,6 +27,10 @@
  *   (`PRAGMA data_version`, every `stopPollInterval`) and at once after a request made through the same
  *   store; PostgreSQL is notified (`LISTEN`/`NOTIFY` on a channel per schema) and also looks every
  *   `stopPollInterval` in case a notification was lost. A failed look is logged and tried again.
+ * - `claimable` is bumped when a job is stored without an owner, a client resumes a job (it is left without
+ *   an owner) or an owner retires: by this store, and on PostgreSQL by the other stores of the schema too
+ *   (notified; a lost notification is not made up, the managers' periodic recovery claims the job then).
+ *   On SQLite only this store's own writes bump it.
  * - Opening refuses (with a `RepositoryError`, before writing anything) a database that is not an
  *   effect-jobs store: a file that is not SQLite, an SQLite file holding another application's tables, a
  *   table named like ours that we did not create, or a store written by a newer version of effect-jobs.
@@ -1022,8 +1026,13 @@ const makeService = (
           }
           for (const step of steps) step.committed()
           const changed = steps.filter((step) => Option.isSome(step.result)).length
+          // A job left pending without an owner (resumed by a client) may be claimed by any manager at once.
+          const claimable = steps.some((step) =>
+            Option.isSome(step.result) && step.result.value.state === "pending" && step.result.value.owner === undefined
+          )
+          const announce = claimable ? feed.announceClaimable : feed.announce
           return Effect.as(
-            changed === 0 ? Effect.void : feed.announce(requests.length === 1 ? requests[0]!.id : "*"),
+            changed === 0 ? Effect.void : announce(requests.length === 1 ? requests[0]!.id : "*"),
             Exit.succeed(steps.map((step) => step.result))
           )
         })
@@ -1357,12 +1366,15 @@ const makeService = (
       return transaction("create", insertJobs([...distinct.values()])).pipe(
         Effect.tap((inserted) =>
           Effect.suspend(() => {
+            let unowned = false
             for (const id of inserted) {
               const { job } = distinct.get(id)!
               totals.set(id, job.totalChunks ?? Number.POSITIVE_INFINITY)
               if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(id, 0)
+              if (job.owner === undefined) unowned = true
             }
-            return inserted.size === 0 ? Effect.void : feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
+            const announce = unowned ? feed.announceClaimable : feed.announce
+            return inserted.size === 0 ? Effect.void : announce(inserted.size === 1 ? [...inserted][0]! : "*")
           })
         ),
         // The first of a repeated id is the one inserted.
@@ -1399,7 +1411,9 @@ const makeService = (
           totals.set(job.id, job.totalChunks ?? Number.POSITIVE_INFINITY)
           if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(job.id, 0)
         }
-        if (prepared.length > 0) yield* feed.announce("*")
+        if (prepared.length > 0) {
+          yield* (prepared.some(({ job }) => job.owner === undefined) ? feed.announceClaimable : feed.announce)("*")
+        }
         return prepared.map(({ status }) => status)
       }),
       get: fn("SqlJobRepository.get")(function*(id: JobId) {
@@ -1625,7 +1639,7 @@ const makeService = (
       }),
       retire: fn("SqlJobRepository.retire")(function*(owner: string) {
         yield* sql`DELETE FROM ${owners} WHERE owner = ${owner}`.pipe(Effect.mapError(sqlFailure("retire")))
-        yield* feed.announce("*")
+        yield* feed.announceClaimable("*")
       }),
       lastHeartbeat: fn("SqlJobRepository.lastHeartbeat")(function*(owner: string) {
         const rows = yield* sql`SELECT heartbeat_at FROM ${owners} WHERE owner = ${owner}`.pipe(
@@ -1662,7 +1676,8 @@ const makeService = (
         if (rows.length > 0) yield* feed.announceStop(request.id)
       }),
       stopRequests,
-      changes: feed.signal
+      changes: feed.signal,
+      claimable: feed.claimSignal
     })
   })
 
