@@ -8,7 +8,7 @@
  * - a **job owner**: its `JobManager` runs jobs exactly as in a single process (retries, timeouts, failure
  *   policy, progress, checkpoints, finalize, fenced ownership in the PostgreSQL job store), except that each
  *   chunk attempt is sent to a runner with free capacity, chosen from the runners' replies (least loaded
- *   first), instead of running here.
+ *   first; this runner's own slots are used directly, without a message, when they are as free as any).
  *
  * Chunk attempts are volatile messages (not persisted by the cluster): the job's checkpoint is what makes
  * the work durable. When a runner dies, the attempts it was running are sent again to the runner that takes
@@ -24,6 +24,7 @@
 import * as Entity from "@effect/cluster/Entity"
 import * as EntityId from "@effect/cluster/EntityId"
 import * as RunnerAddress from "@effect/cluster/RunnerAddress"
+import * as ShardId from "@effect/cluster/ShardId"
 import { Sharding } from "@effect/cluster/Sharding"
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
@@ -252,33 +253,35 @@ const oneAtATime = <ROut, E, RIn>(
 
 // --- Chunk runner ---
 
+type RunPayload = { readonly jobId: JobId; readonly attempt: number; readonly chunk: Chunk }
+type RunReply = { readonly runner: string; readonly capacity: number }
+
 /**
- * The chunk entity of this runner: runs attempts with the local `ChunkWorker`, at most `capacity` at once
- * (more are refused with `RunnerBusy`). Closing it refuses new attempts and waits up to `gracePeriod` for
- * the running ones.
+ * This runner's chunk slots: runs attempts with the local `ChunkWorker`, at most `capacity` at once, whether
+ * they come through the chunk entity (from any runner's dispatcher) or straight from this runner's own
+ * dispatcher; an attempt over capacity, or once closing has begun, is refused with `RunnerBusy`.
  */
-const runnerEntity = (options: {
+interface LocalSlots {
+  readonly runner: string
+  /** How many more attempts would be taken now (0 once closing). */
+  readonly free: () => number
+  readonly run: (payload: RunPayload) => Effect.Effect<RunReply, RunnerBusy | RemoteChunkError>
+  /** Refuses new attempts from now on, and waits up to `gracePeriod` for the running ones. */
+  readonly close: Effect.Effect<void>
+}
+
+const makeLocalSlots = (options: {
   readonly runner: string
   readonly capacity: number
   readonly gracePeriod: Duration.Duration
-}): Layer.Layer<never, never, ChunkWorker | Sharding> =>
-  Layer.unwrapScoped(Effect.gen(function*() {
+}): Effect.Effect<LocalSlots, never, ChunkWorker> =>
+  Effect.gen(function*() {
     const local = yield* ChunkWorker
     const { capacity, runner } = options
     let inFlight = 0
     let closing = false
 
-    yield* Effect.addFinalizer(() => {
-      closing = true
-      return Effect.repeat(Effect.sync(() => inFlight), {
-        until: (running) => running === 0,
-        schedule: Schedule.spaced(20)
-      }).pipe(Effect.interruptible, Effect.timeout(options.gracePeriod), Effect.ignore)
-    })
-
-    const runLocal = (
-      payload: { readonly jobId: JobId; readonly attempt: number; readonly chunk: Chunk }
-    ): Effect.Effect<unknown, unknown> =>
+    const runLocal = (payload: RunPayload): Effect.Effect<unknown, unknown> =>
       Effect.suspend(() => {
         const controller = new AbortController()
         const context: ChunkContext = {
@@ -295,10 +298,9 @@ const runnerEntity = (options: {
         return Effect.onInterrupt(run, () => Effect.sync(() => controller.abort()))
       })
 
-    const run = (
-      payload: { readonly jobId: JobId; readonly attempt: number; readonly chunk: Chunk }
-    ): Effect.Effect<{ readonly runner: string; readonly capacity: number }, RunnerBusy | RemoteChunkError> =>
-      Effect.suspend((): Effect.Effect<{ readonly runner: string; readonly capacity: number }, RunnerBusy | RemoteChunkError> => {
+    const reply: RunReply = { runner, capacity }
+    const run = (payload: RunPayload): Effect.Effect<RunReply, RunnerBusy | RemoteChunkError> =>
+      Effect.suspend((): Effect.Effect<RunReply, RunnerBusy | RemoteChunkError> => {
         if (closing || inFlight >= capacity) return Effect.fail(new RunnerBusy({ runner, capacity }))
         inFlight++
         return runLocal(payload).pipe(
@@ -316,11 +318,29 @@ const runnerEntity = (options: {
             return Effect.fail(new RemoteChunkError({ kind: "defect", message: describeError(Cause.squash(cause)), runner }))
           }),
           Effect.ensuring(Effect.sync(() => inFlight--)),
-          Effect.as({ runner, capacity })
+          Effect.as(reply)
         )
       })
 
-    return ChunkEntity.toLayer(ChunkEntity.of({ Run: (request) => run(request.payload) }), {
+    const close = Effect.suspend(() => {
+      closing = true
+      return Effect.repeat(Effect.sync(() => inFlight), {
+        until: (running) => running === 0,
+        schedule: Schedule.spaced(20)
+      }).pipe(Effect.interruptible, Effect.timeout(options.gracePeriod), Effect.ignore)
+    })
+
+    return { runner, free: () => closing ? 0 : capacity - inFlight, run, close }
+  })
+
+/**
+ * The chunk entity of this runner, on its slots. Closing it refuses new attempts (from any dispatcher) and
+ * waits up to the grace period for the running ones.
+ */
+const runnerEntity = (slots: LocalSlots): Layer.Layer<never, never, Sharding> =>
+  Layer.unwrapScoped(Effect.gen(function*() {
+    yield* Effect.addFinalizer(() => slots.close)
+    return ChunkEntity.toLayer(ChunkEntity.of({ Run: (request) => slots.run(request.payload) }), {
       concurrency: "unbounded",
       maxIdleTime: Duration.minutes(5)
     })
@@ -340,38 +360,44 @@ const entityIdsByShard = (sharding: Sharding["Type"], shardsPerGroup: number): M
 }
 
 /**
- * The `ChunkWorker` of a cluster job manager: each attempt goes to the chunk entity of a runner with free
- * capacity. A refusal (`RunnerBusy`) or a runner gone away sends the attempt again, to another runner if one
- * has room, without counting an attempt; only the worker's own outcome reaches the job.
+ * The `ChunkWorker` of a cluster job manager: each attempt goes to a runner with free capacity, the one with
+ * the most free slots by the dispatcher's view; this runner's own slots are used directly (no message, no
+ * serialization) when they are at least as free as any other's. A refusal (`RunnerBusy`) or a runner gone
+ * away sends the attempt again, to another runner if one has room, without counting an attempt; only the
+ * worker's own outcome reaches the job.
  */
-const dispatcher = (shardsPerGroup: number): Effect.Effect<ChunkWorker["Type"], never, Sharding> =>
+const dispatcher = (shardsPerGroup: number, slots: LocalSlots): Effect.Effect<ChunkWorker["Type"], never, Sharding> =>
   Effect.gen(function*() {
     const sharding = yield* Sharding
     const clientFor = yield* ChunkEntity.client
     const ids = entityIdsByShard(sharding, shardsPerGroup)
     const view = new CapacityView([...ids.keys()])
+    const holds = (shard: number) => sharding.hasShardId(ShardId.make("default", shard))
 
     const send = (chunk: Chunk, context: ChunkContext, busyDelay: number): Effect.Effect<void, unknown> =>
       Effect.suspend(() => {
-        const placement = view.choose()
-        return clientFor(ids.get(placement.shard)!).Run({ jobId: context.jobId, attempt: context.attempt, chunk }).pipe(
+        const payload = { jobId: context.jobId, attempt: context.attempt, chunk }
+        const placement = view.choose({ runner: slots.runner, free: slots.free(), holds })
+        const attempt = placement === undefined ? slots.run(payload) : clientFor(ids.get(placement.shard)!).Run(payload)
+        return attempt.pipe(
           // Interrupted here (cancel, timeout, fail-fast): the runner stops the attempt, its slot is free.
-          Effect.onInterrupt(() => Effect.sync(() => view.release(placement))),
+          Effect.onInterrupt(() => Effect.sync(() => placement !== undefined && view.release(placement))),
           Effect.matchCauseEffect({
-            onSuccess: (reply) => Effect.sync(() => view.answered(placement, reply.runner, reply.capacity, "done")),
+            onSuccess: (reply) =>
+              Effect.sync(() => placement !== undefined && view.answered(placement, reply.runner, reply.capacity, "done")),
             onFailure: (cause): Effect.Effect<void, unknown> => {
               const failure = Cause.failureOption(cause)
               if (Option.isSome(failure)) {
                 const error = failure.value
                 if (error._tag === "RunnerBusy") {
-                  view.answered(placement, error.runner, error.capacity, "busy")
+                  if (placement !== undefined) view.answered(placement, error.runner, error.capacity, "busy")
                   return Effect.zipRight(
                     Effect.sleep(busyDelay),
                     send(chunk, context, Math.min(busyDelay * 2, busyBackoff.maxMillis))
                   )
                 }
                 if (error._tag === "RemoteChunkError") {
-                  view.answered(placement, error.runner, undefined, "done")
+                  if (placement !== undefined) view.answered(placement, error.runner, undefined, "done")
                   return error.kind === "non-retryable"
                     ? Effect.fail(new NonRetryable({ cause: error }))
                     : error.kind === "defect"
@@ -380,7 +406,7 @@ const dispatcher = (shardsPerGroup: number): Effect.Effect<ChunkWorker["Type"], 
                 }
               }
               // The runner went away (or the attempt was interrupted there): send it again.
-              view.lost(placement)
+              if (placement !== undefined) view.lost(placement)
               return Effect.zipRight(
                 Effect.logDebug("effect-jobs: a chunk attempt's runner went away; sending it again", cause),
                 Effect.zipRight(Effect.sleep(lostRetryMillis), send(chunk, context, busyBackoff.initialMillis))
@@ -449,14 +475,15 @@ export const layer = (
       runnerHealth: options.runnerHealth ?? "ping",
       shardingConfig
     }).pipe(Layer.catchAll(failStart("Address", "cannot start")))
-    const manager = JobManager.layer(options.manager).pipe(
-      Layer.provide(Layer.effect(ChunkWorker, dispatcher(shardsPerGroup)))
-    )
-    const entity = runnerEntity({
+    const slots = yield* makeLocalSlots({
       runner,
       capacity: options.capacity ?? defaults.capacity,
       gracePeriod: Duration.decode(options.shutdownGracePeriod ?? defaults.shutdownGracePeriod)
     })
+    const manager = JobManager.layer(options.manager).pipe(
+      Layer.provide(Layer.effect(ChunkWorker, dispatcher(shardsPerGroup, slots)))
+    )
+    const entity = runnerEntity(slots)
     const database = Layer.catchAllCause(pg, (cause) =>
       Layer.fail(
         new ClusterStartError({ reason: "Database", detail: `cannot open PostgreSQL: ${describeError(Cause.squash(cause))}` })
@@ -471,7 +498,8 @@ export const layer = (
 /**
  * Submits a job to the cluster whose store is in context, from any process (a runner is not needed): the
  * spec is validated (an invalid one fails with `InvalidJobSpec` and nothing is stored) and the job stored
- * `pending` without an owner; a runner's manager claims it within its `heartbeatInterval` and runs it.
+ * `pending` without an owner; a runner's manager claims it at once (the store notifies the runners; a lost
+ * notification leaves it to the next recovery, within `heartbeatInterval`) and runs it.
  * Returns the stored status.
  *
  * @since 0.1.0

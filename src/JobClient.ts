@@ -77,13 +77,14 @@ export interface JobClient {
   readonly pauseJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
   /**
    * `paused`: queued again as `pending` without an owner; a running manager sharing the store claims it
-   * (within its `staleAfter`) and runs the chunks missing from its checkpoint. Other states: unchanged.
+   * (at once when the store signals it, see `JobRepository.claimable`; else at its next recovery, within its
+   * `heartbeatInterval`) and runs the chunks missing from its checkpoint. Other states: unchanged.
    */
   readonly resumeJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | RepositoryError>
   /**
    * Re-drives a `failed` job as a new `pending` job without an owner (its `retryOf` names the failed one,
-   * which keeps its terminal state): a running manager sharing the store claims it (within its
-   * `heartbeatInterval`) and runs only the chunks that failed or never ran. A job that did not fail fails
+   * which keeps its terminal state): a running manager sharing the store claims it (as `resumeJob` says)
+   * and runs only the chunks that failed or never ran. A job that did not fail fails
    * with `InvalidJobState`.
    */
   readonly retryJob: (id: string) => Effect.Effect<JobStatus, JobNotFound | InvalidJobState | RepositoryError>

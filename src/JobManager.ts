@@ -11,8 +11,10 @@
  * again, less the chunks recorded (see `ManagerOptions.sources`).
  *
  * Each manager instance has an owner id (`host:pid:random`) and heartbeats through the repository. Jobs
- * whose owner stopped heartbeating are claimed and resumed from their checkpoints by a live manager, and
- * cancel/pause requests stored by another process reach the owner through `JobRepository.stopRequests`.
+ * whose owner stopped heartbeating are claimed and resumed from their checkpoints by a live manager (every
+ * `heartbeatInterval`); a job stored without an owner, resumed by a client or left by a retired owner is
+ * claimed at once when the store signals it (`JobRepository.claimable`). Cancel/pause requests stored by
+ * another process reach the owner through `JobRepository.stopRequests`.
  *
  * @since 0.1.0
  */
@@ -1114,15 +1116,37 @@ export const make = (
       )
     )
 
+    /** Takes over the jobs of no owner or of managers that stopped heartbeating, and queues them. */
+    const claimOrphans = Effect.gen(function*() {
+      const staleBefore = (yield* Clock.currentTimeMillis) - staleAfter
+      const claimed = yield* repository.claimOrphans(owner, staleBefore)
+      yield* Effect.forEach(claimed, adopt, { discard: true })
+      return staleBefore
+    })
+
+    /**
+     * Claims orphans as soon as the store signals that a job may have become claimable (stored without an
+     * owner, e.g. by `Cluster.submitJob` or another process's client; resumed by a client; its owner
+     * retired), instead of waiting for the next recovery. The claim is the same atomic one: of the managers
+     * that react at once, one gets each job.
+     */
+    let seenClaimable = repository.claimable.version
+    const claimWhenSignalled = Effect.zipRight(
+      Effect.suspend(() => repository.claimable.changedSince(seenClaimable)),
+      Effect.suspend(() => {
+        seenClaimable = repository.claimable.version
+        // A manager shutting down starts nothing: the job is left to the others.
+        return closing ? Effect.void : claimOrphans
+      })
+    )
+
     /**
      * Takes over the jobs of managers that stopped heartbeating, and queues them. Then queues again any job of
      * this manager that no fiber of it runs and that has not changed for `staleAfter` (a claim, start or
      * requeue whose answer was lost left it so): no job stays `pending` or `running` under a live manager.
      */
     const recover = Effect.gen(function*() {
-      const staleBefore = (yield* Clock.currentTimeMillis) - staleAfter
-      const claimed = yield* repository.claimOrphans(owner, staleBefore)
-      yield* Effect.forEach(claimed, adopt, { discard: true })
+      const staleBefore = yield* claimOrphans
       const mine = yield* repository.activeJobsOf(owner)
       yield* Effect.forEach(mine, (status) => {
         if (live.has(status.id) || status.updatedAt.getTime() >= staleBefore) return Effect.void
@@ -1151,7 +1175,8 @@ export const make = (
     const ownership = yield* Effect.all([
       Effect.forkScoped(loop(heartbeat, { module: "JobManager", name: "heartbeat", spacing: heartbeatInterval, delayFirst: true })),
       Effect.forkScoped(loop(recover, { module: "JobManager", name: "recovery of orphaned jobs", spacing: heartbeatInterval, delayFirst: true })),
-      Effect.forkScoped(loop(listenForStops, { module: "JobManager", name: "listening for stop requests", spacing: heartbeatInterval }))
+      Effect.forkScoped(loop(listenForStops, { module: "JobManager", name: "listening for stop requests", spacing: heartbeatInterval })),
+      Effect.forkScoped(loop(claimWhenSignalled, { module: "JobManager", name: "claiming signalled orphans", spacing: 0 }))
     ])
     if (retention !== undefined) yield* Retention.sweep(repository, retention)
     yield* Effect.forkScoped(loop(writePartialProgress, {

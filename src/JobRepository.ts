@@ -326,6 +326,13 @@ export class JobRepository extends Context.Tag("effect-jobs/JobRepository")<JobR
   readonly stopRequests: Stream.Stream<StopRequest, RepositoryError>
   /** Signals that jobs may have changed (see {@link ChangeSignal}). */
   readonly changes: ChangeSignal
+  /**
+   * Signals that a job may have become claimable without any owner going stale: a job stored without an
+   * owner, a job left `pending` without an owner by a transition (a client's resume), an owner retired. A
+   * manager claims orphans when it changes, besides its periodic recovery. Which processes' writes it sees
+   * depends on the store (see each one); writes that leave no job claimable do not change it.
+   */
+  readonly claimable: ChangeSignal
 }>() {}
 
 /**
@@ -578,6 +585,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
   const heartbeats = new Map<string, number>()
   const stops = yield* PubSub.unbounded<StopRequest>()
   const changes = new VersionSignal()
+  const claimable = new VersionSignal()
   // Read directly (one step per operation instead of a clock lookup and two maps), as the manager reads its own.
   const clock = yield* Effect.clock
   /** `body` run with the current time. */
@@ -607,6 +615,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
       if (over !== undefined) return Effect.fail(over)
       setStatus(entry, applyTransition(entry.status.current, to, patch, date))
       changes.bump()
+      if (to === "pending" && entry.status.current.owner === undefined) claimable.bump()
       return Effect.succeed<TransitionResult>({ applied: true, status: entry.status.current })
     })
 
@@ -705,6 +714,7 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         return status
       })
       if (statuses.length > 0) changes.bump()
+      if (batch.some((job) => job.owner === undefined)) claimable.bump()
       return Effect.succeed(statuses)
     })
 
@@ -851,7 +861,11 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         heartbeats.set(owner, clock.unsafeCurrentTimeMillis())
         return held.filter((job) => jobs.get(job.id)?.status.lease !== job.lease).map((job) => job.id)
       }),
-    retire: (owner) => Effect.sync(() => void heartbeats.delete(owner)),
+    retire: (owner) =>
+      Effect.sync(() => {
+        heartbeats.delete(owner)
+        claimable.bump()
+      }),
     lastHeartbeat: (owner) => Effect.sync(() => Option.fromNullable(heartbeats.get(owner))),
     claimOrphans: (owner, staleBefore) =>
       atNow((date) => {
@@ -888,7 +902,8 @@ export const makeMemory: Effect.Effect<JobRepository["Type"]> = Effect.gen(funct
         return PubSub.publish(stops, { id: request.id, kind: request.kind })
       }),
     stopRequests: Stream.fromPubSub(stops),
-    changes
+    changes,
+    claimable
   })
 })
 

@@ -31,6 +31,10 @@
  *   (`PRAGMA data_version`, every `stopPollInterval`) and at once after a request made through the same
  *   store; PostgreSQL is notified (`LISTEN`/`NOTIFY` on a channel per schema) and also looks every
  *   `stopPollInterval` in case a notification was lost. A failed look is logged and tried again.
+ * - `claimable` is bumped when a job is stored without an owner, a client resumes a job (it is left without
+ *   an owner) or an owner retires: by this store, and on PostgreSQL by the other stores of the schema too
+ *   (notified; a lost notification is not made up, the managers' periodic recovery claims the job then).
+ *   On SQLite only this store's own writes bump it.
  * - Opening refuses (with a `RepositoryError`, before writing anything) a database that is not an
  *   effect-jobs store: a file that is not SQLite, an SQLite file holding another application's tables, a
  *   table named like ours that we did not create, or a store written by a newer version of effect-jobs.
@@ -1140,8 +1144,13 @@ const makeService = (
           const outcomes = results.map((result) => result!)
           for (const [index, plan] of made) plan.committed(outcomes[index]!)
           const changed = outcomes.filter(Option.isSome).length
+          // A job left pending without an owner (resumed by a client) may be claimed by any manager at once.
+          const claimable = outcomes.some((outcome) =>
+            Option.isSome(outcome) && outcome.value.state === "pending" && outcome.value.owner === undefined
+          )
+          const announce = claimable ? feed.announceClaimable : feed.announce
           return Effect.as(
-            changed === 0 ? Effect.void : feed.announce(requests.length === 1 ? requests[0]!.id : "*"),
+            changed === 0 ? Effect.void : announce(requests.length === 1 ? requests[0]!.id : "*"),
             Exit.succeed(outcomes)
           )
         })
@@ -1164,8 +1173,10 @@ const makeService = (
       requests: ReadonlyArray<TransitionRequest>,
       planned: ReadonlyArray<PlannedTransition>
     ): Effect.Effect<Outcomes> => {
-      // The statement tells the other processes itself (no statement of `announce`).
-      const notification = feed.notification("*")
+      // The statement tells the other processes itself (no statement of `announce`); a job it may leave
+      // pending without an owner is announced claimable.
+      const claimable = requests.some((request) => request.to === "pending" && typeof request.patch?.owner !== "string")
+      const notification = feed.notification("*", claimable)
       return Effect.flatMap(Effect.exit(writeGrouped(planned, notification)), (exit) => {
         if (Exit.isFailure(exit)) {
           for (const plan of planned) plan.rolledBack()
@@ -1189,7 +1200,14 @@ const makeService = (
               return outcome
             })
           }),
-          () => !changed ? Effect.void : notification === undefined ? feed.announce("*") : feed.bump
+          () =>
+            !changed
+              ? Effect.void
+              : notification !== undefined
+              ? feed.bump(claimable)
+              : claimable
+              ? feed.announceClaimable("*")
+              : feed.announce("*")
         )
       })
     }
@@ -1540,8 +1558,10 @@ const makeService = (
       const distinct = new Map<JobId, Prepared>()
       for (const prepared of group) if (!distinct.has(prepared.job.id)) distinct.set(prepared.job.id, prepared)
       const toInsert = [...distinct.values()]
+      // A job stored without an owner may be claimed by any manager at once.
+      const claimable = toInsert.some(({ job }) => job.owner === undefined)
       const notification = source.dialect === "pg" && toInsert.length <= insertBatch
-        ? feed.notification(toInsert.length === 1 ? toInsert[0]!.job.id : "*")
+        ? feed.notification(toInsert.length === 1 ? toInsert[0]!.job.id : "*", claimable)
         : undefined
       return (source.dialect === "pg" && toInsert.length <= insertBatch
         ? Effect.mapError(insertJobs(toInsert, notification), sqlFailure("create"))
@@ -1553,11 +1573,10 @@ const makeService = (
               totals.set(id, job.totalChunks ?? Number.POSITIVE_INFINITY)
               if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(id, 0)
             }
-            return inserted.size === 0
-              ? Effect.void
-              : notification === undefined
-              ? feed.announce(inserted.size === 1 ? [...inserted][0]! : "*")
-              : feed.bump
+            if (inserted.size === 0) return Effect.void
+            if (notification !== undefined) return feed.bump(claimable)
+            const announce = claimable ? feed.announceClaimable : feed.announce
+            return announce(inserted.size === 1 ? [...inserted][0]! : "*")
           })
         ),
         // The first of a repeated id is the one inserted.
@@ -1594,7 +1613,9 @@ const makeService = (
           totals.set(job.id, job.totalChunks ?? Number.POSITIVE_INFINITY)
           if (job.completed === undefined || job.completed.size === 0) emptyCheckpoints.set(job.id, 0)
         }
-        if (prepared.length > 0) yield* feed.announce("*")
+        if (prepared.length > 0) {
+          yield* (prepared.some(({ job }) => job.owner === undefined) ? feed.announceClaimable : feed.announce)("*")
+        }
         return prepared.map(({ status }) => status)
       }),
       get: fn("SqlJobRepository.get")(function*(id: JobId) {
@@ -1820,7 +1841,7 @@ const makeService = (
       }),
       retire: fn("SqlJobRepository.retire")(function*(owner: string) {
         yield* sql`DELETE FROM ${owners} WHERE owner = ${owner}`.pipe(Effect.mapError(sqlFailure("retire")))
-        yield* feed.announce("*")
+        yield* feed.announceClaimable("*")
       }),
       lastHeartbeat: fn("SqlJobRepository.lastHeartbeat")(function*(owner: string) {
         const rows = yield* sql`SELECT heartbeat_at FROM ${owners} WHERE owner = ${owner}`.pipe(
@@ -1857,7 +1878,8 @@ const makeService = (
         if (rows.length > 0) yield* feed.announceStop(request.id)
       }),
       stopRequests,
-      changes: feed.signal
+      changes: feed.signal,
+      claimable: feed.claimSignal
     })
   })
 

@@ -17,7 +17,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { RangeSet } from "../src/internal/rangeSet.js"
 import { migrations, tablesIn } from "../src/internal/sqlMigrations.js"
+import * as ChunkWorker from "../src/ChunkWorker.js"
 import type { JobId, JobStatus } from "../src/Job.js"
+import * as JobManager from "../src/JobManager.js"
 import { JobRepository } from "../src/JobRepository.js"
 import * as SqlJobRepository from "../src/SqlJobRepository.js"
 import {
@@ -366,6 +368,18 @@ const waitLive = (done: () => boolean, what: string, millis = 5000) =>
       yield* Effect.sleep("5 millis")
     }
   }))
+
+/** Waits until a store's connection listens on the change channel of `schema` (PostgreSQL). */
+const untilListening = (schema: string) =>
+  Effect.gen(function*() {
+    const listening = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
+        WHERE query = ${`LISTEN "effect_jobs_changes_${schema}"`} AND state = 'idle'`).pipe(
+        Effect.provide(PgClient.layer({ url: Redacted.make(pgUrl) }))
+      )
+    yield* eventually(listening, (rows) => Number(rows[0]!.n) > 0)
+    yield* TestServices.provideLive(Effect.sleep("50 millis"))
+  })
 
 /** A job with a million chunks, completed mostly in order, makes a checkpoint of a few bytes. */
 const millionChunks = (
@@ -1318,8 +1332,44 @@ describe("SqlJobRepository.layerPg", () => {
       )
       expect(refused.some((result) => result.applied)).toBe(false)
       yield* TestServices.provideLive(Effect.sleep("200 millis"))
-      expect(received).toEqual(["*", "*"])
+      // Jobs stored without an owner are announced claimable.
+      expect(received).toEqual(["claim:*", "*"])
     }))
+
+  it.scoped("two stores on one schema: a job stored without an owner through one is notified to the other's claimable; one stored with an owner is not", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(base)
+      const schema = yield* tempSchema
+      const manager = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const client = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      yield* untilListening(schema)
+      // The TestClock stands still: only the notification can change it.
+      const start = manager.claimable.version
+      const changes = manager.changes.version
+      yield* client.create({ ...newJob("job_owned"), owner: "m1" })
+      yield* waitLive(() => manager.changes.version > changes, "the notified change")
+      expect(manager.claimable.version).toBe(start)
+      yield* client.create(newJob("job_ownerless"))
+      yield* waitLive(() => manager.claimable.version > start, "the notified claimable job")
+    }))
+
+  it.scopedLive("a manager claims a job stored without an owner by another process at once, not at its next recovery", () =>
+    Effect.gen(function*() {
+      const schema = yield* tempSchema
+      const store = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      const other = yield* buildService(SqlJobRepository.layerPg({ url: pgUrl, schema }))
+      // Recovery runs at start-up, then once a minute: the job is stored after the first one.
+      const manager = yield* Layer.build(
+        JobManager.layer({ heartbeatInterval: 60_000, staleAfter: 120_000 }).pipe(
+          Layer.provide(Layer.succeed(JobRepository, store)),
+          Layer.provide(ChunkWorker.layer(() => Effect.void))
+        )
+      ).pipe(Effect.map(Context.get(JobManager.JobManager)))
+      yield* untilListening(schema)
+      const created = yield* other.create(newJob("job_external"))
+      const done = yield* manager.awaitJob(created.id).pipe(Effect.timeout("10 seconds"))
+      expect(done).toMatchObject({ state: "completed", owner: manager.owner })
+    }), 30_000)
 
   it.scoped("two stores on one schema: a request made through one is notified to the other's stream; a lost notification is made up by the poll", () =>
     Effect.gen(function*() {
@@ -1332,12 +1382,7 @@ describe("SqlJobRepository.layerPg", () => {
         Effect.provideService(JobRepository, manager)
       )
       const received = yield* Effect.provideService(collectStops(), JobRepository, manager)
-      // Waits until the stream's connection listens on the schema's channel.
-      const listening = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
-          WHERE query = ${`LISTEN "effect_jobs_changes_${schema}"`} AND state = 'idle'`).pipe(Effect.provide(admin))
-      yield* eventually(listening, (rows) => Number(rows[0]!.n) > 0)
-      yield* TestServices.provideLive(Effect.sleep("50 millis"))
+      yield* untilListening(schema)
       // The TestClock stands still from here on: only the notification can bring the request.
       yield* client.requestStop({ id: x, kind: "cancel" })
       yield* waitLive(() => received.length > 0, "the notified request")

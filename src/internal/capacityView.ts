@@ -20,6 +20,13 @@ interface RunnerEntry {
   readonly shards: Set<number>
 }
 
+/** The dispatcher's own runner: its address, its free slots now, and whether it holds `shard` now. */
+export interface Local {
+  readonly runner: string
+  readonly free: number
+  readonly holds: (shard: number) => boolean
+}
+
 /** Where an attempt went: the shard, and the runner the view expected to hold it (if it knew one). */
 export interface Placement {
   readonly shard: number
@@ -38,25 +45,34 @@ export class CapacityView {
   ) {}
 
   /**
-   * Where to send the next attempt: a shard of the runner with the most free slots by this view (counted as
-   * in flight there until {@link answered}); when no runner is known to have one, a shard whose runner is not
-   * known yet, or any shard (the runner answers whether it has room).
+   * Where to send the next attempt: `undefined` to run it on this dispatcher's own runner (`local`: its
+   * address, its `free` slots, and whether it holds a shard now) when it has a free slot and at least as many
+   * as any other runner by this view (or no other runner is known and no shard of another runner is left to
+   * probe); else a shard of the other runner with the most free slots (counted as in flight there until
+   * {@link answered}); when no other runner is known to have one, a shard whose runner is not known yet, or
+   * any shard (the runner answers whether it has room).
    */
-  choose(): Placement {
+  choose(local?: Local): Placement | undefined {
     let best: { readonly runner: string; readonly entry: RunnerEntry } | undefined
+    let othersKnown = false
     const now = this.now()
     for (const [runner, entry] of this.runners) {
+      if (runner === local?.runner || entry.shards.size === 0) continue
+      othersKnown = true
       const free = entry.capacity - entry.inFlight
-      if (
-        free > 0 && entry.fullUntil <= now && entry.shards.size > 0 &&
-        (best === undefined || free > best.entry.capacity - best.entry.inFlight)
-      ) best = { runner, entry }
+      if (free > 0 && entry.fullUntil <= now && (best === undefined || free > best.entry.capacity - best.entry.inFlight)) {
+        best = { runner, entry }
+      }
     }
+    const localFree = local === undefined ? 0 : local.free
     if (best !== undefined) {
+      if (localFree > 0 && localFree >= best.entry.capacity - best.entry.inFlight) return undefined
       best.entry.inFlight++
       return { shard: this.pick([...best.entry.shards]), runner: best.runner }
     }
-    const unknown = this.shards.filter((shard) => !this.runnerOfShard.has(shard))
+    if (localFree > 0 && othersKnown) return undefined
+    const unknown = this.shards.filter((shard) => !this.runnerOfShard.has(shard) && local?.holds(shard) !== true)
+    if (localFree > 0 && unknown.length === 0) return undefined
     return { shard: this.pick(unknown.length > 0 ? unknown : this.shards), runner: undefined }
   }
 

@@ -8,6 +8,9 @@
  * - PostgreSQL: `announce` also sends `NOTIFY` on the store's channel, which every store on the same schema
  *   listens to (the listener restarts after a failure), and the signal is bumped every `pollInterval`
  *   (1 second) in case a notification was lost.
+ * - `claimSignal` is bumped only when a job may have become claimable without its owner going stale (stored
+ *   without an owner, or its owner retired): by this store's `announceClaimable`, and on PostgreSQL by the
+ *   notifications of other stores' (not by the polls: the managers' periodic recovery is the fallback).
  *
  * The background fibers live in the store's scope and log (never die of) a failed read.
  */
@@ -23,6 +26,8 @@ import { VersionSignal } from "./versionSignal.js"
 
 /** The payload prefix of a stop request's notification (PostgreSQL). */
 const stopPrefix = "stop:"
+/** The payload prefix of the notification of a job that may be claimed (PostgreSQL). */
+const claimPrefix = "claim:"
 
 export interface ChangeSource {
   readonly dialect: "sqlite" | "pg"
@@ -43,19 +48,57 @@ export interface ChangeFeed {
    * by notifications of stop requests and by the poll (every change, without notifications).
    */
   readonly stopSignal: VersionSignal
+  /**
+   * Bumped when a job may have become claimable before any owner went stale: stored without an owner, or
+   * its owner retired. By this store (`announceClaimable`) and, on PostgreSQL, by other processes' stores
+   * (notified; a lost notification is not made up: managers recover orphans periodically anyway).
+   */
+  readonly claimSignal: VersionSignal
   /** A write through this store changed `id` (or several jobs: `"*"`): bump, and tell the other processes. */
   readonly announce: (id: string) => Effect.Effect<void>
+  /** A write through this store left `id` (or several jobs: `"*"`) claimable: as `announce`, and bumps `claimSignal`. */
+  readonly announceClaimable: (id: string) => Effect.Effect<void>
   /** A stop request of `id` was stored through this store: as `announce`, and bumps `stopSignal`. */
   readonly announceStop: (id: string) => Effect.Effect<void>
   /**
-   * PostgreSQL with notifications: a scalar subquery that notifies the other processes of `payload` (as
-   * `announce` does), for a write to select with the rows it wrote, sparing `announce`'s own statement; then
-   * `bump` instead of `announce`. Unlike `announce`'s, a failed notification (a full notification queue)
-   * fails that write. `undefined` otherwise.
+   * PostgreSQL with notifications: a scalar subquery that notifies the other processes that `id` (or several
+   * jobs: `"*"`) changed, as `announce` does (`claimable`: as `announceClaimable` does), for a write to select
+   * with the rows it wrote, sparing `announce`'s own statement; then `bump` instead of `announce`. Unlike
+   * `announce`'s, a failed notification (a full notification queue) fails that write. `undefined` otherwise.
    */
-  readonly notification: (payload: string) => Fragment | undefined
-  /** A write through this store changed jobs, and its statement selected `notification`: bump only. */
-  readonly bump: Effect.Effect<void>
+  readonly notification: (id: string, claimable: boolean) => Fragment | undefined
+  /** A write through this store changed jobs, and its statement selected `notification`: bump this store's signals only. */
+  readonly bump: (claimable: boolean) => Effect.Effect<void>
+}
+
+/**
+ * The `announce` operations and `bump`: bump `signal` and the operation's own signal, then `send` (to other
+ * processes).
+ */
+const announcers = (
+  signal: VersionSignal,
+  stopSignal: VersionSignal,
+  claimSignal: VersionSignal,
+  send: (payload: string) => Effect.Effect<void>
+): Pick<ChangeFeed, "announce" | "announceStop" | "announceClaimable" | "bump"> => {
+  const announceWith = (own: VersionSignal, prefix: string) => (id: string) =>
+    Effect.zipRight(
+      Effect.sync(() => {
+        signal.bump()
+        if (own !== signal) own.bump()
+      }),
+      send(`${prefix}${id}`)
+    )
+  return {
+    announce: announceWith(signal, ""),
+    announceStop: announceWith(stopSignal, stopPrefix),
+    announceClaimable: announceWith(claimSignal, claimPrefix),
+    bump: (claimable) =>
+      Effect.sync(() => {
+        signal.bump()
+        if (claimable) claimSignal.bump()
+      })
+  }
 }
 
 export const make = (
@@ -64,6 +107,7 @@ export const make = (
 ): Effect.Effect<ChangeFeed, never, Scope.Scope> =>
   Effect.gen(function*() {
     const signal = new VersionSignal()
+    const claimSignal = new VersionSignal()
     const fork = (step: Effect.Effect<unknown, unknown>, name: string) =>
       Effect.forkScoped(loop(step, { module: "SqlJobRepository", name, spacing: source.pollInterval }))
 
@@ -83,18 +127,12 @@ export const make = (
         }),
         "looking for changes by other processes"
       )
-      const bump = Effect.sync(() => signal.bump())
       return {
         signal,
         stopSignal,
-        announce: () => bump,
+        claimSignal,
         notification: () => undefined,
-        bump,
-        announceStop: () =>
-          Effect.sync(() => {
-            signal.bump()
-            stopSignal.bump()
-          })
+        ...announcers(signal, stopSignal, claimSignal, () => Effect.void)
       }
     }
 
@@ -109,6 +147,7 @@ export const make = (
           Effect.sync(() => {
             signal.bump()
             if (payload.startsWith(stopPrefix)) stopSignal.bump()
+            else if (payload.startsWith(claimPrefix)) claimSignal.bump()
           })),
         "listening for changes by other processes"
       )
@@ -126,20 +165,14 @@ export const make = (
         : logFailure("notifying other processes of a change failed; they see it at their next poll")(
           sql`SELECT pg_notify(${notify.channel}, ${payload})`
         )
-    const bump = Effect.sync(() => signal.bump())
     return {
       signal,
       stopSignal,
-      announce: (id) => Effect.zipRight(bump, send(id)),
-      notification: (payload) => notify === undefined ? undefined : sql`(SELECT pg_notify(${notify.channel}, ${payload}))`,
-      bump,
-      announceStop: (id) =>
-        Effect.zipRight(
-          Effect.sync(() => {
-            signal.bump()
-            if (stopSignal !== signal) stopSignal.bump()
-          }),
-          send(`${stopPrefix}${id}`)
-        )
+      claimSignal,
+      notification: (id, claimable) =>
+        notify === undefined
+          ? undefined
+          : sql`(SELECT pg_notify(${notify.channel}, ${claimable ? `${claimPrefix}${id}` : id}))`,
+      ...announcers(signal, stopSignal, claimSignal, send)
     }
   })

@@ -4,6 +4,7 @@
  */
 import { assert, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -1226,6 +1227,38 @@ export const jobRepositoryContract = (
           for (const [owner, claimed] of [["a", a], ["b", b]] as const) {
             for (const id of claimed) expect((yield* getView(id)).owner).toBe(owner)
           }
+        })
+      )
+
+      test(
+        "claimable changes when a job may be claimed before any owner goes stale (stored or resumed without an owner, an owner retired), and only then",
+        Effect.gen(function*() {
+          const repo = yield* JobRepository
+          const version = () => repo.claimable.version
+          const start = version()
+          const owned = jobId("job_owned")
+          yield* repo.create({ ...newJob("job_owned"), owner: "m1" })
+          yield* repo.createMany([{ ...newJob("job_owned_too"), owner: "m1" }])
+          yield* repo.heartbeat("m1")
+          yield* repo.transition(owned, ["pending"], "running", { owner: "m1" })
+          yield* repo.updateProgress(owned, { completedChunks: 1, failedChunks: 0 })
+          yield* repo.transition(owned, ["running"], "paused", { owner: null })
+          yield* repo.claimOrphans("m2", base)
+          expect(version()).toBe(start)
+
+          const waiting = yield* Effect.fork(repo.claimable.changedSince(start))
+          yield* repo.create(newJob("job_ownerless"))
+          yield* Fiber.join(waiting)
+          const created = version()
+          expect(created).toBeGreaterThan(start)
+          yield* repo.createMany([{ ...newJob("job_owned_3"), owner: "m1" }, newJob("job_ownerless_2")])
+          const createdMany = version()
+          expect(createdMany).toBeGreaterThan(created)
+          yield* repo.transition(owned, ["paused"], "pending", { owner: null })
+          const resumed = version()
+          expect(resumed).toBeGreaterThan(createdMany)
+          yield* repo.retire("m1")
+          expect(version()).toBeGreaterThan(resumed)
         })
       )
     })

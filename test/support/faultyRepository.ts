@@ -132,7 +132,8 @@ export const wrap = (store: Store, controller: FaultController): Store => {
     stopRequests: Stream.unwrap(guard("stopRequests", () => Effect.succeed(store.stopRequests))).pipe(
       Stream.mapEffect((request) => guard("stopRequests", () => Effect.succeed(request)))
     ),
-    changes: store.changes
+    changes: store.changes,
+    claimable: store.claimable
   }
 }
 
