@@ -7,8 +7,9 @@
  *   `capacity` chunks at once (an attempt sent to a full runner is refused and sent elsewhere);
  * - a **job owner**: its `JobManager` runs jobs exactly as in a single process (retries, timeouts, failure
  *   policy, progress, checkpoints, finalize, fenced ownership in the PostgreSQL job store), except that each
- *   chunk attempt is sent to a runner with free capacity, chosen from the runners' replies (least loaded
- *   first; this runner's own slots are used directly, without a message, when they are as free as any).
+ *   chunk attempt is sent to a runner with free capacity: this runner's own slots first (used directly,
+ *   without a message) while less than half of them are busy, then the runner with the most free slots by
+ *   the runners' replies (this one too, when it is as free as any).
  *
  * Chunk attempts are volatile messages (not persisted by the cluster): the job's checkpoint is what makes
  * the work durable. When a runner dies, the attempts it was running are sent again to the runner that takes
@@ -263,6 +264,8 @@ type RunReply = { readonly runner: string; readonly capacity: number }
  */
 interface LocalSlots {
   readonly runner: string
+  /** Attempts run here at once, at most. */
+  readonly capacity: number
   /** How many more attempts would be taken now (0 once closing). */
   readonly free: () => number
   readonly run: (payload: RunPayload) => Effect.Effect<RunReply, RunnerBusy | RemoteChunkError>
@@ -330,7 +333,7 @@ const makeLocalSlots = (options: {
       }).pipe(Effect.interruptible, Effect.timeout(options.gracePeriod), Effect.ignore)
     })
 
-    return { runner, free: () => closing ? 0 : capacity - inFlight, run, close }
+    return { runner, capacity, free: () => closing ? 0 : capacity - inFlight, run, close }
   })
 
 /**
@@ -360,9 +363,10 @@ const entityIdsByShard = (sharding: Sharding["Type"], shardsPerGroup: number): M
 }
 
 /**
- * The `ChunkWorker` of a cluster job manager: each attempt goes to a runner with free capacity, the one with
- * the most free slots by the dispatcher's view; this runner's own slots are used directly (no message, no
- * serialization) when they are at least as free as any other's. A refusal (`RunnerBusy`) or a runner gone
+ * The `ChunkWorker` of a cluster job manager: each attempt goes to a runner with free capacity: this
+ * runner's own slots, used directly (no message, no serialization), while less than half of them are busy or
+ * when they are at least as free as any other runner's; else the runner with the most free slots by the
+ * dispatcher's view. A refusal (`RunnerBusy`) or a runner gone
  * away sends the attempt again, to another runner if one has room, without counting an attempt; only the
  * worker's own outcome reaches the job.
  */
@@ -377,7 +381,7 @@ const dispatcher = (shardsPerGroup: number, slots: LocalSlots): Effect.Effect<Ch
     const send = (chunk: Chunk, context: ChunkContext, busyDelay: number): Effect.Effect<void, unknown> =>
       Effect.suspend(() => {
         const payload = { jobId: context.jobId, attempt: context.attempt, chunk }
-        const placement = view.choose({ runner: slots.runner, free: slots.free(), holds })
+        const placement = view.choose({ runner: slots.runner, capacity: slots.capacity, free: slots.free(), holds })
         const attempt = placement === undefined ? slots.run(payload) : clientFor(ids.get(placement.shard)!).Run(payload)
         return attempt.pipe(
           // Interrupted here (cancel, timeout, fail-fast): the runner stops the attempt, its slot is free.

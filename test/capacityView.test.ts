@@ -1,8 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { CapacityView } from "../src/internal/capacityView.js"
 
-const local = (free: number, held: ReadonlyArray<number> = []) => ({
+/** The own runner, with `free` of `capacity` slots free (by default half or more busy: the least-loaded rule applies). */
+const local = (free: number, held: ReadonlyArray<number> = [], capacity = 2 * free) => ({
   runner: "here",
+  capacity,
   free,
   holds: (shard: number) => held.includes(shard)
 })
@@ -32,6 +34,19 @@ describe("CapacityView", () => {
     expect(alone.choose(local(1, [1, 2]))).toBeUndefined()
     // Full here too: a shard is tried (its runner refuses if it has no room).
     expect(alone.choose(local(0, [1, 2]))).toEqual({ shard: 1, runner: undefined })
+  })
+
+  it("fills the own runner first up to half its capacity, then sends to the runner with the most free slots", () => {
+    const view = new CapacityView([1, 2], () => 0)
+    view.answered({ shard: 2, runner: undefined }, "there", 8, "done")
+    // Here 8 slots: while fewer than 4 are busy, here, though `there` has more free slots.
+    for (const busy of [0, 1, 2, 3]) expect(view.choose(local(8 - busy, [1], 8))).toBeUndefined()
+    // 4 busy here (4 free) and 8 free there: there.
+    expect(view.choose(local(4, [1], 8))).toEqual({ shard: 2, runner: "there" })
+    // A runner of one slot, idle: here.
+    expect(view.choose(local(1, [1], 1))).toBeUndefined()
+    // Closing (no free slot): never here.
+    expect(view.choose(local(0, [1], 8))).toEqual({ shard: 2, runner: "there" })
   })
 
   it("without an own runner, sends to the runner with the most free slots", () => {

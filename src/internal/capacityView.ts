@@ -11,6 +11,14 @@
 /** How long a runner that refused an attempt is passed over, in milliseconds. */
 const fullFor = 100
 
+/**
+ * The share of the own runner's slots filled first, before the least-loaded choice (as Ray's default
+ * "hybrid" scheduling packs a node up to half its capacity, then spreads): an attempt run here costs no
+ * message, no serialization and no network round trip, while the other half keeps chunks spread over the
+ * cluster when a job has more chunks in flight than half a runner.
+ */
+const localShare = 0.5
+
 interface RunnerEntry {
   capacity: number
   /** Attempts of this dispatcher sent to it and not answered yet. */
@@ -20,9 +28,10 @@ interface RunnerEntry {
   readonly shards: Set<number>
 }
 
-/** The dispatcher's own runner: its address, its free slots now, and whether it holds `shard` now. */
+/** The dispatcher's own runner: its address, its capacity and free slots now, and whether it holds `shard` now. */
 export interface Local {
   readonly runner: string
+  readonly capacity: number
   readonly free: number
   readonly holds: (shard: number) => boolean
 }
@@ -46,13 +55,14 @@ export class CapacityView {
 
   /**
    * Where to send the next attempt: `undefined` to run it on this dispatcher's own runner (`local`: its
-   * address, its `free` slots, and whether it holds a shard now) when it has a free slot and at least as many
-   * as any other runner by this view (or no other runner is known and no shard of another runner is left to
+   * address, its `capacity` and `free` slots, and whether it holds a shard now) while less than half of it is
+   * busy, or when it has a free slot and at least as many as any other runner by this view (or no other runner is known and no shard of another runner is left to
    * probe); else a shard of the other runner with the most free slots (counted as in flight there until
    * {@link answered}); when no other runner is known to have one, a shard whose runner is not known yet, or
    * any shard (the runner answers whether it has room).
    */
   choose(local?: Local): Placement | undefined {
+    if (local !== undefined && local.free > 0 && local.capacity - local.free < local.capacity * localShare) return undefined
     let best: { readonly runner: string; readonly entry: RunnerEntry } | undefined
     let othersKnown = false
     const now = this.now()
