@@ -39,6 +39,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import { LazyAbortController } from "./Abort.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import * as JobClient from "./JobClient.js"
@@ -398,9 +399,10 @@ export const make = (
     const owner = makeOwnerId()
     const fibers = yield* FiberMap.make<JobId, ExecutionSummary | undefined, unknown>()
     const built = yield* Effect.runtime<ChunkWorker>()
-    // Interruptible whatever the flags of the fiber that builds the manager (a job fiber is cancelled by interruption).
+    // Interruptible whatever the flags of the fiber that builds the manager (a job fiber is cancelled by interruption);
+    // without the builder's span as parent: a job's span is a root, not a child of a start-up span long ended.
     const runJobFiber = Runtime.runFork(Runtime.make({
-      context: built.context,
+      context: Context.omit(Tracer.ParentSpan)(built.context),
       fiberRefs: built.fiberRefs,
       runtimeFlags: Runtime.defaultRuntime.runtimeFlags
     }))

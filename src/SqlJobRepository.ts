@@ -10,7 +10,7 @@
  *   state never changes. It clears any stop request of the job. The changes of one turn of the event loop
  *   that write nothing else (of distinct jobs) are one `UPDATE ... FROM (VALUES ...)`, a row each under the
  *   same conditions, each answered on its own: one refused leaves the others applied. On PostgreSQL that
- *   statement, as a group of creates, is one round trip that also sends the group's `NOTIFY`.
+ *   statement also sends the group's `NOTIFY`, and so does a group of creates, itself one statement.
  * - Progress is coalesced: `updateProgress` only records the latest counts, and the completed chunk ids
  *   since the last write, in memory; a background fiber writes every job with news in one transaction each
  *   `flushInterval`, and once more when the layer closes. The checkpoint (a job's completed chunk ids) is

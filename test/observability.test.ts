@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -28,13 +29,15 @@ const counts = Effect.all({
   durations: m.durations.count
 })))
 
-/** A tracer that records the spans it is asked to start. */
-const recordingTracer = (names: Array<{ name: string; attributes: ReadonlyMap<string, unknown> }>) => {
+/** A tracer that records the spans it is asked to start (with their parent's name, for spans of this tracer). */
+const recordingTracer = (
+  names: Array<{ name: string; attributes: ReadonlyMap<string, unknown>; parent?: string | undefined }>
+) => {
   const native = Effect.runSync(Effect.tracer)
   return Tracer.make({
     span: (name, parent, context, links, startTime, kind, options) => {
       const span = native.span(name, parent, context, links, startTime, kind, options)
-      names.push({ name, attributes: span.attributes })
+      names.push({ name, attributes: span.attributes, parent: Option.getOrUndefined(Option.map(parent, (p) => p._tag === "Span" ? p.name : p.spanId)) })
       return span
     },
     context: (f) => f()
@@ -76,6 +79,22 @@ describe("observability", () => {
       const chunks = spans.filter((span) => span.name === "effect-jobs.chunk")
       expect(chunks.map((span) => span.attributes.get("chunk.id")).sort()).toEqual([0, 1, 2])
       expect(spans.some((span) => span.name === "JobManager.submitJob")).toBe(true)
+    }))
+
+  it.effect("a job's span is a root: not a child of the span the manager was built in", () =>
+    Effect.gen(function*() {
+      const spans: Array<{ name: string; attributes: ReadonlyMap<string, unknown>; parent?: string | undefined }> = []
+      yield* Effect.scoped(Effect.gen(function*() {
+        const context = yield* Layer.build(JobManagerModule.layer().pipe(
+          Layer.provide(JobRepository.layerMemory),
+          Layer.provide(ChunkWorkerModule.layer(() => Effect.void))
+        )).pipe(Effect.withSpan("application start-up"))
+        yield* Context.get(context, JobManager).runJob({ chunks: { start: 0, end: 1, size: 1 } })
+      })).pipe(Effect.withTracer(recordingTracer(spans)))
+      const job = spans.find((span) => span.name === "effect-jobs.job")
+      expect(job).toBeDefined()
+      expect(job!.parent).toBeUndefined()
+      expect(spans.find((span) => span.name === "effect-jobs.chunk")?.parent).toBe("effect-jobs.job")
     }))
 
   it.effect("logs from a job carry its id as the jobId annotation, and a submitter's logs do not", () =>

@@ -56,8 +56,8 @@ export class CapacityView {
   /**
    * Where to send the next attempt: `undefined` to run it on this dispatcher's own runner (`local`: its
    * address, its `capacity` and `free` slots, and whether it holds a shard now) while less than half of it is
-   * busy, or when it has a free slot and at least as many as any other runner by this view (or no other runner is known and no shard of another runner is left to
-   * probe); else a shard of the other runner with the most free slots (counted as in flight there until
+   * busy, or when it has a free slot and at least as many as any other runner by this view (or no other
+   * runner is known and no shard of another runner is left to probe); else a shard of the other runner with the most free slots (counted as in flight there until
    * {@link answered}); when no other runner is known to have one, a shard whose runner is not known yet, or
    * any shard (the runner answers whether it has room).
    */

@@ -9,8 +9,9 @@
  *   listens to (the listener restarts after a failure), and the signal is bumped every `pollInterval`
  *   (1 second) in case a notification was lost.
  * - `claimSignal` is bumped only when a job may have become claimable without its owner going stale (stored
- *   without an owner, or its owner retired): by this store's `announceClaimable`, and on PostgreSQL by the
- *   notifications of other stores' (not by the polls: the managers' periodic recovery is the fallback).
+ *   or resumed without an owner, or its owner retired): by this store's `announceClaimable` and `bump(true)`,
+ *   and on PostgreSQL by the notifications of other stores' (not by the polls: the managers' periodic
+ *   recovery is the fallback).
  *
  * The background fibers live in the store's scope and log (never die of) a failed read.
  */
