@@ -1014,35 +1014,56 @@ const makeService = (
             ? withoutInline(false)
             : Effect.succeed(Option.none<JobStatus>())
         const grouped = records === undefined && pulled === undefined && (chunks === undefined || inline !== undefined)
-          ? sql`(${
-            sql.csv([
-              typed(id, "TEXT"),
-              // The allowed states as `|pending|paused|` (state names are lowercase letters).
-              typed(`|${allowed.join("|")}|`, "TEXT"),
-              typed(to, "TEXT"),
-              typed(patch?.lease ?? null, "BIGINT"),
-              typed(completed ?? null, "BIGINT"),
-              typed(failed ?? null, "BIGINT"),
-              typed(patch?.error ?? null, "TEXT"),
-              typed(ownerValue === undefined ? 1 : 0, "INTEGER"),
-              typed(ownerValue ?? null, "TEXT"),
-              typed(phaseValue === undefined ? 1 : 0, "INTEGER"),
-              typed(phaseValue ?? null, "TEXT"),
-              typed(taken?.totalChunks ?? null, "BIGINT"),
-              typed(inline ?? null, "TEXT"),
-              typed(now, "BIGINT"),
-              typed(startedAt, "BIGINT"),
-              typed(finishedAt, "BIGINT")
-            ])
-          })`
+          ? groupedRow(
+            id,
+            `|${allowed.join("|")}|`,
+            to,
+            patch?.lease ?? null,
+            completed ?? null,
+            failed ?? null,
+            patch?.error ?? null,
+            ownerValue === undefined ? 1 : 0,
+            ownerValue ?? null,
+            phaseValue === undefined ? 1 : 0,
+            phaseValue ?? null,
+            taken?.totalChunks ?? null,
+            inline ?? null,
+            now,
+            startedAt,
+            finishedAt
+          )
           : undefined
         return { id, grouped, inline: inline !== undefined, fromGroup, alone, committed, rolledBack }
       })
     type PlannedTransition = Effect.Effect.Success<ReturnType<typeof planTransition>>
 
-    /** A parameter of the grouped statement, typed (PostgreSQL would take an untyped one in `VALUES` as text). */
-    const typed = (value: string | number | null, type: "TEXT" | "BIGINT" | "INTEGER") =>
-      sql`CAST(${value} AS ${sql.literal(type)})`
+    /**
+     * A row of the grouped statement's `VALUES` (see `writeGrouped`), each parameter typed (PostgreSQL would take
+     * an untyped one in `VALUES` as text): one fragment per row, as it is made for every job that starts or ends.
+     * The allowed states go as `|pending|paused|` (state names are lowercase letters).
+     */
+    const groupedRow = (
+      id: string,
+      allowed: string,
+      to: string,
+      lease: number | null,
+      completed: number | null,
+      failed: number | null,
+      error: string | null,
+      keepOwner: number,
+      owner: string | null,
+      keepPhase: number,
+      phase: string | null,
+      total: number | null,
+      inline: string | null,
+      now: number,
+      startedAt: number | null,
+      finishedAt: number | null
+    ) =>
+      sql`(CAST(${id} AS TEXT), CAST(${allowed} AS TEXT), CAST(${to} AS TEXT), CAST(${lease} AS BIGINT),
+        CAST(${completed} AS BIGINT), CAST(${failed} AS BIGINT), CAST(${error} AS TEXT), CAST(${keepOwner} AS INTEGER),
+        CAST(${owner} AS TEXT), CAST(${keepPhase} AS INTEGER), CAST(${phase} AS TEXT), CAST(${total} AS BIGINT),
+        CAST(${inline} AS TEXT), CAST(${now} AS BIGINT), CAST(${startedAt} AS BIGINT), CAST(${finishedAt} AS BIGINT))`
 
     /**
      * The compare-and-sets of `plans` (distinct jobs, each with `grouped` values) as one statement (per
