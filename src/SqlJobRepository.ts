@@ -896,25 +896,14 @@ const makeService = (
         const taken = entry !== undefined && sameLease && ProgressBuffer.isPending(entry) ? buffer.take(id, entry) : undefined
         const completed = patch?.completedChunks ?? taken?.completedChunks
         const failed = patch?.failedChunks ?? taken?.failedChunks
-        const completedValue = completed === undefined ? sql`completed_chunks` : sql`${completed}`
-        const failedValue = failed === undefined ? sql`failed_chunks` : sql`${failed}`
-        // A streamed job whose stream has not ended has no total to check against.
-        const withinTotal = completed !== undefined && failed !== undefined
-          ? [sql`(streaming = 1 OR ${completed + failed} <= total_chunks)`]
-          : completed !== undefined || failed !== undefined
-          ? [sql`(streaming = 1 OR ${completedValue} + ${failedValue} <= total_chunks)`]
-          : []
         // `undefined`: the stored one is kept.
         const ownerValue = patch?.owner === undefined ? undefined : patch.owner
         const phaseValue = to !== "running" || patch?.phase === null ? null : patch?.phase ?? taken?.phase
-        const owner = ownerValue === undefined ? sql`owner` : sql`${ownerValue}`
-        const phase = phaseValue === undefined ? sql`phase` : sql`${phaseValue}`
         const chunks = taken !== undefined && taken.chunks.size > 0 ? taken.chunks : undefined
         const records = taken?.records
         const pulled = taken !== undefined && taken.streamed && ((taken.pulled?.size ?? 0) > 0 || chunks !== undefined)
           ? taken
           : undefined
-        const total = taken?.totalChunks === undefined ? sql`` : sql`total_chunks = ${taken.totalChunks}, streaming = 0,`
         const startedAt = to === "running" ? now : null
         const finishedAt = isTerminal(to) ? now : null
         // A checkpoint known to be empty (see `emptyCheckpoints`) is written inline, in the compare-and-set, which
@@ -927,6 +916,18 @@ const makeService = (
         /** The compare-and-set (with `inline`, the chunk ids become the checkpoint), then the other statements. */
         const write = (inline: string | undefined) =>
           Effect.gen(function*() {
+            // Its fragments are made here, when it is written alone (most transitions are grouped).
+            const completedValue = completed === undefined ? sql`completed_chunks` : sql`${completed}`
+            const failedValue = failed === undefined ? sql`failed_chunks` : sql`${failed}`
+            // A streamed job whose stream has not ended has no total to check against.
+            const withinTotal = completed !== undefined && failed !== undefined
+              ? [sql`(streaming = 1 OR ${completed + failed} <= total_chunks)`]
+              : completed !== undefined || failed !== undefined
+              ? [sql`(streaming = 1 OR ${completedValue} + ${failedValue} <= total_chunks)`]
+              : []
+            const owner = ownerValue === undefined ? sql`owner` : sql`${ownerValue}`
+            const phase = phaseValue === undefined ? sql`phase` : sql`${phaseValue}`
+            const total = taken?.totalChunks === undefined ? sql`` : sql`total_chunks = ${taken.totalChunks}, streaming = 0,`
             const rows = yield* sql`UPDATE ${jobs} SET
                 ${inline === undefined ? sql`` : sql`checkpoint = ${inline},`}
                 ${total}
