@@ -240,6 +240,16 @@ const jobColumns = "id, name, state, total_chunks, completed_chunks, failed_chun
 
 const decodeJobRow = Schema.decodeUnknown(JobRow)
 
+/** The columns a grouped transition returns (`jobColumns`, then the checkpoint), in order. */
+const groupedColumns = [...jobColumns.split(", "), "checkpoint"]
+
+/** A row a grouped transition returned as an array of values, as an object by column. */
+const returnedRow = (values: ReadonlyArray<unknown>): Record<string, unknown> => {
+  const row: Record<string, unknown> = {}
+  for (let index = 0; index < groupedColumns.length; index++) row[groupedColumns[index]!] = values[index]
+  return row
+}
+
 /** A new job checked and ready to insert: its encoded spec and the status it is stored with. */
 interface Prepared {
   readonly job: NewJob
@@ -1105,12 +1115,13 @@ const makeService = (
                 OR COALESCE(x_completed, completed_chunks) + COALESCE(x_failed, failed_chunks) <= total_chunks)
               AND (x_inline IS NULL OR checkpoint IS NULL)
             RETURNING ${columns}, checkpoint`
+          // Read as arrays: on SQLite, better-sqlite3 makes an object of the 18 columns of each row at ~40% of the
+          // statement's time; here it is made in JavaScript.
           const rows = yield* (notification === undefined
             ? sql`WITH ${values} ${update}`
-            : sql`WITH ${values}, written AS (${update}) SELECT written.*, ${notification} AS notified FROM written`).pipe(
-              Effect.mapError(sqlFailure("transition"))
-            )
-          for (const row of rows) written.set(String(row["id"]), row)
+            : sql`WITH ${values}, written AS (${update}) SELECT written.*, ${notification} AS notified FROM written`)
+            .values.pipe(Effect.mapError(sqlFailure("transition")))
+          for (const row of rows) written.set(String(row[0]), returnedRow(row))
         }
         return written
       })
