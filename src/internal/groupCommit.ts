@@ -9,20 +9,43 @@
  * when its leader's caller is interrupted. A caller interrupted while it waits for its group is still
  * written; only the answer is dropped.
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 
 export interface GroupCommit<A, B, E> {
   /** Adds `item` to the current group and waits for the group's write: this item's outcome. */
   readonly submit: (item: A) => Effect.Effect<B, E>
 }
 
+/**
+ * A caller in a group. Its outcome is handed over through a resume callback rather than a `Deferred`: made
+ * for every submit, a `Deferred` (a copy of the whole Effect prototype each) was ~5% of the bytes allocated
+ * per job in the SQLite end-to-end benchmark.
+ */
 interface Waiting<A, B, E> {
   readonly item: A
-  readonly done: Deferred.Deferred<B, E>
+  /** Set once the group is written. */
+  outcome: Exit.Exit<B, E> | undefined
+  /** The caller's resume while it waits for the outcome. */
+  resume: ((outcome: Exit.Exit<B, E>) => void) | undefined
 }
+
+const answer = <A, B, E>(waiting: Waiting<A, B, E>, outcome: Exit.Exit<B, E>): void => {
+  waiting.outcome = outcome
+  const resume = waiting.resume
+  waiting.resume = undefined
+  if (resume !== undefined) resume(outcome)
+}
+
+/** Waits for the outcome of `waiting` (interruptible: the outcome is then dropped). */
+const outcomeOf = <A, B, E>(waiting: Waiting<A, B, E>): Effect.Effect<B, E> =>
+  Effect.async<B, E>((resume) => {
+    if (waiting.outcome !== undefined) return resume(waiting.outcome)
+    waiting.resume = resume
+    return Effect.sync(() => {
+      waiting.resume = undefined
+    })
+  })
 
 /** Resumes after the current turn of the event loop (its I/O callbacks, timers and microtasks). */
 const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
@@ -49,13 +72,13 @@ export const make = <A, B, E>(
       return Effect.flatMap(Effect.exit(write(taken.map((waiting) => waiting.item))), (exit) =>
         Effect.sync(() => {
           for (let index = 0; index < taken.length; index++) {
-            const done = taken[index]!.done
+            const waiting = taken[index]!
             if (Exit.isFailure(exit)) {
-              Deferred.unsafeDone(done, Exit.failCause(exit.cause))
+              answer(waiting, Exit.failCause(exit.cause))
               continue
             }
-            Deferred.unsafeDone(
-              done,
+            answer(
+              waiting,
               exit.value[index] ?? Exit.die(new Error("group commit: the write returned no outcome for an item"))
             )
           }
@@ -69,11 +92,11 @@ export const make = <A, B, E>(
       // the answer is interruptible.
       submit: (item) =>
         Effect.uninterruptibleMask((restore) => {
-          const done = Deferred.unsafeMake<B, E>(FiberId.none)
-          group.push({ item, done })
-          if (led) return restore(Deferred.await(done))
+          const waiting: Waiting<A, B, E> = { item, outcome: undefined, resume: undefined }
+          group.push(waiting)
+          if (led) return restore(outcomeOf(waiting))
           led = true
-          return Effect.zipRight(lead, restore(Deferred.await(done)))
+          return Effect.zipRight(lead, restore(outcomeOf(waiting)))
         })
     }
   })
