@@ -366,9 +366,8 @@ const entityIdsByShard = (sharding: Sharding["Type"], shardsPerGroup: number): M
  * The `ChunkWorker` of a cluster job manager: each attempt goes to a runner with free capacity: this
  * runner's own slots, used directly (no message, no serialization), while less than half of them are busy or
  * when they are at least as free as any other runner's; else the runner with the most free slots by the
- * dispatcher's view. A refusal (`RunnerBusy`) or a runner gone
- * away sends the attempt again, to another runner if one has room, without counting an attempt; only the
- * worker's own outcome reaches the job.
+ * dispatcher's view. A refusal (`RunnerBusy`) or a runner gone away sends the attempt again, to another
+ * runner if one has room, without counting an attempt; only the worker's own outcome reaches the job.
  */
 const dispatcher = (shardsPerGroup: number, slots: LocalSlots): Effect.Effect<ChunkWorker["Type"], never, Sharding> =>
   Effect.gen(function*() {
@@ -385,23 +384,22 @@ const dispatcher = (shardsPerGroup: number, slots: LocalSlots): Effect.Effect<Ch
         const attempt = placement === undefined ? slots.run(payload) : clientFor(ids.get(placement.shard)!).Run(payload)
         return attempt.pipe(
           // Interrupted here (cancel, timeout, fail-fast): the runner stops the attempt, its slot is free.
-          Effect.onInterrupt(() => Effect.sync(() => placement !== undefined && view.release(placement))),
+          Effect.onInterrupt(() => Effect.sync(() => view.release(placement))),
           Effect.matchCauseEffect({
-            onSuccess: (reply) =>
-              Effect.sync(() => placement !== undefined && view.answered(placement, reply.runner, reply.capacity, "done")),
+            onSuccess: (reply) => Effect.sync(() => view.answered(placement, reply.runner, reply.capacity, "done")),
             onFailure: (cause): Effect.Effect<void, unknown> => {
               const failure = Cause.failureOption(cause)
               if (Option.isSome(failure)) {
                 const error = failure.value
                 if (error._tag === "RunnerBusy") {
-                  if (placement !== undefined) view.answered(placement, error.runner, error.capacity, "busy")
+                  view.answered(placement, error.runner, error.capacity, "busy")
                   return Effect.zipRight(
                     Effect.sleep(busyDelay),
                     send(chunk, context, Math.min(busyDelay * 2, busyBackoff.maxMillis))
                   )
                 }
                 if (error._tag === "RemoteChunkError") {
-                  if (placement !== undefined) view.answered(placement, error.runner, undefined, "done")
+                  view.answered(placement, error.runner, undefined, "done")
                   return error.kind === "non-retryable"
                     ? Effect.fail(new NonRetryable({ cause: error }))
                     : error.kind === "defect"
@@ -410,7 +408,7 @@ const dispatcher = (shardsPerGroup: number, slots: LocalSlots): Effect.Effect<Ch
                 }
               }
               // The runner went away (or the attempt was interrupted there): send it again.
-              if (placement !== undefined) view.lost(placement)
+              view.lost(placement)
               return Effect.zipRight(
                 Effect.logDebug("effect-jobs: a chunk attempt's runner went away; sending it again", cause),
                 Effect.zipRight(Effect.sleep(lostRetryMillis), send(chunk, context, busyBackoff.initialMillis))

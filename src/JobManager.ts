@@ -935,10 +935,7 @@ export const make = (
       Effect.flatMap(checkSpec(input), (spec) =>
         Effect.flatMap(
           repository.create({ id: makeJobId(clock.unsafeCurrentTimeMillis()), spec, totalChunks: totalChunks(spec), owner }),
-          (status) => {
-            queue(spec, status)
-            return Effect.as(dispatch, status.id)
-          }
+          (status) => Effect.as(enqueue(spec, status), status.id)
         )))
 
     const submitBatch = fn("JobManager.submitBatch")(function*(inputs: unknown) {

@@ -979,28 +979,28 @@ const makeService = (
         }
         /** Once the transaction committed: the bookkeeping of the write here. */
         const committed = (result: Option.Option<JobStatus>) => {
-            if (Option.isNone(result)) return giveBack()
-            const status = result.value
-            if (isTerminal(status.state)) totals.delete(id)
-            else totals.set(id, status.totalChunks ?? Number.POSITIVE_INFINITY)
-            if (
-              !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
-              emptyCheckpoints.get(id) === patch.lease
-            ) emptyCheckpoints.set(id, status.lease)
-            else emptyCheckpoints.delete(id)
-            // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
-            if (
-              entry !== undefined && buffer.get(id) === entry &&
-              entry.version === (taken === undefined ? entry.written : taken.version)
-            ) {
-              entry.completedChunks = status.completedChunks
-              entry.failedChunks = status.failedChunks
-              entry.partialChunks = 0
-              entry.at = now
-              entry.phase = undefined
-              entry.lease = status.lease
-              entry.written = entry.version
-            }
+          if (Option.isNone(result)) return giveBack()
+          const status = result.value
+          if (isTerminal(status.state)) totals.delete(id)
+          else totals.set(id, status.totalChunks ?? Number.POSITIVE_INFINITY)
+          if (
+            !isTerminal(status.state) && chunks === undefined && patch?.lease !== undefined &&
+            emptyCheckpoints.get(id) === patch.lease
+          ) emptyCheckpoints.set(id, status.lease)
+          else emptyCheckpoints.delete(id)
+          // The buffered counts (read by `overlay`) become the stored ones, unless newer ones came in meanwhile.
+          if (
+            entry !== undefined && buffer.get(id) === entry &&
+            entry.version === (taken === undefined ? entry.written : taken.version)
+          ) {
+            entry.completedChunks = status.completedChunks
+            entry.failedChunks = status.failedChunks
+            entry.partialChunks = 0
+            entry.at = now
+            entry.phase = undefined
+            entry.lease = status.lease
+            entry.written = entry.version
+          }
         }
         /** Once the transaction rolled back (or a statement of it failed): the buffered progress taken goes back. */
         const rolledBack = () => {
@@ -1199,8 +1199,8 @@ const makeService = (
 
     /**
      * Writes a group whose every request is in the grouped statement (at most `transitionBatch`): that
-     * statement alone (atomic by itself), without a transaction around it. A request whose inline checkpoint did not apply is written
-     * again alone; when the statement fails, each request is.
+     * statement alone (atomic by itself), without a transaction around it. A request whose inline checkpoint
+     * did not apply is written again alone; when the statement fails, each request is.
      */
     const writeGroupedOnly = (
       requests: ReadonlyArray<TransitionRequest>,

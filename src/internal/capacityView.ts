@@ -36,7 +36,11 @@ export interface Local {
   readonly holds: (shard: number) => boolean
 }
 
-/** Where an attempt went: the shard, and the runner the view expected to hold it (if it knew one). */
+/**
+ * Where an attempt went: the shard, and the runner the view expected to hold it (if it knew one).
+ * `undefined` (from {@link CapacityView.choose}): it ran on the dispatcher's own runner, which the view does
+ * not track; the bookkeeping methods ignore it.
+ */
 export interface Placement {
   readonly shard: number
   readonly runner: string | undefined
@@ -57,9 +61,9 @@ export class CapacityView {
    * Where to send the next attempt: `undefined` to run it on this dispatcher's own runner (`local`: its
    * address, its `capacity` and `free` slots, and whether it holds a shard now) while less than half of it is
    * busy, or when it has a free slot and at least as many as any other runner by this view (or no other
-   * runner is known and no shard of another runner is left to probe); else a shard of the other runner with the most free slots (counted as in flight there until
-   * {@link answered}); when no other runner is known to have one, a shard whose runner is not known yet, or
-   * any shard (the runner answers whether it has room).
+   * runner is known and no shard of another runner is left to probe); else a shard of the other runner with
+   * the most free slots (counted as in flight there until {@link answered}); when no other runner is known to
+   * have one, a shard whose runner is not known yet, or any shard (the runner answers whether it has room).
    */
   choose(local?: Local): Placement | undefined {
     if (local !== undefined && local.free > 0 && local.capacity - local.free < local.capacity * localShare) return undefined
@@ -90,7 +94,8 @@ export class CapacityView {
    * The attempt sent to `placement` was answered by `runner`, which holds the shard and runs `capacity`
    * chunks at once: `outcome` `"busy"` when it refused the attempt.
    */
-  answered(placement: Placement, runner: string, capacity: number | undefined, outcome: "done" | "busy"): void {
+  answered(placement: Placement | undefined, runner: string, capacity: number | undefined, outcome: "done" | "busy"): void {
+    if (placement === undefined) return
     this.release(placement)
     const previous = this.runnerOfShard.get(placement.shard)
     if (previous !== undefined && previous !== runner) this.runners.get(previous)?.shards.delete(placement.shard)
@@ -106,7 +111,8 @@ export class CapacityView {
   }
 
   /** The attempt sent to `placement` got no answer from a runner (it went away, or was interrupted). */
-  lost(placement: Placement): void {
+  lost(placement: Placement | undefined): void {
+    if (placement === undefined) return
     this.release(placement)
     const previous = this.runnerOfShard.get(placement.shard)
     if (previous === undefined) return
@@ -118,8 +124,8 @@ export class CapacityView {
   }
 
   /** The attempt sent to `placement` was abandoned here (interrupted): its slot is counted free again. */
-  release(placement: Placement): void {
-    if (placement.runner === undefined) return
+  release(placement: Placement | undefined): void {
+    if (placement?.runner === undefined) return
     const entry = this.runners.get(placement.runner)
     if (entry !== undefined && entry.inFlight > 0) entry.inFlight--
   }
