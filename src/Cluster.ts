@@ -12,13 +12,17 @@
  *   the runners' replies (this one too, when it is as free as any).
  *
  * Chunk attempts are volatile messages (not persisted by the cluster): the job's checkpoint is what makes
- * the work durable. When a runner dies, the attempts it was running are sent again to the runner that takes
- * its shards over (only they may run twice); when a job's owner dies, another runner's manager claims the
- * job once its owner is stale and resumes it from its checkpoint. A runner that hangs is treated the same way
- * once its shard locks (rows that expire) and its heartbeat are stale; when it resumes, its job writes are
- * refused by the job's lease. Interrupting an attempt (cancel, pause, fail-fast, chunk timeout) interrupts the
- * remote handler, whose `AbortSignal` fires on the runner, and waits (up to 1 s) until the runner has
- * received the interruption: a cancelled job is stored `cancelled` after that.
+ * the work durable. The attempts a dispatcher sends to one runner in one turn of the event loop share one
+ * message, and the attempts that settle on a runner in one turn share one reply (each is still answered as
+ * soon as it settles): chunks of equal size start and end together, and a message between runners costs
+ * far more than a short chunk's bookkeeping. When a runner dies, the attempts it was running are sent again
+ * to the runner that takes its shards over (only they may run twice); when a job's owner dies, another
+ * runner's manager claims the job once its owner is stale and resumes it from its checkpoint (the chunks
+ * in flight and those settled since the last checkpoint may run twice). A runner that hangs is treated
+ * the same way once its shard locks (rows that expire) and its heartbeat are stale; when it resumes, its job
+ * writes are refused by the job's lease. Interrupting an attempt (cancel, pause, fail-fast, chunk timeout)
+ * interrupts it on its runner, whose `AbortSignal` fires there, and waits (up to 1 s) until the runner has
+ * interrupted it: a cancelled job is stored `cancelled` after that.
  *
  * @since 0.1.0
  */
@@ -44,11 +48,13 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { createServer } from "node:net"
 import type { ChunkContext } from "./ChunkWorker.js"
 import { ChunkWorker } from "./ChunkWorker.js"
 import { withIdleTransactionTimeout } from "./internal/pgSession.js"
-import { CapacityView } from "./internal/capacityView.js"
+import { type Answer, makeAttemptTable, makeBatcher, Settled, type SlotResult } from "./internal/attemptBatches.js"
+import { CapacityView, type Placement } from "./internal/capacityView.js"
 import type { JobSpecInput, JobStatus, SpecLimits } from "./Job.js"
 import { Chunk, JobId, makeJobId, totalChunks, validateSpec } from "./Job.js"
 import {
@@ -62,17 +68,6 @@ import {
 import { JobRepository } from "./JobRepository.js"
 import * as JobManager from "./JobManager.js"
 import * as SqlJobRepository from "./SqlJobRepository.js"
-
-/**
- * A runner refused an attempt: it runs `capacity` chunks already, or it is leaving the cluster. The
- * dispatcher sends the attempt elsewhere; it never reaches the job.
- *
- * @since 0.1.0
- */
-export class RunnerBusy extends Schema.TaggedError<RunnerBusy>()("RunnerBusy", {
-  runner: Schema.String,
-  capacity: Schema.Int
-}) {}
 
 /**
  * A chunk attempt failed on the runner that ran it: `kind` says how the local worker ended (`"failure"`: a
@@ -90,17 +85,22 @@ export class RemoteChunkError extends Schema.TaggedError<RemoteChunkError>()("Re
 }) {}
 
 /**
- * The chunk entity: `Run` runs one attempt of a chunk with the runner's local worker and answers with the
- * runner's address and capacity. Volatile: nothing of it is persisted by the cluster.
+ * The chunk entity: `Run` starts a batch of attempts with the runner's local worker and answers, with the
+ * runner's address and capacity, every attempt of the batch or of earlier ones (`await`) that has settled,
+ * as soon as one has; `Interrupt` interrupts attempts and answers once they ended (see
+ * `internal/attemptBatches.ts`). Volatile: nothing of it is persisted by the cluster.
  *
  * @since 0.1.0
  */
 export const ChunkEntity = Entity.make("effect-jobs/Chunk", [
   Rpc.make("Run", {
-    payload: { jobId: JobId, attempt: Schema.Int, chunk: Chunk },
-    success: Schema.Struct({ runner: Schema.String, capacity: Schema.Int }),
-    error: Schema.Union(RunnerBusy, RemoteChunkError)
-  })
+    payload: {
+      start: Schema.Array(Schema.Struct({ key: Schema.String, jobId: JobId, attempt: Schema.Int, chunk: Chunk })),
+      await: Schema.Array(Schema.String)
+    },
+    success: Schema.Struct({ runner: Schema.String, capacity: Schema.Int, settled: Schema.Array(Settled) })
+  }),
+  Rpc.make("Interrupt", { payload: { keys: Schema.Array(Schema.String) } })
 ])
 
 /**
@@ -255,12 +255,11 @@ const oneAtATime = <ROut, E, RIn>(
 // --- Chunk runner ---
 
 type RunPayload = { readonly jobId: JobId; readonly attempt: number; readonly chunk: Chunk }
-type RunReply = { readonly runner: string; readonly capacity: number }
 
 /**
  * This runner's chunk slots: runs attempts with the local `ChunkWorker`, at most `capacity` at once, whether
  * they come through the chunk entity (from any runner's dispatcher) or straight from this runner's own
- * dispatcher; an attempt over capacity, or once closing has begun, is refused with `RunnerBusy`.
+ * dispatcher; an attempt over capacity, or once closing has begun, is refused (`"busy"`).
  */
 interface LocalSlots {
   readonly runner: string
@@ -268,10 +267,14 @@ interface LocalSlots {
   readonly capacity: number
   /** How many more attempts would be taken now (0 once closing). */
   readonly free: () => number
-  readonly run: (payload: RunPayload) => Effect.Effect<RunReply, RunnerBusy | RemoteChunkError>
+  /** Runs an attempt; interrupting it fires the worker's `AbortSignal`. */
+  readonly run: (payload: RunPayload) => Effect.Effect<SlotResult>
   /** Refuses new attempts from now on, and waits up to `gracePeriod` for the running ones. */
   readonly close: Effect.Effect<void>
 }
+
+const busy: SlotResult = { outcome: "busy" }
+const done: SlotResult = { outcome: "done" }
 
 const makeLocalSlots = (options: {
   readonly runner: string
@@ -301,27 +304,26 @@ const makeLocalSlots = (options: {
         return Effect.onInterrupt(run, () => Effect.sync(() => controller.abort()))
       })
 
-    const reply: RunReply = { runner, capacity }
-    const run = (payload: RunPayload): Effect.Effect<RunReply, RunnerBusy | RemoteChunkError> =>
-      Effect.suspend((): Effect.Effect<RunReply, RunnerBusy | RemoteChunkError> => {
-        if (closing || inFlight >= capacity) return Effect.fail(new RunnerBusy({ runner, capacity }))
+    const run = (payload: RunPayload): Effect.Effect<SlotResult> =>
+      Effect.suspend((): Effect.Effect<SlotResult> => {
+        if (closing || inFlight >= capacity) return Effect.succeed(busy)
         inFlight++
         return runLocal(payload).pipe(
-          Effect.catchAllCause((cause): Effect.Effect<never, RemoteChunkError> => {
+          Effect.as(done),
+          Effect.catchAllCause((cause): Effect.Effect<SlotResult> => {
             if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
             const failure = Cause.failureOption(cause)
             if (Option.isSome(failure)) {
               const error = failure.value
-              return Effect.fail(
+              return Effect.succeed(
                 isNonRetryable(error)
-                  ? new RemoteChunkError({ kind: "non-retryable", message: describeError(error.cause), runner })
-                  : new RemoteChunkError({ kind: "failure", message: describeError(error), runner })
+                  ? { outcome: "non-retryable", message: describeError(error.cause) }
+                  : { outcome: "failure", message: describeError(error) }
               )
             }
-            return Effect.fail(new RemoteChunkError({ kind: "defect", message: describeError(Cause.squash(cause)), runner }))
+            return Effect.succeed({ outcome: "defect", message: describeError(Cause.squash(cause)) })
           }),
-          Effect.ensuring(Effect.sync(() => inFlight--)),
-          Effect.as(reply)
+          Effect.ensuring(Effect.sync(() => inFlight--))
         )
       })
 
@@ -337,16 +339,31 @@ const makeLocalSlots = (options: {
   })
 
 /**
- * The chunk entity of this runner, on its slots. Closing it refuses new attempts (from any dispatcher) and
- * waits up to the grace period for the running ones.
+ * How long an attempt runs on without a request waiting for it (its dispatcher died between a reply and its
+ * next request) before the runner interrupts it, and how long an answer waits to be collected.
+ */
+const orphanAfter = Duration.seconds(30)
+
+/**
+ * The chunk entity of this runner, on its slots: each entity instance keeps its attempts in a table of its
+ * own (interrupted when the instance stops, e.g. when its shard moves). Closing it refuses new attempts
+ * (from any dispatcher) and waits up to the grace period for the running ones.
  */
 const runnerEntity = (slots: LocalSlots): Layer.Layer<never, never, Sharding> =>
   Layer.unwrapScoped(Effect.gen(function*() {
     yield* Effect.addFinalizer(() => slots.close)
-    return ChunkEntity.toLayer(ChunkEntity.of({ Run: (request) => slots.run(request.payload) }), {
-      concurrency: "unbounded",
-      maxIdleTime: Duration.minutes(5)
-    })
+    const { capacity, runner } = slots
+    return ChunkEntity.toLayer(
+      Effect.gen(function*() {
+        const table = yield* makeAttemptTable<RunPayload & { readonly key: string }>(slots.run, { orphanAfter })
+        return ChunkEntity.of({
+          Run: ({ payload }) =>
+            Effect.map(table.run(payload.start, payload.await), (settled) => ({ runner, capacity, settled })),
+          Interrupt: ({ payload }) => table.interrupt(payload.keys)
+        })
+      }),
+      { concurrency: "unbounded", maxIdleTime: Duration.minutes(5) }
+    )
   }))
 
 // --- Dispatcher ---
@@ -366,56 +383,69 @@ const entityIdsByShard = (sharding: Sharding["Type"], shardsPerGroup: number): M
  * The `ChunkWorker` of a cluster job manager: each attempt goes to a runner with free capacity: this
  * runner's own slots, used directly (no message, no serialization), while less than half of them are busy or
  * when they are at least as free as any other runner's; else the runner with the most free slots by the
- * dispatcher's view. A refusal (`RunnerBusy`) or a runner gone away sends the attempt again, to another
- * runner if one has room, without counting an attempt; only the worker's own outcome reaches the job.
+ * dispatcher's view, in a batch with the other attempts sent there in the same turn of the event loop. A
+ * refusal (`"busy"`) or a runner gone away sends the attempt again, to another runner if one has room,
+ * without counting an attempt; only the worker's own outcome reaches the job. Interrupting an attempt waits
+ * (up to 1 s) until its runner has interrupted it.
  */
-const dispatcher = (shardsPerGroup: number, slots: LocalSlots): Effect.Effect<ChunkWorker["Type"], never, Sharding> =>
+const dispatcher = (
+  shardsPerGroup: number,
+  slots: LocalSlots
+): Effect.Effect<ChunkWorker["Type"], never, Sharding | Scope.Scope> =>
   Effect.gen(function*() {
     const sharding = yield* Sharding
     const clientFor = yield* ChunkEntity.client
     const ids = entityIdsByShard(sharding, shardsPerGroup)
     const view = new CapacityView([...ids.keys()])
     const holds = (shard: number) => sharding.hasShardId(ShardId.make("default", shard))
+    const batcher = yield* makeBatcher<RunPayload>({
+      run: (entityId, start, awaiting) => clientFor(entityId).Run({ start, await: awaiting }),
+      interrupt: (entityId, keys) => clientFor(entityId).Interrupt({ keys })
+    }, { keyPrefix: `${slots.runner}/${Date.now().toString(36)}/`, confirmWithin: Duration.seconds(1) })
+
+    const attempt = (payload: RunPayload, placement: Placement | undefined): Effect.Effect<Answer> =>
+      placement === undefined
+        ? Effect.map(slots.run(payload), (result) => ({ ...result, runner: slots.runner, capacity: slots.capacity }))
+        : batcher.submit(ids.get(placement.shard)!, payload).pipe(
+          // Interrupted here (cancel, timeout, fail-fast): the runner stopped the attempt, its slot is free.
+          Effect.onInterrupt(() => Effect.sync(() => view.release(placement)))
+        )
 
     const send = (chunk: Chunk, context: ChunkContext, busyDelay: number): Effect.Effect<void, unknown> =>
       Effect.suspend(() => {
         const payload = { jobId: context.jobId, attempt: context.attempt, chunk }
         const placement = view.choose({ runner: slots.runner, capacity: slots.capacity, free: slots.free(), holds })
-        const attempt = placement === undefined ? slots.run(payload) : clientFor(ids.get(placement.shard)!).Run(payload)
-        return attempt.pipe(
-          // Interrupted here (cancel, timeout, fail-fast): the runner stops the attempt, its slot is free.
-          Effect.onInterrupt(() => Effect.sync(() => view.release(placement))),
-          Effect.matchCauseEffect({
-            onSuccess: (reply) => Effect.sync(() => view.answered(placement, reply.runner, reply.capacity, "done")),
-            onFailure: (cause): Effect.Effect<void, unknown> => {
-              const failure = Cause.failureOption(cause)
-              if (Option.isSome(failure)) {
-                const error = failure.value
-                if (error._tag === "RunnerBusy") {
-                  view.answered(placement, error.runner, error.capacity, "busy")
-                  return Effect.zipRight(
-                    Effect.sleep(busyDelay),
-                    send(chunk, context, Math.min(busyDelay * 2, busyBackoff.maxMillis))
-                  )
-                }
-                if (error._tag === "RemoteChunkError") {
-                  view.answered(placement, error.runner, undefined, "done")
-                  return error.kind === "non-retryable"
-                    ? Effect.fail(new NonRetryable({ cause: error }))
-                    : error.kind === "defect"
-                    ? Effect.die(error)
-                    : Effect.fail(error)
-                }
-              }
-              // The runner went away (or the attempt was interrupted there): send it again.
+        return Effect.flatMap(attempt(payload, placement), (answer): Effect.Effect<void, unknown> => {
+          switch (answer.outcome) {
+            case "done":
+              view.answered(placement, answer.runner, answer.capacity, "done")
+              return Effect.void
+            case "busy":
+              view.answered(placement, answer.runner, answer.capacity, "busy")
+              return Effect.zipRight(
+                Effect.sleep(busyDelay),
+                send(chunk, context, Math.min(busyDelay * 2, busyBackoff.maxMillis))
+              )
+            case "failure":
+            case "non-retryable":
+            case "defect": {
+              view.answered(placement, answer.runner, answer.capacity, "done")
+              const error = new RemoteChunkError({ kind: answer.outcome, message: answer.message ?? "", runner: answer.runner })
+              return error.kind === "non-retryable"
+                ? Effect.fail(new NonRetryable({ cause: error }))
+                : error.kind === "defect"
+                ? Effect.die(error)
+                : Effect.fail(error)
+            }
+            default:
+              // The runner went away, does not know the attempt, or interrupted it itself: send it again.
               view.lost(placement)
               return Effect.zipRight(
-                Effect.logDebug("effect-jobs: a chunk attempt's runner went away; sending it again", cause),
+                Effect.logDebug(`effect-jobs: a chunk attempt's runner went away (${answer.outcome}); sending it again`),
                 Effect.zipRight(Effect.sleep(lostRetryMillis), send(chunk, context, busyBackoff.initialMillis))
               )
-            }
-          })
-        )
+          }
+        })
       })
 
     return ChunkWorker.of({ run: (chunk, context) => send(chunk, context, busyBackoff.initialMillis) })
@@ -483,7 +513,7 @@ export const layer = (
       gracePeriod: Duration.decode(options.shutdownGracePeriod ?? defaults.shutdownGracePeriod)
     })
     const manager = JobManager.layer(options.manager).pipe(
-      Layer.provide(Layer.effect(ChunkWorker, dispatcher(shardsPerGroup, slots)))
+      Layer.provide(Layer.scoped(ChunkWorker, dispatcher(shardsPerGroup, slots)))
     )
     const entity = runnerEntity(slots)
     const database = Layer.catchAllCause(pg, (cause) =>

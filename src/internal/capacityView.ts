@@ -62,7 +62,7 @@ export class CapacityView {
    * address, its `capacity` and `free` slots, and whether it holds a shard now) while less than half of it is
    * busy, or when it has a free slot and at least as many as any other runner by this view (or no other
    * runner is known and no shard of another runner is left to probe); else a shard of the other runner with
-   * the most free slots (counted as in flight there until {@link answered}); when no other runner is known to
+   * the most free slots (always the same shard of it; counted as in flight there until {@link answered}); when no other runner is known to
    * have one, a shard whose runner is not known yet, or any shard (the runner answers whether it has room).
    */
   choose(local?: Local): Placement | undefined {
@@ -82,7 +82,9 @@ export class CapacityView {
     if (best !== undefined) {
       if (localFree > 0 && localFree >= best.entry.capacity - best.entry.inFlight) return undefined
       best.entry.inFlight++
-      return { shard: this.pick([...best.entry.shards]), runner: best.runner }
+      // Always the same shard of a runner (the first one learned): the attempts sent to it in one turn of the
+      // event loop share a message.
+      return { shard: best.entry.shards.values().next().value!, runner: best.runner }
     }
     if (localFree > 0 && othersKnown) return undefined
     const unknown = this.shards.filter((shard) => !this.runnerOfShard.has(shard) && local?.holds(shard) !== true)
