@@ -28,18 +28,30 @@
  */
 import * as Entity from "@effect/cluster/Entity"
 import * as EntityId from "@effect/cluster/EntityId"
+import type * as MessageStorage from "@effect/cluster/MessageStorage"
 import * as RunnerAddress from "@effect/cluster/RunnerAddress"
+import * as RunnerHealth from "@effect/cluster/RunnerHealth"
+import * as Runners from "@effect/cluster/Runners"
+import type * as RunnerStorage from "@effect/cluster/RunnerStorage"
 import * as ShardId from "@effect/cluster/ShardId"
 import { Sharding } from "@effect/cluster/Sharding"
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SocketRunner from "@effect/cluster/SocketRunner"
 import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
 import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
 import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import * as Socket from "@effect/platform/Socket"
+import type * as SocketServer from "@effect/platform/SocketServer"
 import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import type * as ConfigError from "effect/ConfigError"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -451,6 +463,45 @@ const dispatcher = (
     return ChunkWorker.of({ run: (chunk, context) => send(chunk, context, busyBackoff.initialMillis) })
   })
 
+// --- Runner sockets ---
+
+/**
+ * The sharding of a runner over TCP sockets: `NodeClusterSocket.layer({ storage: "byo", ... })` with
+ * TCP_NODELAY on both ends of every runner-to-runner connection (this runner's server and its clients).
+ * A chunk attempt is a few small RPC messages each way; with Nagle's algorithm a message written while an
+ * earlier one is unacknowledged waits for the peer's delayed ACK. The sockets and their timeouts are
+ * otherwise those of `NodeClusterSocket`.
+ */
+const socketSharding = (options: {
+  readonly host: string
+  readonly port: number
+  readonly runnerHealth: "ping" | "k8s"
+  readonly shardingConfig: Partial<ShardingConfig.ShardingConfig["Type"]>
+}): Layer.Layer<
+  Sharding,
+  SocketServer.SocketServerError | ConfigError.ConfigError,
+  MessageStorage.MessageStorage | RunnerStorage.RunnerStorage
+> => {
+  const clientProtocol = Layer.effect(
+    Runners.RpcClientProtocol,
+    Effect.map(RpcSerialization.RpcSerialization, (serialization) => (address) =>
+      NodeSocket.makeNet({ host: address.host, port: address.port, openTimeout: 1000, timeout: 5500, noDelay: true }).pipe(
+        Effect.flatMap((socket) => Effect.provideService(RpcClient.makeProtocolSocket(), Socket.Socket, socket)),
+        Effect.provideService(RpcSerialization.RpcSerialization, serialization),
+        Effect.orDie
+      ))
+  )
+  const runnerHealth = options.runnerHealth === "k8s"
+    ? Layer.provide(RunnerHealth.layerK8s(), NodeClusterSocket.layerK8sHttpClient)
+    : RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc), Layer.provide(clientProtocol))
+  return SocketRunner.layer.pipe(
+    Layer.provide([NodeSocketServer.layer({ host: options.host, port: options.port, noDelay: true }), clientProtocol]),
+    Layer.provide(runnerHealth),
+    Layer.provide(ShardingConfig.layerFromEnv(options.shardingConfig)),
+    Layer.provide(RpcSerialization.layerMsgPack)
+  )
+}
+
 // --- Layers ---
 
 /**
@@ -502,11 +553,9 @@ export const layer = (
       ),
       SqlJobRepository.layerWith({ schema: options.schema })
     ))
-    const sharding = NodeClusterSocket.layer({
-      storage: "byo",
-      runnerHealth: options.runnerHealth ?? "ping",
-      shardingConfig
-    }).pipe(Layer.catchAll(failStart("Address", "cannot start")))
+    const sharding = socketSharding({ host, port, runnerHealth: options.runnerHealth ?? "ping", shardingConfig }).pipe(
+      Layer.catchAll(failStart("Address", "cannot start"))
+    )
     const slots = yield* makeLocalSlots({
       runner,
       capacity: options.capacity ?? defaults.capacity,
