@@ -98,7 +98,7 @@ export class RemoteChunkError extends Schema.TaggedError<RemoteChunkError>()("Re
 
 /**
  * The chunk entity: `Run` starts a batch of attempts with the runner's local worker and answers, with the
- * runner's address and capacity, every attempt of the batch or of earlier ones (`await`) that has settled,
+ * runner's address and capacity, every attempt of the batch or of earlier ones (awaited) that has settled,
  * as soon as one has; `Interrupt` interrupts attempts and answers once they ended (see
  * `internal/attemptBatches.ts`). Volatile: nothing of it is persisted by the cluster.
  *
@@ -106,10 +106,13 @@ export class RemoteChunkError extends Schema.TaggedError<RemoteChunkError>()("Re
  */
 export const ChunkEntity = Entity.make("effect-jobs/Chunk", [
   Rpc.make("Run", {
-    payload: {
-      start: Schema.Array(Schema.Struct({ key: Schema.String, jobId: JobId, attempt: Schema.Int, chunk: Chunk })),
-      await: Schema.Array(Schema.String)
-    },
+    // [attempts to start, keys of attempts started earlier to wait for]. A tuple rather than a struct: the
+    // RPC client validates a struct payload again on every call (a struct has `make`), here a walk over every
+    // chunk that the runner's decoding does anyway.
+    payload: Schema.Tuple(
+      Schema.Array(Schema.Struct({ key: Schema.String, jobId: JobId, attempt: Schema.Int, chunk: Chunk })),
+      Schema.Array(Schema.String)
+    ),
     success: Schema.Struct({ runner: Schema.String, capacity: Schema.Int, settled: Schema.Array(Settled) })
   }),
   Rpc.make("Interrupt", { payload: { keys: Schema.Array(Schema.String) } })
@@ -370,7 +373,7 @@ const runnerEntity = (slots: LocalSlots): Layer.Layer<never, never, Sharding> =>
         const table = yield* makeAttemptTable<RunPayload & { readonly key: string }>(slots.run, { orphanAfter })
         return ChunkEntity.of({
           Run: ({ payload }) =>
-            Effect.map(table.run(payload.start, payload.await), (settled) => ({ runner, capacity, settled })),
+            Effect.map(table.run(payload[0], payload[1]), (settled) => ({ runner, capacity, settled })),
           Interrupt: ({ payload }) => table.interrupt(payload.keys)
         })
       }),
@@ -411,7 +414,7 @@ const dispatcher = (
     const view = new CapacityView([...ids.keys()])
     const holds = (shard: number) => sharding.hasShardId(ShardId.make("default", shard))
     const batcher = yield* makeBatcher<RunPayload>({
-      run: (entityId, start, awaiting) => clientFor(entityId).Run({ start, await: awaiting }),
+      run: (entityId, start, awaiting) => clientFor(entityId).Run([start, awaiting]),
       interrupt: (entityId, keys) => clientFor(entityId).Interrupt({ keys })
     }, { keyPrefix: `${slots.runner}/${Date.now().toString(36)}/`, confirmWithin: Duration.seconds(1) })
 
