@@ -282,6 +282,8 @@ interface LocalSlots {
   readonly capacity: number
   /** How many more attempts would be taken now (0 once closing). */
   readonly free: () => number
+  /** Whether closing has begun (the runner is leaving the cluster). */
+  readonly closing: () => boolean
   /** Runs an attempt; interrupting it fires the worker's `AbortSignal`. */
   readonly run: (payload: RunPayload) => Effect.Effect<SlotResult>
   /** Refuses new attempts from now on, and waits up to `gracePeriod` for the running ones. */
@@ -350,7 +352,7 @@ const makeLocalSlots = (options: {
       }).pipe(Effect.interruptible, Effect.timeout(options.gracePeriod), Effect.ignore)
     })
 
-    return { runner, capacity, free: () => closing ? 0 : capacity - inFlight, run, close }
+    return { runner, capacity, free: () => closing ? 0 : capacity - inFlight, closing: () => closing, run, close }
   })
 
 /**
@@ -370,7 +372,10 @@ const runnerEntity = (slots: LocalSlots): Layer.Layer<never, never, Sharding> =>
     const { capacity, runner } = slots
     return ChunkEntity.toLayer(
       Effect.gen(function*() {
-        const table = yield* makeAttemptTable<RunPayload & { readonly key: string }>(slots.run, { orphanAfter })
+        const table = yield* makeAttemptTable<RunPayload & { readonly key: string }>(slots.run, {
+          orphanAfter,
+          leaving: slots.closing
+        })
         return ChunkEntity.of({
           Run: ({ payload }) =>
             Effect.map(table.run(payload[0], payload[1]), (settled) => ({ runner, capacity, settled })),
@@ -452,11 +457,16 @@ const dispatcher = (
                 ? Effect.die(error)
                 : Effect.fail(error)
             }
-            default:
-              // The runner went away, does not know the attempt, or interrupted it itself: send it again.
+            case "interrupted":
+              // The runner interrupted it itself (it is leaving, or the entity moved): it answered, so it is
+              // still known where the shard is.
+              view.answered(placement, answer.runner, answer.capacity, "done")
+              return Effect.zipRight(Effect.sleep(lostRetryMillis), send(chunk, context, busyBackoff.initialMillis))
+            case "lost":
+              // The runner went away, or does not know the attempt: send it again.
               view.lost(placement)
               return Effect.zipRight(
-                Effect.logDebug(`effect-jobs: a chunk attempt's runner went away (${answer.outcome}); sending it again`),
+                Effect.logDebug("effect-jobs: a chunk attempt's runner went away; sending it again", answer.cause ?? "unknown attempt"),
                 Effect.zipRight(Effect.sleep(lostRetryMillis), send(chunk, context, busyBackoff.initialMillis))
               )
           }

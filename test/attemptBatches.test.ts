@@ -90,6 +90,24 @@ describe("batcher (a dispatcher's end)", () => {
       yield* turns()
       yield* Deferred.fail(recorded.pending[0]!, "runner unavailable")
       for (const fiber of fibers) expect((yield* Fiber.join(fiber)).outcome).toBe("lost")
+      // They are sent elsewhere next: the runner is asked to stop them, in case it still runs them.
+      yield* turns()
+      expect(recorded.interrupts).toEqual([{ entityId: "slot-1", keys: recorded.runs[0]!.start.map((attempt) => attempt.key) }])
+    }))
+
+  it.scoped("an interruption waits for the runner's answer at most confirmWithin (a hung runner never answers)", () =>
+    Effect.gen(function*() {
+      const recorded = recordingTransport()
+      const batcher = yield* makeBatcher<Attempt>(recorded.transport, { keyPrefix: "d/", confirmWithin: "1 second" })
+      const sent = yield* Effect.fork(batcher.submit("slot-1", { name: "a" }))
+      yield* turns()
+      const interrupting = yield* Effect.fork(Fiber.interrupt(sent))
+      yield* turns()
+      expect(recorded.interrupts).toHaveLength(1)
+      yield* TestClock.adjust("999 millis")
+      expect(interrupting.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      expect(Exit.isInterrupted(yield* Fiber.join(interrupting))).toBe(true)
     }))
 
   it.scoped("interrupting an attempt sent interrupts it on the runner and waits for the runner's answer; one not sent yet sends nothing", () =>
@@ -136,7 +154,7 @@ describe("attempt table (a runner's end)", () => {
   it.scoped("answers a request as soon as one of its attempts settles, the rest in later requests; an unknown attempt is lost", () =>
     Effect.gen(function*() {
       const slots = controlledSlots()
-      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds" })
+      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds", leaving: () => false })
       const first = yield* Effect.fork(table.run([{ key: "k1", name: "a" }, { key: "k2", name: "b" }], []))
       yield* turns()
       expect(slots.started).toEqual(["a", "b"])
@@ -161,7 +179,7 @@ describe("attempt table (a runner's end)", () => {
   it.scoped("interrupts attempts on request (the answer comes once they ended), and an interrupt that overtakes the start cancels it", () =>
     Effect.gen(function*() {
       const slots = controlledSlots()
-      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds" })
+      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds", leaving: () => false })
       const waiting = yield* Effect.fork(table.run([{ key: "k1", name: "a" }], []))
       yield* turns()
       yield* table.interrupt(["k1"])
@@ -173,10 +191,62 @@ describe("attempt table (a runner's end)", () => {
       expect(slots.started).toEqual(["a"])
     }))
 
+  it.scoped("interrupts the attempts of one interrupt all at once", () =>
+    Effect.gen(function*() {
+      const stopping: Array<string> = []
+      const stopped = yield* Deferred.make<void>()
+      // Attempts whose worker takes a while to stop once interrupted.
+      const table = yield* makeAttemptTable(
+        (attempt: Keyed) =>
+          Effect.never.pipe(
+            Effect.as<SlotResult>({ outcome: "done" }),
+            Effect.onInterrupt(() => Effect.zipRight(Effect.sync(() => stopping.push(attempt.name)), Deferred.await(stopped)))
+          ),
+        { orphanAfter: "30 seconds", leaving: () => false }
+      )
+      yield* Effect.fork(table.run([{ key: "k1", name: "a" }, { key: "k2", name: "b" }], []))
+      yield* turns()
+      const interrupting = yield* Effect.fork(table.interrupt(["k1", "k2"]))
+      yield* turns()
+      expect(stopping.sort()).toEqual(["a", "b"])
+      expect(interrupting.unsafePoll()).toBeNull()
+      yield* Deferred.succeed(stopped, undefined)
+      yield* Fiber.join(interrupting)
+    }))
+
+  it.scoped("answers a request after orphanAfter / 2 even with nothing settled, so an abandoned request does not keep its attempts", () =>
+    Effect.gen(function*() {
+      const slots = controlledSlots()
+      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "10 seconds", leaving: () => false })
+      const request = yield* Effect.fork(table.run([{ key: "k1", name: "a" }], []))
+      yield* turns()
+      yield* TestClock.adjust("5 seconds")
+      yield* turns()
+      expect(yield* Fiber.join(request)).toEqual([])
+      // Nobody waits for it again (the dispatcher that sent it is gone): interrupted after orphanAfter.
+      yield* TestClock.adjust("10 seconds")
+      expect(slots.interrupted).toEqual(["a"])
+    }))
+
+  it.scoped("while the runner is leaving, a request waits for all its attempts (the next one would be refused)", () =>
+    Effect.gen(function*() {
+      const slots = controlledSlots()
+      let leaving = false
+      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds", leaving: () => leaving })
+      const request = yield* Effect.fork(table.run([{ key: "k1", name: "a" }, { key: "k2", name: "b" }], []))
+      yield* turns()
+      leaving = true
+      yield* slots.end("a", { outcome: "done" })
+      yield* turns()
+      expect(request.unsafePoll()).toBeNull()
+      yield* slots.end("b", { outcome: "done" })
+      expect(yield* Fiber.join(request)).toEqual([{ key: "k1", outcome: "done" }, { key: "k2", outcome: "done" }])
+    }))
+
   it.scoped("interrupting a request interrupts the attempts it waits for", () =>
     Effect.gen(function*() {
       const slots = controlledSlots()
-      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds" })
+      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds", leaving: () => false })
       const request = yield* Effect.fork(table.run([{ key: "k1", name: "a" }, { key: "k2", name: "b" }], []))
       yield* turns()
       yield* Fiber.interrupt(request)
@@ -186,7 +256,7 @@ describe("attempt table (a runner's end)", () => {
   it.scoped("interrupts an attempt no request waited for during orphanAfter, and drops answers nobody collected", () =>
     Effect.gen(function*() {
       const slots = controlledSlots()
-      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "10 seconds" })
+      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "10 seconds", leaving: () => false })
       const first = yield* Effect.fork(table.run([{ key: "k1", name: "a" }, { key: "k2", name: "b" }, { key: "k3", name: "c" }], []))
       yield* turns()
       yield* slots.end("a", { outcome: "done" })
@@ -206,7 +276,7 @@ describe("batcher and attempt table together", () => {
   it.scoped("attempts that start together and end together cost one request and one reply", () =>
     Effect.gen(function*() {
       const slots = controlledSlots()
-      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds" })
+      const table = yield* makeAttemptTable(slots.run, { orphanAfter: "30 seconds", leaving: () => false })
       let requests = 0
       const batcher = yield* makeBatcher<Attempt>({
         run: (_, start, awaiting) => Effect.suspend(() => {

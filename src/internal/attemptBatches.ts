@@ -11,13 +11,18 @@
  *   An attempt the runner does not know (the entity moved to another runner, the runner restarted) is
  *   answered `"lost"`. Each attempt is still answered on its own, as soon as it settles: nothing waits for
  *   the slowest of a batch.
- * - `interrupt(keys)` interrupts those attempts (their `AbortSignal` fires) and answers once they ended.
+ *   Once the runner is leaving (its slots closing), a request waits for all its attempts instead: the
+ *   dispatcher's next request would be refused.
+ * - `interrupt(keys)` interrupts those attempts, all at once (their `AbortSignal`s fire), and answers once
+ *   they ended.
  *
  * Ownership: an attempt running on a runner belongs to the request that waits for it; interrupting that
- * request (the dispatcher's scope closing, the entity moving away) interrupts its attempts. An attempt no
- * request has waited for during `orphanAfter` (its dispatcher died between a reply and its next request) is
- * interrupted, and an answer nobody collected within `orphanAfter` is dropped: a dead dispatcher leaves
- * nothing behind.
+ * request (the dispatcher's scope closing, the entity moving away) interrupts its attempts. A request
+ * answers after `orphanAfter / 2` at the latest, even with nothing settled (its dispatcher, if alive, waits
+ * again at once), so a request whose dispatcher died or lost its connection does not keep its attempts; an
+ * attempt no request has waited for during `orphanAfter` is interrupted (checked every `orphanAfter / 2`),
+ * and an answer nobody collected within `orphanAfter` is dropped: a dead dispatcher leaves nothing behind
+ * after `1.5 × orphanAfter`.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -78,7 +83,11 @@ export interface AttemptTable<A extends { readonly key: string }> {
  */
 export const makeAttemptTable = <A extends { readonly key: string }>(
   runSlot: (attempt: A) => Effect.Effect<SlotResult>,
-  options: { readonly orphanAfter: Duration.DurationInput }
+  options: {
+    readonly orphanAfter: Duration.DurationInput
+    /** Whether the runner is leaving: requests then wait for all their attempts. */
+    readonly leaving: () => boolean
+  }
 ): Effect.Effect<AttemptTable<A>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
@@ -129,11 +138,12 @@ export const makeAttemptTable = <A extends { readonly key: string }>(
         if (running.has(key)) return FiberMap.remove(fibers, key)
         if (!settled.delete(key)) cancelled.set(key, clock.unsafeCurrentTimeMillis())
         return Effect.void
-      }, { discard: true })
+      }, { concurrency: "unbounded", discard: true })
 
     const run = (start: ReadonlyArray<A>, awaiting: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Settled>> => {
       const keys = [...start.map((attempt) => attempt.key), ...awaiting]
-      const answerable = () => keys.some((key) => settled.has(key) || !running.has(key))
+      const isAnswered = (key: string) => settled.has(key) || !running.has(key)
+      const answerable = () => options.leaving() ? keys.every(isAnswered) : keys.some(isAnswered)
       return Effect.forEach(start, startOne, { discard: true }).pipe(
         Effect.zipRight(Effect.sync(() => {
           for (const key of keys) unwatched.delete(key)
@@ -147,7 +157,7 @@ export const makeAttemptTable = <A extends { readonly key: string }>(
           }
           waiters.add(waiter)
           return Effect.sync(() => waiters.delete(waiter))
-        })),
+        }).pipe(Effect.timeoutOption(Duration.millis(orphanAfter / 2)))),
         Effect.zipRight(nextTurn),
         Effect.map(() => {
           const answers: Array<Settled> = []
@@ -233,14 +243,23 @@ export const makeBatcher = <P>(
     type A = P & { readonly key: string }
     const runFork = yield* FiberSet.makeRuntime<never>()
     const channels = new Map<string, Channel<A>>()
-    const callers = new Map<string, (answer: Answer) => void>()
+    const callers = new Map<string, (answer: Effect.Effect<Answer>) => void>()
     let counter = 0
+    // Closing: the requests are interrupted (and with them their attempts, on the runners); an attempt still
+    // waiting here is interrupted too, rather than left without an answer.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        const waiting = [...callers.values()]
+        callers.clear()
+        for (const resume of waiting) resume(Effect.interrupt)
+      })
+    )
 
     const answer = (key: string, value: Answer) => {
       const resume = callers.get(key)
       if (resume === undefined) return
       callers.delete(key)
-      resume(value)
+      resume(Effect.succeed(value))
     }
 
     const flushSoon = (channel: Channel<A>) => {
@@ -283,6 +302,9 @@ export const makeBatcher = <P>(
           },
           onFailure: (cause) => {
             for (const key of keys) answer(key, { outcome: "lost", cause })
+            // The runner may still run them (the connection dropped, the request was given up): they will be
+            // sent elsewhere, so stop them there if it can be reached at once.
+            runFork(transport.interrupt(channel.entityId, keys).pipe(Effect.timeout(options.confirmWithin), Effect.ignore))
           }
         })
       ))
@@ -301,7 +323,7 @@ export const makeBatcher = <P>(
       Effect.async<Answer>((resume) => {
         const key = `${options.keyPrefix}${++counter}`
         const channel = channelOf(entityId)
-        callers.set(key, (value) => resume(Effect.succeed(value)))
+        callers.set(key, resume)
         channel.start.push({ ...attempt, key })
         flushSoon(channel)
         return Effect.suspend(() => {
@@ -312,10 +334,12 @@ export const makeBatcher = <P>(
             return Effect.void
           }
           channel.unwatched.delete(key)
+          // A canceler runs uninterruptibly: the wait for the runner's answer is made interruptible so that
+          // the timeout can end it (a runner that hangs or died never answers).
           return Effect.async<void>((confirmed) => {
             channel.interrupts.push({ key, confirmed: () => confirmed(Effect.void) })
             flushSoon(channel)
-          }).pipe(Effect.timeout(options.confirmWithin), Effect.ignore)
+          }).pipe(Effect.interruptible, Effect.timeout(options.confirmWithin), Effect.ignore)
         })
       })
 
