@@ -17,12 +17,12 @@
  *   they ended.
  *
  * Ownership: an attempt running on a runner belongs to the request that waits for it; interrupting that
- * request (the dispatcher's scope closing, the entity moving away) interrupts its attempts. A request
- * answers after `orphanAfter / 2` at the latest, even with nothing settled (its dispatcher, if alive, waits
- * again at once), so a request whose dispatcher died or lost its connection does not keep its attempts; an
- * attempt no request has waited for during `orphanAfter` is interrupted (checked every `orphanAfter / 2`),
- * and an answer nobody collected within `orphanAfter` is dropped: a dead dispatcher leaves nothing behind
- * after `1.5 × orphanAfter`.
+ * request (the dispatcher's scope closing, the entity moving away) interrupts its attempts. Every
+ * `orphanAfter / 2` a sweep answers the requests that have waited that long, even with nothing settled (a
+ * live dispatcher waits again at once), so a request whose dispatcher died or lost its connection does not
+ * keep its attempts; it interrupts the attempts no request has waited for during `orphanAfter`, and drops
+ * the answers nobody collected within `orphanAfter`: what a dead dispatcher sent is stopped within
+ * `2.5 × orphanAfter`.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -100,13 +100,14 @@ export const makeAttemptTable = <A extends { readonly key: string }>(
     const unwatched = new Map<string, number>()
     /** Attempts interrupted before they were started here (the interrupt overtook the start), since when. */
     const cancelled = new Map<string, number>()
-    const waiters = new Set<() => void>()
+    /** The requests waiting for an answer: each checks its attempts (`due`: it has waited long enough). */
+    const waiters = new Map<(due: boolean) => void, number>()
 
     const settle = (answer: Settled) => {
       running.delete(answer.key)
       unwatched.delete(answer.key)
       settled.set(answer.key, { answer, at: clock.unsafeCurrentTimeMillis() })
-      for (const waiter of waiters) waiter()
+      for (const waiter of waiters.keys()) waiter(false)
     }
 
     const startOne = (attempt: A): Effect.Effect<void> => {
@@ -150,14 +151,14 @@ export const makeAttemptTable = <A extends { readonly key: string }>(
         })),
         Effect.zipRight(Effect.async<void>((resume) => {
           if (answerable()) return resume(Effect.void)
-          const waiter = () => {
-            if (!answerable()) return
+          const waiter = (due: boolean) => {
+            if (!due && !answerable()) return
             waiters.delete(waiter)
             resume(Effect.void)
           }
-          waiters.add(waiter)
+          waiters.set(waiter, clock.unsafeCurrentTimeMillis())
           return Effect.sync(() => waiters.delete(waiter))
-        }).pipe(Effect.timeoutOption(Duration.millis(orphanAfter / 2)))),
+        })),
         Effect.zipRight(nextTurn),
         Effect.map(() => {
           const answers: Array<Settled> = []
@@ -181,7 +182,10 @@ export const makeAttemptTable = <A extends { readonly key: string }>(
     }
 
     const sweep = Effect.sync(() => {
-      const before = clock.unsafeCurrentTimeMillis() - orphanAfter
+      const now = clock.unsafeCurrentTimeMillis()
+      const before = now - orphanAfter
+      // Answered by the sweep rather than a timer each: a request costs no timer.
+      for (const [waiter, since] of waiters) if (since <= now - orphanAfter / 2) waiter(true)
       const orphans: Array<string> = []
       for (const [key, since] of unwatched) if (since <= before) orphans.push(key)
       for (const [key, entry] of settled) if (entry.at <= before) settled.delete(key)
