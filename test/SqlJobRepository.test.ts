@@ -1311,20 +1311,21 @@ describe("SqlJobRepository.layerPg", () => {
       const admin = yield* Layer.build(PgClient.layer({ url: Redacted.make(pgUrl) }))
       const pg = Context.get(admin, PgClient.PgClient)
       const received: Array<string> = []
-      yield* Effect.forkScoped(Stream.runForEach(pg.listen(`effect_jobs_changes_${schema}`), (payload) =>
-        Effect.sync(() => received.push(payload))))
-      const listening = pg<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
-        WHERE query = ${`LISTEN "effect_jobs_changes_${schema}"`} AND state = 'idle'`
-      yield* eventually(listening, (rows) => Number(rows[0]!.n) > 0)
+      const channel = `effect_jobs_changes_${schema}`
+      yield* Effect.forkScoped(Stream.runForEach(pg.listen(channel), (payload) => Effect.sync(() => received.push(payload))))
+      // The client hears the channel once a probe comes back (its handler is attached after LISTEN returns,
+      // so a notification in between would be lost: seeing LISTEN in pg_stat_activity is not enough).
+      yield* eventually(Effect.zipRight(pg`SELECT pg_notify(${channel}, 'probe')`, Effect.sync(() => received.includes("probe"))), (heard) => heard)
+      const notified = () => received.filter((payload) => payload !== "probe")
       const ids = ["job_n1", "job_n2", "job_n3"].map(jobId)
       yield* Effect.all(ids.map((id) => repo.create(newJob(id, chunkSpec(2)))), { concurrency: "unbounded" })
-      yield* waitLive(() => received.length > 0, "the notification of the creates")
+      yield* waitLive(() => notified().length > 0, "the notification of the creates")
       const started = yield* Effect.all(
         ids.map((id) => repo.transition(id, ["pending"], "running", { owner: "owner_a", lease: 0 })),
         { concurrency: "unbounded" }
       )
       expect(started.every((result) => result.applied)).toBe(true)
-      yield* waitLive(() => received.length > 1, "the notification of the transitions")
+      yield* waitLive(() => notified().length > 1, "the notification of the transitions")
       // A group that changes nothing notifies nothing.
       const refused = yield* Effect.all(
         ids.map((id) => repo.transition(id, ["running"], "completed", { lease: 0 })),
@@ -1333,7 +1334,7 @@ describe("SqlJobRepository.layerPg", () => {
       expect(refused.some((result) => result.applied)).toBe(false)
       yield* TestServices.provideLive(Effect.sleep("200 millis"))
       // Jobs stored without an owner are announced claimable.
-      expect(received).toEqual(["claim:*", "*"])
+      expect(notified()).toEqual(["claim:*", "*"])
     }))
 
   it.scoped("two stores on one schema: a job stored without an owner through one is notified to the other's claimable; one stored with an owner is not", () =>
