@@ -54,11 +54,17 @@ const recordingTransport = () => {
 
 const reply = (settled: ReadonlyArray<Settled>): RunReply => ({ runner: "r1", capacity: 4, settled })
 
+/** A batcher over a recording transport (interrupt confirmations bounded by 1 s). */
+const recordingBatcher = Effect.gen(function*() {
+  const recorded = recordingTransport()
+  const batcher = yield* makeBatcher<Attempt>(recorded.transport, { keyPrefix: "d/", confirmWithin: "1 second" })
+  return { batcher, recorded }
+})
+
 describe("batcher (a dispatcher's end)", () => {
   it.scoped("sends the attempts of one turn to one entity in one request, and answers each on its own", () =>
     Effect.gen(function*() {
-      const recorded = recordingTransport()
-      const batcher = yield* makeBatcher<Attempt>(recorded.transport, { keyPrefix: "d/", confirmWithin: "1 second" })
+      const { batcher, recorded } = yield* recordingBatcher
       const fibers = yield* Effect.forEach(
         ["a", "b", "c"],
         (name) => Effect.fork(batcher.submit(name === "c" ? "other" : "slot-1", { name })),
@@ -84,8 +90,7 @@ describe("batcher (a dispatcher's end)", () => {
 
   it.scoped("answers every attempt of a request that failed (no runner answered) as lost", () =>
     Effect.gen(function*() {
-      const recorded = recordingTransport()
-      const batcher = yield* makeBatcher<Attempt>(recorded.transport, { keyPrefix: "d/", confirmWithin: "1 second" })
+      const { batcher, recorded } = yield* recordingBatcher
       const fibers = yield* Effect.forEach(["a", "b"], (name) => Effect.fork(batcher.submit("slot-1", { name })))
       yield* turns()
       yield* Deferred.fail(recorded.pending[0]!, "runner unavailable")
@@ -97,8 +102,7 @@ describe("batcher (a dispatcher's end)", () => {
 
   it.scoped("an interruption waits for the runner's answer at most confirmWithin (a hung runner never answers)", () =>
     Effect.gen(function*() {
-      const recorded = recordingTransport()
-      const batcher = yield* makeBatcher<Attempt>(recorded.transport, { keyPrefix: "d/", confirmWithin: "1 second" })
+      const { batcher, recorded } = yield* recordingBatcher
       const sent = yield* Effect.fork(batcher.submit("slot-1", { name: "a" }))
       yield* turns()
       const interrupting = yield* Effect.fork(Fiber.interrupt(sent))
@@ -112,8 +116,7 @@ describe("batcher (a dispatcher's end)", () => {
 
   it.scoped("interrupting an attempt sent interrupts it on the runner and waits for the runner's answer; one not sent yet sends nothing", () =>
     Effect.gen(function*() {
-      const recorded = recordingTransport()
-      const batcher = yield* makeBatcher<Attempt>(recorded.transport, { keyPrefix: "d/", confirmWithin: "1 second" })
+      const { batcher, recorded } = yield* recordingBatcher
       const sent = yield* Effect.fork(batcher.submit("slot-1", { name: "a" }))
       yield* turns()
       const key = recorded.runs[0]!.start[0]!.key

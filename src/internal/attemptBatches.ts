@@ -33,6 +33,8 @@ import * as FiberSet from "effect/FiberSet"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import { describeError } from "../JobError.js"
+import { nextTurn } from "./macrotaskYield.js"
 
 /**
  * How an attempt ended on a runner: `"done"`; `"busy"` (refused: the runner was full or leaving);
@@ -62,12 +64,6 @@ export interface RunReply {
   readonly capacity: number
   readonly settled: ReadonlyArray<Settled>
 }
-
-/** Waits for one turn of the event loop: what settles in the same turn goes in the same message. */
-const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
 
 // --- The runner's end ---
 
@@ -126,7 +122,7 @@ export const makeAttemptTable = <A extends { readonly key: string }>(
                   ? { key, ...exit.value }
                   : Cause.isInterruptedOnly(exit.cause)
                   ? { key, outcome: "interrupted" }
-                  : { key, outcome: "defect", message: Cause.pretty(exit.cause) }
+                  : { key, outcome: "defect", message: describeError(Cause.squash(exit.cause)) }
               )
             )
           )
@@ -159,6 +155,7 @@ export const makeAttemptTable = <A extends { readonly key: string }>(
           waiters.set(waiter, clock.unsafeCurrentTimeMillis())
           return Effect.sync(() => waiters.delete(waiter))
         })),
+        // What settles in the same turn goes in the same reply.
         Effect.zipRight(nextTurn),
         Effect.map(() => {
           const answers: Array<Settled> = []
@@ -212,7 +209,7 @@ export interface Transport<A extends { readonly key: string }> {
 /** What a dispatcher learns of one attempt: the runner's answer, or `"lost"` when no runner answered. */
 export type Answer =
   | { readonly outcome: Exclude<Outcome, "lost">; readonly message?: string | undefined; readonly runner: string; readonly capacity: number }
-  | { readonly outcome: "lost"; readonly cause?: Cause.Cause<unknown> | undefined; readonly runner?: string | undefined }
+  | { readonly outcome: "lost"; readonly cause?: Cause.Cause<unknown> | undefined }
 
 /** The dispatcher's end: sends attempts in batches per entity and hands each its answer. */
 export interface Batcher<P> {
@@ -296,9 +293,7 @@ export const makeBatcher = <P>(
               answered.add(key)
               answer(
                 key,
-                outcome === "lost"
-                  ? { outcome, runner: reply.runner }
-                  : { outcome, message, runner: reply.runner, capacity: reply.capacity }
+                outcome === "lost" ? { outcome } : { outcome, message, runner: reply.runner, capacity: reply.capacity }
               )
             }
             for (const key of keys) if (!answered.has(key) && callers.has(key)) channel.unwatched.add(key)

@@ -11,6 +11,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { nextTurn } from "./macrotaskYield.js"
 
 export interface GroupCommit<A, B, E> {
   /** Adds `item` to the current group and waits for the group's write: this item's outcome. */
@@ -46,12 +47,6 @@ const outcomeOf = <A, B, E>(waiting: Waiting<A, B, E>): Effect.Effect<B, E> =>
       waiting.resume = undefined
     })
   })
-
-/** Resumes after the current turn of the event loop (its I/O callbacks, timers and microtasks). */
-const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
 
 /**
  * A group commit over `write`, which writes a group and returns one outcome (an `Exit`: a failure or a

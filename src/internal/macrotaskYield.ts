@@ -19,6 +19,12 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 
+/** Resumes after the current turn of the event loop (its I/O callbacks, timers and microtasks). */
+export const nextTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 export class MacrotaskYield {
   /** When the event loop last took a turn, as far as this knows (NaN: not yet looked). */
   #lastTurn = Number.NaN
